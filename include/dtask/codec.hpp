@@ -1,0 +1,137 @@
+// Binary encoding of task arguments and results: MessagePack headers plus zero-copy side frames.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace dtask {
+
+// An immutable byte range kept alive by `owner`. Results, arguments and ZeroMQ frames share
+// these without copying: a worker's stored result goes out to a peer as the same memory.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(std::shared_ptr<const void> owner, const std::byte* data, std::size_t size)
+      : owner_(std::move(owner)), data_(data), size_(size) {}
+
+  // Takes ownership of a vector without copying its elements.
+  template <class T>
+  static Buffer adopt(std::vector<T>&& v) {
+    auto holder = std::make_shared<std::vector<T>>(std::move(v));
+    auto* bytes = reinterpret_cast<const std::byte*>(holder->data());
+    std::size_t n = holder->size() * sizeof(T);
+    return Buffer(std::move(holder), bytes, n);
+  }
+  static Buffer copy_of(const void* data, std::size_t size) {
+    std::vector<std::byte> v(size);
+    if (size != 0) std::memcpy(v.data(), data, size);
+    return adopt(std::move(v));
+  }
+
+  const std::byte* data() const { return data_; }
+  std::size_t size() const { return size_; }
+  const std::shared_ptr<const void>& owner() const { return owner_; }
+
+ private:
+  std::shared_ptr<const void> owner_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// One encoded value: a small MessagePack header and, for bulk data, side frames.
+struct Payload {
+  std::string header;
+  std::vector<Buffer> frames;
+
+  std::size_t nbytes() const {
+    std::size_t n = header.size();
+    for (const auto& f : frames) n += f.size();
+    return n;
+  }
+};
+
+namespace detail {
+template <class T>
+struct is_bulk_vector : std::false_type {};
+// Numeric vectors travel as raw frames; vector<bool> is packed bits and is not one of them.
+template <class T, class A>
+struct is_bulk_vector<std::vector<T, A>>
+    : std::bool_constant<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>> {};
+
+inline std::string to_msgpack(const nlohmann::json& j) {
+  std::string out;
+  nlohmann::json::to_msgpack(j, out);
+  return out;
+}
+inline nlohmann::json from_msgpack(const std::string& header) {
+  return nlohmann::json::from_msgpack(header);
+}
+}  // namespace detail
+
+// Codec<T> turns a T into a Payload and back. The default covers every type with nlohmann
+// to_json/from_json; numeric vectors go out of band. Users may specialise it for their types.
+template <class T, class Enable = void>
+struct Codec {
+  static Payload encode(const T& value) {
+    Payload p;
+    p.header = detail::to_msgpack(nlohmann::json(value));
+    return p;
+  }
+  static T decode(const Payload& p) { return detail::from_msgpack(p.header).template get<T>(); }
+};
+
+template <class T>
+struct Codec<T, std::enable_if_t<detail::is_bulk_vector<T>::value>> {
+  using Elem = typename T::value_type;
+  // The header records element size and count so a mismatched decode is an error, not garbage.
+  static Payload encode(T&& v) {
+    Payload p;
+    p.header = header_for(v.size());
+    p.frames.push_back(Buffer::adopt(std::move(v)));
+    return p;
+  }
+  static Payload encode(const T& v) {
+    Payload p;
+    p.header = header_for(v.size());
+    p.frames.push_back(Buffer::copy_of(v.data(), v.size() * sizeof(Elem)));
+    return p;
+  }
+  static T decode(const Payload& p) {
+    auto h = detail::from_msgpack(p.header);
+    if (!h.is_array() || h.size() != 3 || h[0] != "__bulk") {
+      // A bulk vector may also arrive as an ordinary MessagePack array (e.g. built by another type).
+      return h.template get<T>();
+    }
+    auto elem_size = h[1].get<std::size_t>();
+    auto count = h[2].get<std::size_t>();
+    if (elem_size != sizeof(Elem) || p.frames.size() != 1 || p.frames[0].size() != elem_size * count) {
+      throw std::runtime_error("bulk vector payload does not match the expected element type");
+    }
+    T out(count);
+    if (count != 0) std::memcpy(out.data(), p.frames[0].data(), p.frames[0].size());
+    return out;
+  }
+
+ private:
+  static std::string header_for(std::size_t count) {
+    return detail::to_msgpack(nlohmann::json::array({"__bulk", sizeof(Elem), count}));
+  }
+};
+
+template <class T>
+Payload encode(T&& value) {
+  return Codec<std::decay_t<T>>::encode(std::forward<T>(value));
+}
+template <class T>
+T decode(const Payload& p) {
+  return Codec<T>::decode(p);
+}
+
+}  // namespace dtask

@@ -1,0 +1,45 @@
+// LocalCluster: a scheduler and N workers on this machine, as threads or as processes.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <dtask/types.hpp>
+
+namespace dtask {
+
+struct LocalClusterOptions {
+  int n_workers = 2;
+  int threads_per_worker = 1;           // Dask's nthreads
+  std::string plugin;                   // task plugin (.so); empty: the tasks linked into this program
+  bool processes = false;               // workers as `dtask-worker` processes instead of threads
+  std::string host = "127.0.0.1";       // address to bind; `interface` wins when set
+  std::string interface;                // e.g. "lo", "hsn0"
+  bool secure = true;                   // CURVE on every socket
+  std::uint64_t memory_limit = 0;       // bytes per worker, 0 = unlimited
+  std::string local_directory;
+  std::vector<std::map<std::string, double>> worker_resources;  // by worker index
+  std::string log_level = "warn";
+};
+
+class LocalCluster {
+ public:
+  explicit LocalCluster(LocalClusterOptions options = {});
+  ~LocalCluster();
+  LocalCluster(const LocalCluster&) = delete;
+  LocalCluster& operator=(const LocalCluster&) = delete;
+
+  const std::string& scheduler_address() const;
+  ConnectOptions connect_options() const;
+  const LocalClusterOptions& options() const;
+  // Stops workers and scheduler; idempotent, also run by the destructor.
+  void close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dtask

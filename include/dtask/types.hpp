@@ -1,0 +1,97 @@
+// Plain value types shared by the public API: options, cluster information, security keys.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dtask {
+
+// ZeroMQ CURVE keys (Z85 text). The scheduler and worker data servers are CURVE servers with
+// the server pair; every connecting socket uses the client pair, and servers accept only the
+// client public key, so the client secret is the job's secret.
+struct Security {
+  bool enabled = false;
+  std::string server_public, server_secret;
+  std::string client_public, client_secret;
+
+  static Security generate();  // fresh keys, enabled
+  static Security none() { return {}; }
+};
+
+struct WorkerInfo {
+  std::uint32_t id = 0;
+  std::string name;
+  std::string host;
+  std::string address;  // its peer-data endpoint
+  int nthreads = 1;
+  int rank = -1;        // MPI rank, -1 outside MPI
+  std::uint64_t memory_limit = 0;
+  std::map<std::string, double> resources;
+  std::size_t processing = 0;
+  std::size_t in_memory = 0;
+};
+
+struct SchedulerInfo {
+  std::string address;
+  std::vector<WorkerInfo> workers;
+  std::map<std::string, std::size_t> tasks_by_state;
+};
+
+// What a client needs to reach a scheduler (also what a scheduler file holds).
+struct ConnectOptions {
+  std::string address;
+  Security security;
+  std::string name = "client";
+  std::chrono::milliseconds connect_timeout{30000};
+  // A scheduler silent for this long is considered gone: pending futures fail instead of hanging.
+  std::chrono::milliseconds scheduler_timeout{15000};
+};
+
+// The `workers=`, `resources=`, `priority`, `retries` and `key` words of Dask's submit.
+struct SubmitOptions {
+  std::optional<std::string> key;
+  std::vector<std::string> workers;  // worker names (MPI: the rank as text)
+  bool allow_other_workers = false;
+  std::map<std::string, double> resources;
+  int priority = 0;
+  int retries = 0;
+};
+
+enum class FutureStatus { pending, finished, error, cancelled };
+
+// A task's failure as the client sees it: the task's name, its key, and the message it threw.
+class TaskError : public std::runtime_error {
+ public:
+  TaskError(std::string key, std::string task, std::string message)
+      : std::runtime_error("task '" + task + "' (key " + key + ") failed: " + message),
+        key_(std::move(key)), task_(std::move(task)), message_(std::move(message)) {}
+  const std::string& key() const { return key_; }
+  const std::string& task() const { return task_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  std::string key_, task_, message_;
+};
+
+class CancelledError : public std::runtime_error {
+ public:
+  explicit CancelledError(const std::string& key) : std::runtime_error("future " + key + " was cancelled") {}
+};
+
+class TimeoutError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The cluster is unreachable or went away (scheduler died, connection refused, bad keys).
+class ConnectionError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace dtask

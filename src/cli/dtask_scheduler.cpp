@@ -1,0 +1,55 @@
+// `dtask-scheduler`: a standalone scheduler (dask-scheduler), for jobqueue-style clusters.
+#include <cstdio>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/signals.hpp"
+#include "common/log.hpp"
+#include "scheduler/scheduler_server.hpp"
+
+namespace {
+std::atomic<dtask::scheduler::SchedulerServer*> g_server{nullptr};
+void stop(int code) {
+  if (auto* s = g_server.load()) s->stop(code);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dtask scheduler: serves workers and clients over ZeroMQ"};
+  dtask::scheduler::SchedulerOptions opt;
+  std::string log_level = "warn";
+  bool insecure = false;
+  app.add_option("--host", opt.host, "address to bind")->capture_default_str();
+  app.add_option("--interface", opt.interface, "network interface to bind (e.g. hsn0); wins over --host");
+  app.add_option("--port", opt.port, "port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
+  app.add_option("--scheduler-file", opt.scheduler_file, "write address and keys here (mode 0600)");
+  app.add_option("--job-id", opt.job_id, "recorded in the scheduler file");
+  app.add_flag("--insecure", insecure, "no CURVE encryption/authentication (trusted networks only)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (!dtask::log::valid_level(log_level)) {
+    std::fprintf(stderr, "dtask-scheduler: unknown log level '%s'\n", log_level.c_str());
+    return 2;
+  }
+  dtask::log::set_level(log_level);
+  if (!insecure && opt.scheduler_file.empty()) {
+    std::fprintf(stderr, "dtask-scheduler: --scheduler-file is required to hand out the keys (or pass --insecure)\n");
+    return 2;
+  }
+  opt.security = insecure ? dtask::Security::none() : dtask::Security::generate();
+  std::unique_ptr<dtask::scheduler::SchedulerServer> server;
+  try {
+    server = std::make_unique<dtask::scheduler::SchedulerServer>(opt);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dtask-scheduler: %s\n", e.what());
+    return 1;
+  }
+  g_server = server.get();
+  dtask::cli::on_termination(&stop);
+  std::printf("dtask scheduler at %s\n", server->address().c_str());
+  std::fflush(stdout);
+  int code = server->run();
+  g_server = nullptr;
+  return code;
+}

@@ -1,0 +1,75 @@
+// `dtask-worker`: a standalone worker (dask-worker) that joins a scheduler and runs plugin tasks.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/parse.hpp"
+#include "cli/signals.hpp"
+#include "common/log.hpp"
+#include "common/scheduler_file.hpp"
+#include "plugin/plugin.hpp"
+#include "transport/transport.hpp"
+#include "worker/worker.hpp"
+
+namespace {
+std::atomic<dtask::worker::Worker*> g_worker{nullptr};
+void stop(int code) {
+  if (auto* w = g_worker.load()) w->stop(code);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dtask worker: runs tasks from a plugin for a dtask scheduler"};
+  dtask::worker::WorkerOptions opt;
+  std::string scheduler_file, plugin_path, memory_limit = "0", resources, log_level = "warn";
+  app.add_option("--scheduler-file", scheduler_file, "scheduler file written by dtask-scheduler")->check(CLI::ExistingFile);
+  app.add_option("--scheduler-address", opt.scheduler_address, "tcp://host:port (insecure schedulers only)");
+  app.add_option("--plugin", plugin_path, "task plugin (.so)")->required();
+  app.add_option("--name", opt.name, "worker name (default: host-pid)");
+  app.add_option("--nthreads", opt.nthreads, "executor threads")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--memory-limit", memory_limit, "bytes, e.g. 4GiB (0: none)")->capture_default_str();
+  app.add_option("--resources", resources, "abstract resources, e.g. GPU=2,MEM=1e9");
+  app.add_option("--local-directory", opt.local_directory, "scratch directory");
+  app.add_option("--host", opt.host, "address for the data server")->capture_default_str();
+  app.add_option("--interface", opt.interface, "network interface for the data server (e.g. hsn0)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  auto fail = [](const std::string& msg) {
+    std::fprintf(stderr, "dtask-worker: %s\n", msg.c_str());
+    return 2;
+  };
+  if (!dtask::log::valid_level(log_level)) return fail("unknown log level '" + log_level + "'");
+  dtask::log::set_level(log_level);
+  auto mem = dtask::cli::parse_bytes(memory_limit);
+  if (!mem) return fail("cannot read --memory-limit '" + memory_limit + "' (e.g. 4GiB, 500MB)");
+  opt.memory_limit = *mem;
+  auto res = dtask::cli::parse_resources(resources);
+  if (!res) return fail("cannot read --resources '" + resources + "' (e.g. GPU=2,MEM=1e9)");
+  opt.resources = *res;
+  if (!scheduler_file.empty()) {
+    auto f = dtask::read_scheduler_file(scheduler_file);
+    if (!f.ok()) return fail(f.error);
+    opt.scheduler_address = f.connect.address;
+    opt.security = f.connect.security;
+  }
+  if (opt.scheduler_address.empty()) return fail("give --scheduler-file or --scheduler-address");
+  if (opt.name.empty()) opt.name = dtask::transport::hostname() + "-" + std::to_string(::getpid());
+  auto loaded = dtask::plugin::Plugin::load(plugin_path);
+  if (!loaded.ok()) return fail(loaded.error);
+  opt.plugin = loaded.plugin;
+  std::unique_ptr<dtask::worker::Worker> worker;
+  try {
+    worker = std::make_unique<dtask::worker::Worker>(opt);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dtask-worker: %s\n", e.what());
+    return 1;
+  }
+  g_worker = worker.get();
+  dtask::cli::on_termination(&stop);
+  int code = worker->run();
+  g_worker = nullptr;
+  return code;
+}

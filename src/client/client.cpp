@@ -1,0 +1,701 @@
+// The client: graph submission, waiting on futures, direct result fetches from workers.
+#include <random>
+#include <unordered_set>
+
+#include <dtask/local_cluster.hpp>
+
+#include "client/client_core.hpp"
+#include "common/scheduler_file.hpp"
+
+namespace dtask::detail {
+
+using namespace protocol;
+
+namespace {
+constexpr std::size_t kSubmitChunk = 10000;      // tasks per SubmitTasks message
+constexpr std::uint64_t kFetchTimeoutMs = 15000; // a worker that does not answer a fetch
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// keys and names
+
+std::string fresh_key(const std::string& func) {
+  static const std::uint32_t prefix = [] {
+    std::random_device rd;
+    return static_cast<std::uint32_t>(rd());
+  }();
+  static std::atomic<std::uint64_t> counter{0};
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "-%08x-%llx", prefix, static_cast<unsigned long long>(counter++));
+  return func + buf;
+}
+
+std::string name_of_task(const void* fn) {
+  const char* name = task_name_of(fn);
+  if (!name) {
+    throw std::invalid_argument(
+        "dtask: this function is not a registered task (declare it with DTASK_TASKS in a plugin that this "
+        "program links or has loaded)");
+  }
+  return name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// FutureRef
+
+FutureRef::FutureRef(std::shared_ptr<ClientCore> core, std::shared_ptr<FutureState> state)
+    : core_(std::move(core)), state_(std::move(state)) {}
+FutureRef::~FutureRef() {
+  if (core_) core_->drop_ref(state_->key);
+}
+const std::string& FutureRef::key() const { return state_->key; }
+
+// ---------------------------------------------------------------------------------------------
+// the type-erased API behind the templates
+
+std::vector<FutureRefPtr> submit_graph(ClientCore& core, const std::vector<DelayedNodePtr>& outputs) {
+  // Post-order walk without recursion: dependencies are emitted before their dependents.
+  std::vector<TaskSpec> specs;
+  std::unordered_set<const DelayedNode*> seen;
+  std::unordered_set<std::string> wanted;
+  for (const auto& o : outputs) wanted.insert(o->key);
+  struct Frame {
+    const DelayedNode* node;
+    std::size_t next_child = 0;
+    std::vector<const DelayedNode*> children;
+  };
+  auto children_of = [](const DelayedNode* n) {
+    std::vector<const DelayedNode*> c;
+    for (const auto& a : n->args) {
+      if (a.kind == NodeArg::Kind::node) c.push_back(a.node.get());
+      if (a.kind == NodeArg::Kind::node_list) {
+        for (const auto& x : a.nodes) c.push_back(x.get());
+      }
+    }
+    return c;
+  };
+  for (const auto& out : outputs) {
+    if (!seen.insert(out.get()).second) continue;
+    std::vector<Frame> stack;
+    stack.push_back({out.get(), 0, children_of(out.get())});
+    while (!stack.empty()) {
+      Frame& f = stack.back();
+      if (f.next_child < f.children.size()) {
+        const DelayedNode* c = f.children[f.next_child++];
+        if (seen.insert(c).second) stack.push_back({c, 0, children_of(c)});
+        continue;
+      }
+      const DelayedNode* n = f.node;
+      TaskSpec s;
+      s.key = n->key;
+      s.func = n->func;
+      s.priority = n->options.priority;
+      s.retries = static_cast<std::uint32_t>(std::max(0, n->options.retries));
+      s.workers = n->options.workers;
+      s.allow_other_workers = n->options.allow_other_workers;
+      for (const auto& [k, v] : n->options.resources) s.resources.emplace_back(k, v);
+      s.wanted = wanted.count(n->key) > 0;
+      s.args.reserve(n->args.size());
+      for (const auto& a : n->args) {
+        ClientArg ca;
+        switch (a.kind) {
+          case NodeArg::Kind::value:
+            ca.kind = ClientArg::value;
+            ca.data = a.value;
+            break;
+          case NodeArg::Kind::node:
+            ca.kind = ClientArg::dep;
+            ca.refs.push_back(a.node->key);
+            break;
+          case NodeArg::Kind::future:
+            ca.kind = ClientArg::dep;
+            ca.refs.push_back(a.future->key());
+            break;
+          case NodeArg::Kind::node_list:
+            ca.kind = ClientArg::dep_list;
+            for (const auto& x : a.nodes) ca.refs.push_back(x->key);
+            break;
+          case NodeArg::Kind::future_list:
+            ca.kind = ClientArg::dep_list;
+            for (const auto& x : a.futures) ca.refs.push_back(x->key());
+            break;
+        }
+        s.args.push_back(std::move(ca));
+      }
+      specs.push_back(std::move(s));
+      stack.pop_back();
+    }
+  }
+  std::vector<std::string> keys;
+  keys.reserve(outputs.size());
+  for (const auto& o : outputs) keys.push_back(o->key);
+  return core.submit(std::move(specs), keys);
+}
+
+const Payload& fetch(const FutureRef& ref, std::optional<std::chrono::milliseconds> timeout) {
+  return ref.core().fetch(*ref.state(), timeout);
+}
+std::vector<const Payload*> fetch_all(const std::vector<const FutureRef*>& refs) {
+  if (refs.empty()) return {};
+  std::vector<FutureState*> states;
+  for (auto* r : refs) states.push_back(r->state().get());
+  return refs.front()->core().fetch_all(states);
+}
+FutureStatus status_of(const FutureRef& ref) { return ref.core().status(*ref.state()); }
+std::string error_of(const FutureRef& ref) { return ref.core().error(*ref.state()); }
+bool wait_all(const std::vector<const FutureRef*>& refs, std::optional<std::chrono::milliseconds> timeout) {
+  if (refs.empty()) return true;
+  std::vector<FutureState*> states;
+  for (auto* r : refs) states.push_back(r->state().get());
+  return refs.front()->core().wait_all(states, timeout);
+}
+std::optional<std::size_t> wait_any(const std::vector<const FutureRef*>& refs,
+                                    std::optional<std::chrono::milliseconds> timeout) {
+  if (refs.empty()) return std::nullopt;
+  std::vector<FutureState*> states;
+  for (auto* r : refs) states.push_back(r->state().get());
+  return refs.front()->core().wait_any(states, timeout);
+}
+void cancel(const std::vector<const FutureRef*>& refs) {
+  if (refs.empty()) return;
+  std::vector<FutureState*> states;
+  for (auto* r : refs) states.push_back(r->state().get());
+  refs.front()->core().cancel(states);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClientCore: user-thread side
+
+ClientCore::ClientCore(ConnectOptions options) : opt_(std::move(options)) {
+  log_ = log::make("client", opt_.name);
+  transport::configure_socket(sched_);
+  transport::make_curve_client(sched_, opt_.security);
+}
+
+ClientCore::~ClientCore() { close(); }
+
+void ClientCore::start() {
+  try {
+    sched_.connect(opt_.address);
+  } catch (const zmq::error_t& e) {
+    throw ConnectionError("cannot connect to scheduler at '" + opt_.address + "': " + e.what());
+  }
+  post(RegisterClient{kProtocolVersion, opt_.name});
+  io_ = std::thread([this] { io_loop(); });
+  std::unique_lock lock(mutex_);
+  bool ok = cv_.wait_for(lock, opt_.connect_timeout, [&] { return welcomed_ || !connection_error_.empty(); });
+  if (!ok || !connection_error_.empty()) {
+    std::string why = connection_error_.empty()
+                          ? "no answer from the scheduler at " + opt_.address + " within " +
+                                std::to_string(opt_.connect_timeout.count() / 1000) +
+                                " s (is it running, and are the security keys right?)"
+                          : connection_error_;
+    lock.unlock();
+    close();
+    throw ConnectionError(why);
+  }
+}
+
+void ClientCore::close() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!closing_ && welcomed_ && connection_error_.empty()) outgoing_.push_back(ClientGoodbye{0});
+    closing_ = true;
+  }
+  wakeup_.notify();
+  if (io_.joinable() && std::this_thread::get_id() != io_.get_id()) io_.join();
+  fail_all_pending("the client was closed");
+}
+
+void ClientCore::post(ClientToScheduler m) {
+  {
+    std::lock_guard lock(mutex_);
+    outgoing_.push_back(std::move(m));
+  }
+  wakeup_.notify();
+}
+
+std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const std::vector<std::string>& outputs) {
+  std::vector<FutureRefPtr> refs;
+  refs.reserve(outputs.size());
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_ || closing_) throw ConnectionError("the client is closed");
+    if (!connection_error_.empty()) throw ConnectionError(connection_error_);
+    for (const auto& key : outputs) {
+      auto& st = states_[key];
+      if (!st) {
+        st = std::make_shared<FutureState>();
+        st->key = key;
+      }
+      ++refs_[key];
+      refs.push_back(std::make_shared<FutureRef>(shared_from_this(), st));
+    }
+    for (std::size_t i = 0; i < specs.size(); i += kSubmitChunk) {
+      SubmitTasks m;
+      auto end = std::min(specs.size(), i + kSubmitChunk);
+      m.tasks.assign(std::make_move_iterator(specs.begin() + static_cast<std::ptrdiff_t>(i)),
+                     std::make_move_iterator(specs.begin() + static_cast<std::ptrdiff_t>(end)));
+      outgoing_.push_back(std::move(m));
+    }
+  }
+  wakeup_.notify();
+  return refs;
+}
+
+void ClientCore::add_ref(const std::string& key) {
+  std::lock_guard lock(mutex_);
+  ++refs_[key];
+}
+
+void ClientCore::drop_ref(const std::string& key) {
+  bool notify = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = refs_.find(key);
+    if (it == refs_.end()) return;
+    if (--it->second > 0) return;
+    refs_.erase(it);
+    states_.erase(key);
+    if (stopped_ || closing_) return;
+    // Releases of many futures dropped together travel as one message.
+    if (!outgoing_.empty()) {
+      if (auto* r = std::get_if<ReleaseKeys>(&outgoing_.back())) {
+        r->keys.push_back(key);
+        return;
+      }
+    }
+    outgoing_.push_back(ReleaseKeys{{key}});
+    notify = true;
+  }
+  if (notify) wakeup_.notify();
+}
+
+bool ClientCore::settled(const FutureState& s) const { return s.status != FutureStatus::pending; }
+
+FutureStatus ClientCore::status(const FutureState& s) {
+  std::lock_guard lock(mutex_);
+  return s.status;
+}
+
+std::string ClientCore::error(const FutureState& s) {
+  std::lock_guard lock(mutex_);
+  return s.error;
+}
+
+namespace {
+[[noreturn]] void throw_for(const FutureState& s) {
+  if (s.status == FutureStatus::cancelled) throw CancelledError(s.key);
+  throw TaskError(s.key, s.error_func, s.error);
+}
+}  // namespace
+
+void ClientCore::request_fetch(FutureState& s) {
+  if (s.fetching || s.data) return;
+  s.fetching = true;
+  s.fetch_error.clear();
+  fetch_queue_.push_back(states_.count(s.key) ? states_[s.key] : nullptr);
+  if (!fetch_queue_.back()) fetch_queue_.pop_back();
+  wakeup_.notify();
+}
+
+const Payload& ClientCore::fetch(FutureState& s, std::optional<std::chrono::milliseconds> timeout) {
+  const bool bounded = timeout.has_value();
+  const auto deadline = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
+  std::unique_lock lock(mutex_);
+  while (true) {
+    if (s.data) return *s.data;
+    if (s.status == FutureStatus::error || s.status == FutureStatus::cancelled) throw_for(s);
+    if (!s.fetch_error.empty()) throw ConnectionError(s.fetch_error);
+    if (s.status == FutureStatus::finished) request_fetch(s);
+    if (bounded) {
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && !s.data && s.status == FutureStatus::pending) {
+        throw TimeoutError("future " + s.key + " did not finish within the timeout");
+      }
+    } else {
+      cv_.wait(lock);
+    }
+  }
+}
+
+std::vector<const Payload*> ClientCore::fetch_all(const std::vector<FutureState*>& states) {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    bool all = true;
+    for (FutureState* s : states) {
+      if (s->status == FutureStatus::error || s->status == FutureStatus::cancelled) throw_for(*s);
+      if (!s->fetch_error.empty()) throw ConnectionError(s->fetch_error);
+      if (s->data) continue;
+      all = false;
+      if (s->status == FutureStatus::finished) request_fetch(*s);
+    }
+    if (all) break;
+    cv_.wait(lock);
+  }
+  std::vector<const Payload*> out;
+  out.reserve(states.size());
+  for (FutureState* s : states) out.push_back(&*s->data);
+  return out;
+}
+
+bool ClientCore::wait_all(const std::vector<FutureState*>& states, std::optional<std::chrono::milliseconds> timeout) {
+  std::unique_lock lock(mutex_);
+  auto pred = [&] {
+    for (FutureState* s : states) {
+      if (!settled(*s)) return false;
+    }
+    return true;
+  };
+  if (timeout) return cv_.wait_for(lock, *timeout, pred);
+  cv_.wait(lock, pred);
+  return true;
+}
+
+std::optional<std::size_t> ClientCore::wait_any(const std::vector<FutureState*>& states,
+                                                std::optional<std::chrono::milliseconds> timeout) {
+  std::unique_lock lock(mutex_);
+  std::optional<std::size_t> found;
+  auto pred = [&] {
+    for (std::size_t i = 0; i < states.size(); ++i) {
+      if (settled(*states[i])) {
+        found = i;
+        return true;
+      }
+    }
+    return false;
+  };
+  if (timeout) {
+    cv_.wait_for(lock, *timeout, pred);
+  } else {
+    cv_.wait(lock, pred);
+  }
+  return found;
+}
+
+void ClientCore::cancel(const std::vector<FutureState*>& states) {
+  CancelKeys m;
+  {
+    std::lock_guard lock(mutex_);
+    for (FutureState* s : states) {
+      if (s->status == FutureStatus::pending) {
+        s->status = FutureStatus::cancelled;
+        s->error = "cancelled by the client";
+      }
+      m.keys.push_back(s->key);
+    }
+  }
+  cv_.notify_all();
+  post(std::move(m));
+}
+
+nlohmann::json ClientCore::info(std::chrono::milliseconds timeout) {
+  std::uint64_t rid;
+  {
+    std::lock_guard lock(mutex_);
+    if (!connection_error_.empty()) throw ConnectionError(connection_error_);
+    rid = next_request_++;
+    outgoing_.push_back(InfoRequest{rid});
+  }
+  wakeup_.notify();
+  std::unique_lock lock(mutex_);
+  bool ok = cv_.wait_for(lock, timeout, [&] { return infos_.count(rid) > 0 || !connection_error_.empty() || stopped_; });
+  if (!connection_error_.empty()) throw ConnectionError(connection_error_);
+  if (!ok || !infos_.count(rid)) throw TimeoutError("the scheduler did not answer an info request in time");
+  auto j = std::move(infos_[rid]);
+  infos_.erase(rid);
+  return j;
+}
+
+void ClientCore::shutdown_cluster(int code) {
+  post(ShutdownCluster{code});
+  std::unique_lock lock(mutex_);
+  cv_.wait_for(lock, std::chrono::seconds(10), [&] { return cluster_closing_ || stopped_ || !connection_error_.empty(); });
+}
+
+void ClientCore::fail_all_pending(const std::string& why) {
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [k, s] : states_) {
+      if (s->status == FutureStatus::pending) {
+        s->status = FutureStatus::error;
+        s->error = why;
+        s->error_func = "(none)";
+      } else if (s->status == FutureStatus::finished && !s->data && s->fetch_error.empty()) {
+        s->fetch_error = why;
+      }
+    }
+  }
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClientCore: I/O thread side
+
+void ClientCore::on(ClientWelcome&) {
+  std::lock_guard lock(mutex_);
+  welcomed_ = true;
+}
+void ClientCore::on(Rejected& m) {
+  std::lock_guard lock(mutex_);
+  connection_error_ = "the scheduler refused this client: " + m.reason;
+}
+void ClientCore::on(KeyDone& m) {
+  std::lock_guard lock(mutex_);
+  auto it = states_.find(m.key);
+  if (it == states_.end()) return;
+  auto& s = *it->second;
+  if (s.status == FutureStatus::cancelled) return;
+  s.status = FutureStatus::finished;
+  s.task = m.task;
+  s.holders = std::move(m.holders);
+  s.fetch_attempt = 0;
+}
+void ClientCore::on(KeyErred& m) {
+  std::lock_guard lock(mutex_);
+  auto it = states_.find(m.key);
+  if (it == states_.end()) return;
+  auto& s = *it->second;
+  s.status = FutureStatus::error;
+  s.error = std::move(m.message);
+  s.error_func = std::move(m.func);
+}
+void ClientCore::on(KeyCancelled& m) {
+  std::lock_guard lock(mutex_);
+  auto it = states_.find(m.key);
+  if (it == states_.end()) return;
+  it->second->status = FutureStatus::cancelled;
+  it->second->error = m.reason;
+}
+void ClientCore::on(KeyLost& m) {
+  std::lock_guard lock(mutex_);
+  auto it = states_.find(m.key);
+  if (it == states_.end()) return;
+  auto& s = *it->second;
+  if (s.data) return;  // we already have it
+  s.status = FutureStatus::pending;
+  s.holders.clear();
+}
+void ClientCore::on(InfoReply& m) {
+  std::lock_guard lock(mutex_);
+  infos_[m.request_id] = std::move(m.info);
+}
+void ClientCore::on(Heartbeat&) {}
+void ClientCore::on(ClusterClosing&) {
+  std::lock_guard lock(mutex_);
+  cluster_closing_ = true;
+}
+
+void ClientCore::send_fetches(std::uint64_t now) {
+  std::vector<std::shared_ptr<FutureState>> queue;
+  {
+    std::lock_guard lock(mutex_);
+    queue.swap(fetch_queue_);
+  }
+  std::unordered_map<std::string, std::vector<std::shared_ptr<FutureState>>> by_address;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& s : queue) {
+      if (s->holders.empty()) {
+        s->fetching = false;  // lost meanwhile; fetched again once recomputed
+        continue;
+      }
+      by_address[s->holders[s->fetch_attempt % s->holders.size()]].push_back(s);
+    }
+  }
+  for (auto& [address, states] : by_address) {
+    auto& conn = data_conns_[address];
+    if (!conn.socket) {
+      conn.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+      transport::configure_socket(*conn.socket);
+      transport::make_curve_client(*conn.socket, opt_.security);
+      conn.socket->connect(address);
+    }
+    GetData req;
+    req.request_id = next_data_request_++;
+    for (auto& s : states) req.tasks.push_back(s->task);
+    transport::send_batch(*conn.socket, nullptr, std::vector<PeerRequest>{req});
+    data_requests_[req.request_id] = DataRequest{address, std::move(states), now};
+  }
+}
+
+void ClientCore::on_data(DataReply& reply) {
+  auto it = data_requests_.find(reply.request_id);
+  if (it == data_requests_.end()) return;
+  auto states = std::move(it->second.states);
+  data_requests_.erase(it);
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < states.size() && i < reply.items.size(); ++i) {
+    auto& s = *states[i];
+    auto& item = reply.items[i];
+    s.fetching = false;
+    if (item.found) {
+      s.data = std::move(item.data);
+    } else {
+      ++s.fetch_attempt;
+      if (s.fetch_attempt >= s.holders.size() + 3) {
+        s.fetch_error = "result of " + s.key + " is not on any worker that should hold it";
+      }
+    }
+  }
+}
+
+void ClientCore::io_loop() {
+  std::uint64_t last_heard = transport::now_ms(), last_beat = 0;
+  while (true) {
+    std::vector<ClientToScheduler> out;
+    bool closing;
+    {
+      std::lock_guard lock(mutex_);
+      out.swap(outgoing_);
+      closing = closing_;
+    }
+    if (!out.empty()) transport::send_batch(sched_, nullptr, out);
+    if (closing) break;
+    std::uint64_t now = transport::now_ms();
+    send_fetches(now);
+
+    std::vector<zmq::pollitem_t> items = {{sched_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
+    std::vector<zmq::socket_t*> data_socks;
+    for (auto& [_, c] : data_conns_) {
+      items.push_back({c.socket->handle(), 0, ZMQ_POLLIN, 0});
+      data_socks.push_back(c.socket.get());
+    }
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(250));
+    now = transport::now_ms();
+    if (items[1].revents & ZMQ_POLLIN) wakeup_.drain();
+    bool changed = false;
+    if (items[0].revents & ZMQ_POLLIN) {
+      while (auto r = transport::try_recv(sched_, false)) {
+        last_heard = now;
+        auto d = transport::decode<SchedulerToClient>(*r);
+        if (!d.ok()) {
+          if (d.peer_version != 0 && d.peer_version != kProtocolVersion) {
+            std::lock_guard lock(mutex_);
+            connection_error_ = d.error;
+          } else {
+            log_->warn("dropping a bad message from the scheduler: {}", d.error);
+          }
+          changed = true;
+          continue;
+        }
+        for (auto& m : d.messages) std::visit([&](auto& x) { on(x); }, m);
+        changed = true;
+      }
+    }
+    for (std::size_t i = 0; i < data_socks.size(); ++i) {
+      if (!(items[2 + i].revents & ZMQ_POLLIN)) continue;
+      while (auto r = transport::try_recv(*data_socks[i], false)) {
+        auto d = transport::decode<PeerReply>(*r);
+        if (!d.ok()) continue;
+        for (auto& m : d.messages) {
+          if (auto* reply = std::get_if<DataReply>(&m)) on_data(*reply);
+        }
+        changed = true;
+      }
+    }
+    // A worker that does not answer: ask the next holder.
+    std::vector<std::uint64_t> expired;
+    for (auto& [rid, r] : data_requests_) {
+      if (now > r.sent_ms + kFetchTimeoutMs) expired.push_back(rid);
+    }
+    for (auto rid : expired) {
+      auto states = std::move(data_requests_[rid].states);
+      data_requests_.erase(rid);
+      std::lock_guard lock(mutex_);
+      for (auto& s : states) {
+        s->fetching = false;
+        if (++s->fetch_attempt >= s->holders.size() + 3) s->fetch_error = "no worker answered a request for " + s->key;
+      }
+      changed = true;
+    }
+    if (now >= last_beat + 500) {
+      transport::send_batch(sched_, nullptr, std::vector<ClientToScheduler>{Heartbeat{now}});
+      last_beat = now;
+    }
+    bool lost = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (welcomed_ && now > last_heard + static_cast<std::uint64_t>(opt_.scheduler_timeout.count()) &&
+          connection_error_.empty()) {
+        connection_error_ = "lost the scheduler at " + opt_.address + " (silent for " +
+                            std::to_string(opt_.scheduler_timeout.count() / 1000) + " s)";
+        lost = true;
+      }
+    }
+    if (lost) {
+      fail_all_pending(connection_error_);
+      changed = true;
+    }
+    if (changed) cv_.notify_all();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+  }
+  cv_.notify_all();
+}
+
+}  // namespace dtask::detail
+
+namespace dtask {
+
+Client::Client(const LocalCluster& cluster) : Client(cluster.connect_options()) {}
+
+Client::Client(const ConnectOptions& options) : core_(std::make_shared<detail::ClientCore>(options)) {
+  core_->start();
+}
+
+Client Client::from_scheduler_file(const std::string& path) {
+  auto f = read_scheduler_file(path);
+  if (!f.ok()) throw ConnectionError(f.error);
+  return Client(f.connect);
+}
+
+Client::~Client() { close(); }
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+
+bool Client::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (remaining.count() <= 0) return false;
+    auto info = core_->info(std::max(remaining, std::chrono::milliseconds(1000)));
+    if (info.at("workers").size() >= n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+SchedulerInfo Client::scheduler_info() {
+  auto j = core_->info(std::chrono::seconds(30));
+  SchedulerInfo out;
+  out.address = j.value("address", "");
+  for (const auto& w : j.at("workers")) {
+    WorkerInfo wi;
+    wi.id = w.at("id").get<std::uint32_t>();
+    wi.name = w.at("name").get<std::string>();
+    wi.host = w.at("host").get<std::string>();
+    wi.address = w.at("address").get<std::string>();
+    wi.nthreads = w.at("nthreads").get<int>();
+    wi.rank = w.at("rank").get<int>();
+    wi.memory_limit = w.at("memory_limit").get<std::uint64_t>();
+    wi.resources = w.at("resources").get<std::map<std::string, double>>();
+    wi.processing = w.at("processing").get<std::size_t>();
+    wi.in_memory = w.at("in_memory").get<std::size_t>();
+    out.workers.push_back(std::move(wi));
+  }
+  out.tasks_by_state = j.at("tasks_by_state").get<std::map<std::string, std::size_t>>();
+  return out;
+}
+
+void Client::shutdown_cluster(int code) { core_->shutdown_cluster(code); }
+
+void Client::close() {
+  if (core_) core_->close();
+}
+
+const std::string& Client::scheduler_address() const { return core_->address(); }
+
+detail::ClientCore& Client::core() { return *core_; }
+
+}  // namespace dtask

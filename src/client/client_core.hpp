@@ -1,0 +1,114 @@
+// The client's connection: an I/O thread owns the sockets; user threads wait on future states.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include <dtask/client.hpp>
+
+#include "common/log.hpp"
+#include "protocol/messages.hpp"
+#include "transport/transport.hpp"
+
+namespace dtask::detail {
+
+// One key as this client knows it. Guarded by ClientCore::mutex_.
+class FutureState {
+ public:
+  std::string key;
+  FutureStatus status = FutureStatus::pending;
+  protocol::TaskId task;
+  std::vector<std::string> holders;
+  std::string error, error_func;
+  std::optional<Payload> data;
+  bool fetching = false;
+  std::size_t fetch_attempt = 0;  // which holder to ask next
+  std::string fetch_error;
+};
+
+class ClientCore : public std::enable_shared_from_this<ClientCore> {
+ public:
+  explicit ClientCore(ConnectOptions options);
+  ~ClientCore();
+
+  void start();  // connects and waits for the welcome; throws ConnectionError
+  void close();
+
+  std::vector<FutureRefPtr> submit(std::vector<protocol::TaskSpec> specs, const std::vector<std::string>& outputs);
+  const Payload& fetch(FutureState& s, std::optional<std::chrono::milliseconds> timeout);
+  std::vector<const Payload*> fetch_all(const std::vector<FutureState*>& states);
+  bool wait_all(const std::vector<FutureState*>& states, std::optional<std::chrono::milliseconds> timeout);
+  std::optional<std::size_t> wait_any(const std::vector<FutureState*>& states,
+                                      std::optional<std::chrono::milliseconds> timeout);
+  void cancel(const std::vector<FutureState*>& states);
+  FutureStatus status(const FutureState& s);
+  std::string error(const FutureState& s);
+  void add_ref(const std::string& key);
+  void drop_ref(const std::string& key);
+  nlohmann::json info(std::chrono::milliseconds timeout);
+  void shutdown_cluster(int code);
+  const std::string& address() const { return opt_.address; }
+
+ private:
+  void post(protocol::ClientToScheduler m);
+  void io_loop();
+  void on(protocol::ClientWelcome& m);
+  void on(protocol::Rejected& m);
+  void on(protocol::KeyDone& m);
+  void on(protocol::KeyErred& m);
+  void on(protocol::KeyCancelled& m);
+  void on(protocol::KeyLost& m);
+  void on(protocol::InfoReply& m);
+  void on(protocol::Heartbeat& m);
+  void on(protocol::ClusterClosing& m);
+  void fail_all_pending(const std::string& why);
+  void request_fetch(FutureState& s);  // mutex_ held
+  void send_fetches(std::uint64_t now);
+  void on_data(protocol::DataReply& reply);
+  bool settled(const FutureState& s) const;  // done and, if finished, data fetchable/fetched
+
+  ConnectOptions opt_;
+  std::shared_ptr<spdlog::logger> log_;
+  zmq::context_t ctx_{1};
+  zmq::socket_t sched_{ctx_, zmq::socket_type::dealer};
+  transport::Wakeup wakeup_;
+  std::thread io_;
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, std::shared_ptr<FutureState>> states_;
+  std::unordered_map<std::string, std::size_t> refs_;
+  std::vector<protocol::ClientToScheduler> outgoing_;
+  std::vector<std::shared_ptr<FutureState>> fetch_queue_;
+  std::unordered_map<std::uint64_t, nlohmann::json> infos_;
+  std::uint64_t next_request_ = 1;
+  bool welcomed_ = false;
+  bool closing_ = false;     // close() called
+  bool stopped_ = false;     // I/O thread finished
+  bool cluster_closing_ = false;
+  std::string connection_error_;
+
+  // I/O-thread-only state
+  struct DataConn {
+    std::unique_ptr<zmq::socket_t> socket;
+  };
+  std::unordered_map<std::string, DataConn> data_conns_;
+  struct DataRequest {
+    std::string address;
+    std::vector<std::shared_ptr<FutureState>> states;
+    std::uint64_t sent_ms;
+  };
+  std::unordered_map<std::uint64_t, DataRequest> data_requests_;
+  std::uint64_t next_data_request_ = 1;
+};
+
+}  // namespace dtask::detail

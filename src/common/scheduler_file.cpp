@@ -1,0 +1,61 @@
+// The scheduler file (Dask's scheduler_file): how a client outside the job finds and joins it.
+#include "common/scheduler_file.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "transport/transport.hpp"
+
+namespace dtask {
+
+void write_scheduler_file(const std::string& path, const std::string& address, const Security& sec,
+                          const std::string& job_id) {
+  nlohmann::json j = {{"address", address},
+                      {"job_id", job_id},
+                      {"pid", static_cast<long>(::getpid())},
+                      {"host", transport::hostname()},
+                      {"secure", sec.enabled},
+                      {"server_public", sec.server_public},
+                      {"client_public", sec.client_public},
+                      {"client_secret", sec.client_secret}};
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!f) throw std::runtime_error("cannot write scheduler file " + path);
+    ::chmod(tmp.c_str(), 0600);
+    f << j.dump(2) << "\n";
+    if (!f) throw std::runtime_error("cannot write scheduler file " + path);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot move scheduler file into place at " + path);
+  }
+}
+
+SchedulerFile read_scheduler_file(const std::string& path) {
+  SchedulerFile out;
+  std::ifstream f(path);
+  if (!f) {
+    out.error = "cannot read scheduler file " + path;
+    return out;
+  }
+  try {
+    auto j = nlohmann::json::parse(f);
+    out.connect.address = j.at("address").get<std::string>();
+    out.job_id = j.value("job_id", "");
+    out.connect.security.enabled = j.value("secure", false);
+    out.connect.security.server_public = j.value("server_public", "");
+    out.connect.security.client_public = j.value("client_public", "");
+    out.connect.security.client_secret = j.value("client_secret", "");
+  } catch (const std::exception& e) {
+    out.error = "scheduler file " + path + " is not valid: " + e.what();
+  }
+  return out;
+}
+
+}  // namespace dtask

@@ -1,0 +1,277 @@
+// Every message dtask sends: one struct per message, one std::variant per direction.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <dtask/codec.hpp>
+
+#include "protocol/ids.hpp"
+
+// Lists a message's fields once; the wire codec (wire.hpp) walks them in order as a MessagePack
+// array, so adding a field is one edit here plus a protocol version bump.
+#define DTASK_FIELDS(...)                                        \
+  auto tie() { return std::tie(__VA_ARGS__); }                   \
+  auto tie() const { return std::tie(__VA_ARGS__); }
+
+namespace dtask::protocol {
+
+// Bump on any change to a message below. Peers with another version are refused with a message
+// that says which versions met (see wire.hpp: the envelope carries the version).
+inline constexpr std::uint32_t kProtocolVersion = 1;
+
+using Resources = std::vector<std::pair<std::string, double>>;
+
+// A task argument. Clients name dependencies by key; the scheduler rewrites them to task ids
+// before a task reaches a worker.
+template <class Ref>
+struct ArgT {
+  enum Kind : std::uint8_t { value = 0, dep = 1, dep_list = 2 };
+  std::uint8_t kind = value;
+  Payload data;            // kind == value
+  std::vector<Ref> refs;   // kind == dep (one) or dep_list (many)
+  DTASK_FIELDS(kind, data, refs)
+};
+using ClientArg = ArgT<std::string>;
+using TaskArg = ArgT<TaskId>;
+
+struct Rejected {
+  std::string reason;
+  DTASK_FIELDS(reason)
+};
+struct Heartbeat {
+  std::uint64_t sent_ms = 0;
+  DTASK_FIELDS(sent_ms)
+};
+
+// ---- client -> scheduler ------------------------------------------------------------------
+struct RegisterClient {
+  std::uint32_t version = kProtocolVersion;
+  std::string name;
+  DTASK_FIELDS(version, name)
+};
+struct TaskSpec {
+  std::string key;
+  std::string func;
+  std::vector<ClientArg> args;
+  std::int32_t priority = 0;
+  std::uint32_t retries = 0;
+  std::vector<std::string> workers;  // restrictions by worker name
+  bool allow_other_workers = false;
+  Resources resources;
+  bool wanted = true;                // the client holds a future for it
+  DTASK_FIELDS(key, func, args, priority, retries, workers, allow_other_workers, resources, wanted)
+};
+struct SubmitTasks {
+  std::vector<TaskSpec> tasks;  // dependencies come before their dependents
+  DTASK_FIELDS(tasks)
+};
+struct ReleaseKeys {
+  std::vector<std::string> keys;
+  DTASK_FIELDS(keys)
+};
+struct CancelKeys {
+  std::vector<std::string> keys;
+  DTASK_FIELDS(keys)
+};
+struct InfoRequest {
+  std::uint64_t request_id = 0;
+  DTASK_FIELDS(request_id)
+};
+struct ShutdownCluster {
+  std::int32_t code = 0;
+  DTASK_FIELDS(code)
+};
+struct ClientGoodbye {
+  std::int32_t code = 0;
+  DTASK_FIELDS(code)
+};
+using ClientToScheduler = std::variant<RegisterClient, SubmitTasks, ReleaseKeys, CancelKeys, InfoRequest,
+                                       Heartbeat, ShutdownCluster, ClientGoodbye>;
+
+// ---- scheduler -> client ------------------------------------------------------------------
+struct ClientWelcome {
+  std::uint32_t version = kProtocolVersion;
+  ClientId client;
+  DTASK_FIELDS(version, client)
+};
+struct KeyDone {
+  std::string key;
+  TaskId task;
+  std::vector<std::string> holders;  // peer-data endpoints of workers holding the result
+  std::uint64_t nbytes = 0;
+  DTASK_FIELDS(key, task, holders, nbytes)
+};
+struct KeyErred {
+  std::string key;
+  std::string func;
+  std::string message;
+  DTASK_FIELDS(key, func, message)
+};
+struct KeyCancelled {
+  std::string key;
+  std::string reason;
+  DTASK_FIELDS(key, reason)
+};
+// A finished key's only copies were lost with a worker; it is being recomputed.
+struct KeyLost {
+  std::string key;
+  DTASK_FIELDS(key)
+};
+struct InfoReply {
+  std::uint64_t request_id = 0;
+  nlohmann::json info;
+  DTASK_FIELDS(request_id, info)
+};
+struct ClusterClosing {
+  std::int32_t code = 0;
+  std::string reason;
+  DTASK_FIELDS(code, reason)
+};
+using SchedulerToClient = std::variant<ClientWelcome, Rejected, KeyDone, KeyErred, KeyCancelled, KeyLost,
+                                       InfoReply, Heartbeat, ClusterClosing>;
+
+// ---- worker -> scheduler ------------------------------------------------------------------
+struct RegisterWorker {
+  std::uint32_t version = kProtocolVersion;
+  std::string name;
+  std::string host;
+  std::string address;  // peer-data endpoint
+  std::uint32_t nthreads = 1;
+  std::int32_t rank = -1;
+  std::uint64_t memory_limit = 0;
+  Resources resources;
+  std::int64_t pid = 0;
+  DTASK_FIELDS(version, name, host, address, nthreads, rank, memory_limit, resources, pid)
+};
+struct TaskDone {
+  TaskId task;
+  std::uint64_t nbytes = 0;
+  DTASK_FIELDS(task, nbytes)
+};
+struct TaskFailed {
+  TaskId task;
+  std::string message;
+  DTASK_FIELDS(task, message)
+};
+struct ReplicasAdded {
+  std::vector<TaskId> tasks;
+  DTASK_FIELDS(tasks)
+};
+struct StealReply {
+  TaskId task;
+  bool stolen = false;
+  DTASK_FIELDS(task, stolen)
+};
+// The worker could not fetch `dep` for `task` from any holder it was told about.
+struct FetchFailed {
+  TaskId task;
+  TaskId dep;
+  DTASK_FIELDS(task, dep)
+};
+struct WorkerGoodbye {
+  std::int32_t code = 0;
+  DTASK_FIELDS(code)
+};
+using WorkerToScheduler = std::variant<RegisterWorker, TaskDone, TaskFailed, ReplicasAdded, StealReply,
+                                       FetchFailed, Heartbeat, WorkerGoodbye>;
+
+// ---- scheduler -> worker ------------------------------------------------------------------
+struct Peer {
+  WorkerId id;
+  std::string address;
+  DTASK_FIELDS(id, address)
+};
+struct WorkerWelcome {
+  std::uint32_t version = kProtocolVersion;
+  WorkerId worker;
+  std::vector<Peer> peers;
+  std::uint32_t heartbeat_ms = 500;
+  DTASK_FIELDS(version, worker, peers, heartbeat_ms)
+};
+struct PeersChanged {
+  std::vector<Peer> joined;
+  std::vector<WorkerId> left;
+  DTASK_FIELDS(joined, left)
+};
+struct DepLocation {
+  TaskId task;
+  std::vector<WorkerId> holders;
+  DTASK_FIELDS(task, holders)
+};
+struct ComputeTask {
+  TaskId task;
+  std::string key;
+  std::string func;
+  std::vector<TaskArg> args;
+  std::vector<DepLocation> deps;
+  Resources resources;
+  std::int32_t priority = 0;
+  DTASK_FIELDS(task, key, func, args, deps, resources, priority)
+};
+struct ReleaseTasks {
+  std::vector<TaskId> tasks;
+  DTASK_FIELDS(tasks)
+};
+struct StealRequest {
+  TaskId task;
+  DTASK_FIELDS(task)
+};
+struct WorkerShutdown {
+  std::int32_t code = 0;
+  DTASK_FIELDS(code)
+};
+using SchedulerToWorker = std::variant<WorkerWelcome, Rejected, PeersChanged, ComputeTask, ReleaseTasks,
+                                       StealRequest, Heartbeat, WorkerShutdown>;
+
+// ---- peer data (worker or client -> a worker's data server) --------------------------------
+struct GetData {
+  std::uint64_t request_id = 0;
+  std::vector<TaskId> tasks;
+  DTASK_FIELDS(request_id, tasks)
+};
+struct DataItem {
+  TaskId task;
+  bool found = false;
+  Payload data;
+  DTASK_FIELDS(task, found, data)
+};
+struct DataReply {
+  std::uint64_t request_id = 0;
+  std::vector<DataItem> items;
+  DTASK_FIELDS(request_id, items)
+};
+using PeerRequest = std::variant<GetData>;
+using PeerReply = std::variant<DataReply, Rejected>;
+
+// Envelope direction tags: which variant the messages of a frame decode as.
+enum class Direction : char {
+  client_to_scheduler = 'C',
+  scheduler_to_client = 'c',
+  worker_to_scheduler = 'W',
+  scheduler_to_worker = 'w',
+  peer_request = 'P',
+  peer_reply = 'p',
+};
+
+template <class V>
+struct direction_of;
+template <>
+struct direction_of<ClientToScheduler> : std::integral_constant<Direction, Direction::client_to_scheduler> {};
+template <>
+struct direction_of<SchedulerToClient> : std::integral_constant<Direction, Direction::scheduler_to_client> {};
+template <>
+struct direction_of<WorkerToScheduler> : std::integral_constant<Direction, Direction::worker_to_scheduler> {};
+template <>
+struct direction_of<SchedulerToWorker> : std::integral_constant<Direction, Direction::scheduler_to_worker> {};
+template <>
+struct direction_of<PeerRequest> : std::integral_constant<Direction, Direction::peer_request> {};
+template <>
+struct direction_of<PeerReply> : std::integral_constant<Direction, Direction::peer_reply> {};
+
+}  // namespace dtask::protocol

@@ -1,0 +1,232 @@
+// The scheduler's event loop: one ROUTER socket, SchedulerState decisions, batched replies.
+#include "scheduler/scheduler_server.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <unordered_map>
+
+#include <zmq.hpp>
+
+#include "common/log.hpp"
+#include "common/scheduler_file.hpp"
+#include "transport/transport.hpp"
+
+namespace dtask::scheduler {
+
+using namespace protocol;
+
+namespace {
+// Upper bound of messages handled before replies are flushed: keeps latency bounded under load.
+constexpr int kMaxDrain = 20000;
+// Upper bound of messages per outgoing batch, so one giant graph does not become one giant frame.
+constexpr std::size_t kMaxBatch = 20000;
+}  // namespace
+
+struct SchedulerServer::Impl {
+  SchedulerOptions opt;
+  zmq::context_t ctx{1};
+  std::unique_ptr<transport::ZapAuthenticator> zap;
+  zmq::socket_t router{ctx, zmq::socket_type::router};
+  std::string address;
+  SchedulerState state;
+  std::shared_ptr<spdlog::logger> log;
+  transport::Wakeup wakeup;
+  std::atomic<int> stop_code{0};
+  std::atomic<bool> stop_requested{false};
+
+  explicit Impl(SchedulerOptions o) : opt(std::move(o)), state(opt.config) {
+    log = log::make("scheduler", opt.where);
+    auto host = transport::resolve_bind_host(opt.interface, opt.host);
+    if (!host.ok()) throw std::runtime_error(host.error);
+    if (opt.security.enabled) zap = std::make_unique<transport::ZapAuthenticator>(ctx, opt.security.client_public);
+    transport::configure_socket(router);
+    transport::make_curve_server(router, opt.security);
+    try {
+      address = transport::bind_tcp(router, host.address, opt.port);
+    } catch (const zmq::error_t& e) {
+      throw std::runtime_error("scheduler cannot bind to " + host.address + ":" + std::to_string(opt.port) + ": " +
+                               e.what());
+    }
+    if (!opt.scheduler_file.empty()) dtask::write_scheduler_file(opt.scheduler_file, address, opt.security, opt.job_id);
+  }
+
+  ~Impl() {
+    if (!opt.scheduler_file.empty()) ::unlink(opt.scheduler_file.c_str());
+  }
+
+  void send_rejection(const std::string& identity, const std::string& reason, bool to_worker) {
+    if (to_worker) {
+      transport::send_batch(router, &identity, std::vector<SchedulerToWorker>{Rejected{reason}});
+    } else {
+      transport::send_batch(router, &identity, std::vector<SchedulerToClient>{Rejected{reason}});
+    }
+  }
+
+  void on_message(transport::Received& r, std::uint64_t now, Outbox& out) {
+    if (const auto* w = state.worker_by_identity(r.identity)) {
+      auto d = transport::decode<WorkerToScheduler>(r);
+      if (!d.ok()) {
+        log->warn("dropping a bad message from worker {}: {}", w->info.name, d.error);
+        return;
+      }
+      WorkerId id = w->id;
+      for (auto& m : d.messages) state.handle(id, std::move(m), now, out);
+      return;
+    }
+    if (const auto* c = state.client_by_identity(r.identity)) {
+      auto d = transport::decode<ClientToScheduler>(r);
+      if (!d.ok()) {
+        log->warn("dropping a bad message from client {}: {}", c->name, d.error);
+        return;
+      }
+      ClientId id = c->id;
+      for (auto& m : d.messages) state.handle(id, std::move(m), now, out);
+      return;
+    }
+    // A newcomer: its first message must register it as a worker or a client.
+    auto as_worker = transport::decode<WorkerToScheduler>(r);
+    if (as_worker.ok() && !as_worker.messages.empty()) {
+      auto* reg = std::get_if<RegisterWorker>(&as_worker.messages.front());
+      if (!reg) return;  // a late message from a worker already removed: nothing to do
+      std::string why;
+      auto id = state.add_worker(*reg, r.identity, now, out, &why);
+      if (!id) {
+        log->warn("refused worker '{}' from {}: {}", reg->name, reg->host, why);
+        send_rejection(r.identity, why, true);
+        return;
+      }
+      log->info("worker '{}' registered from {} ({} threads)", reg->name, reg->address, reg->nthreads);
+      for (std::size_t i = 1; i < as_worker.messages.size(); ++i) state.handle(*id, std::move(as_worker.messages[i]), now, out);
+      return;
+    }
+    auto as_client = transport::decode<ClientToScheduler>(r);
+    if (as_client.ok() && !as_client.messages.empty()) {
+      auto* reg = std::get_if<RegisterClient>(&as_client.messages.front());
+      if (!reg) return;
+      auto id = state.add_client(*reg, r.identity, now, out);
+      log->info("client '{}' connected", reg->name);
+      for (std::size_t i = 1; i < as_client.messages.size(); ++i) state.handle(*id, std::move(as_client.messages[i]), now, out);
+      return;
+    }
+    // Say why to a peer of another protocol version; anything else is dropped quietly.
+    if (as_worker.peer_version != 0 && as_worker.peer_version != kProtocolVersion) {
+      log->warn("refused a peer: {}", as_worker.error);
+      send_rejection(r.identity, as_worker.error, true);
+    } else {
+      log->debug("dropping an unrecognised message: {}", as_worker.error);
+    }
+  }
+
+  void flush(Outbox& out) {
+    if (!out.to_workers.empty()) {
+      std::unordered_map<std::uint32_t, std::vector<SchedulerToWorker>> by;
+      std::vector<std::uint32_t> order;
+      for (auto& [w, m] : out.to_workers) {
+        auto& v = by[w.value];
+        if (v.empty()) order.push_back(w.value);
+        v.push_back(std::move(m));
+      }
+      for (auto w : order) {
+        const auto* rec = state.worker(WorkerId{w});
+        if (!rec) continue;
+        auto& msgs = by[w];
+        for (std::size_t i = 0; i < msgs.size(); i += kMaxBatch) {
+          std::vector<SchedulerToWorker> chunk(std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(i)),
+                                               std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(std::min(msgs.size(), i + kMaxBatch))));
+          transport::send_batch(router, &rec->identity, chunk);
+        }
+      }
+      out.to_workers.clear();
+    }
+    if (!out.to_clients.empty()) {
+      std::unordered_map<std::uint32_t, std::vector<SchedulerToClient>> by;
+      std::vector<std::uint32_t> order;
+      for (auto& [c, m] : out.to_clients) {
+        if (auto* info = std::get_if<InfoReply>(&m)) info->info["address"] = address;
+        auto& v = by[c.value];
+        if (v.empty()) order.push_back(c.value);
+        v.push_back(std::move(m));
+      }
+      for (auto c : order) {
+        const auto* rec = state.client(ClientId{c});
+        if (!rec) continue;
+        auto& msgs = by[c];
+        for (std::size_t i = 0; i < msgs.size(); i += kMaxBatch) {
+          std::vector<SchedulerToClient> chunk(std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(i)),
+                                               std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(std::min(msgs.size(), i + kMaxBatch))));
+          transport::send_batch(router, &rec->identity, chunk);
+        }
+      }
+      out.to_clients.clear();
+    }
+  }
+
+  int run() {
+    Outbox out;
+    const std::uint64_t hb = opt.config.heartbeat_ms;
+    std::uint64_t last_tick = transport::now_ms();
+    std::uint64_t shutdown_deadline = 0;
+    bool had_client = false;
+    while (true) {
+      if (stop_requested.exchange(false)) {
+        state.request_shutdown(stop_code.load(), "stopped by a signal", out);
+      }
+      std::uint64_t now = transport::now_ms();
+      if (state.shutdown_requested()) {
+        if (shutdown_deadline == 0) shutdown_deadline = now + opt.shutdown_grace_ms;
+        flush(out);
+        if (state.alive_workers().empty() || now >= shutdown_deadline) break;
+      }
+      std::uint64_t wait = now >= last_tick + hb ? 0 : last_tick + hb - now;
+      zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup.fd(), ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::chrono::milliseconds(std::max<std::uint64_t>(wait, 1)));
+      if (items[1].revents & ZMQ_POLLIN) wakeup.drain();
+      now = transport::now_ms();
+      if (items[0].revents & ZMQ_POLLIN) {
+        for (int i = 0; i < kMaxDrain; ++i) {
+          auto r = transport::try_recv(router, true);
+          if (!r) break;
+          on_message(*r, now, out);
+        }
+      }
+      now = transport::now_ms();
+      if (now >= last_tick + hb) {
+        // A loop that was stalled (a huge graph arriving) must not declare its peers dead.
+        if (now > last_tick + 4 * hb) state.forgive_silence(now);
+        last_tick = now;
+        auto dead = state.tick(now, out);
+        for (auto w : dead.dead_workers) {
+          const auto* rec = state.worker(w);
+          log->warn("worker '{}' ({}) stopped responding; its tasks are rescheduled", rec->info.name, rec->info.host);
+        }
+        if (!dead.dead_clients.empty() && opt.exit_when_client_lost && !state.shutdown_requested()) {
+          log->error("the client stopped responding; shutting the job down");
+          state.request_shutdown(1, "the client was lost", out);
+        }
+      }
+      if (!state.alive_clients().empty()) had_client = true;
+      if (opt.exit_when_client_lost && had_client && state.alive_clients().empty() && !state.shutdown_requested()) {
+        // Goodbye without asking for shutdown: the job is over all the same.
+        state.request_shutdown(0, "the client left", out);
+      }
+      flush(out);
+    }
+    flush(out);
+    return state.shutdown_code();
+  }
+};
+
+SchedulerServer::SchedulerServer(SchedulerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+SchedulerServer::~SchedulerServer() = default;
+const std::string& SchedulerServer::address() const { return impl_->address; }
+int SchedulerServer::run() { return impl_->run(); }
+void SchedulerServer::stop(int code) {
+  impl_->stop_code = code;
+  impl_->stop_requested = true;
+  impl_->wakeup.notify();
+}
+
+}  // namespace dtask::scheduler

@@ -1,0 +1,760 @@
+// The scheduler's brain: one handler per request, placement, queueing, stealing, failure recovery.
+#include "scheduler/scheduler_state.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dtask::scheduler {
+
+using namespace protocol;
+
+SchedulerState::SchedulerState(SchedulerConfig config) : config_(config) {}
+
+// ---------------------------------------------------------------------------------------------
+// peers
+
+std::optional<WorkerId> SchedulerState::add_worker(const RegisterWorker& reg, std::string identity,
+                                                   std::uint64_t now, Outbox& out, std::string* reject) {
+  now_ms_ = now;
+  auto refuse = [&](std::string why) -> std::optional<WorkerId> {
+    if (reject) *reject = std::move(why);
+    return std::nullopt;
+  };
+  if (reg.version != kProtocolVersion) {
+    return refuse("protocol version mismatch: worker speaks " + std::to_string(reg.version) + ", scheduler speaks " +
+                  std::to_string(kProtocolVersion));
+  }
+  if (shutdown_requested_) return refuse("the cluster is shutting down");
+  if (reg.nthreads == 0) return refuse("a worker needs at least one thread");
+  for (const auto& w : workers_) {
+    if (w.alive && w.info.name == reg.name) return refuse("a worker named '" + reg.name + "' is already registered");
+  }
+  WorkerRecord rec;
+  rec.id = WorkerId{static_cast<std::uint32_t>(workers_.size())};
+  rec.identity = identity;
+  rec.info = reg;
+  rec.last_seen_ms = now;
+  WorkerWelcome welcome;
+  welcome.worker = rec.id;
+  welcome.heartbeat_ms = config_.heartbeat_ms;
+  for (const auto& w : workers_) {
+    if (w.alive) {
+      welcome.peers.push_back(Peer{w.id, w.info.address});
+      out.worker(w.id, PeersChanged{{Peer{rec.id, reg.address}}, {}});
+    }
+  }
+  welcome.peers.push_back(Peer{rec.id, reg.address});
+  WorkerId id = rec.id;
+  worker_identities_[identity] = id;
+  workers_.push_back(std::move(rec));
+  out.worker(id, std::move(welcome));
+  retry_unrunnable(now, out);
+  dispatch(out);
+  return id;
+}
+
+std::optional<ClientId> SchedulerState::add_client(const RegisterClient& reg, std::string identity, std::uint64_t now,
+                                                   Outbox& out) {
+  now_ms_ = now;
+  ClientRecord rec;
+  rec.id = ClientId{static_cast<std::uint32_t>(clients_.size())};
+  rec.identity = identity;
+  rec.name = reg.name;
+  rec.last_seen_ms = now;
+  client_identities_[identity] = rec.id;
+  clients_.push_back(rec);
+  out.client(rec.id, ClientWelcome{kProtocolVersion, rec.id});
+  return rec.id;
+}
+
+void SchedulerState::remove_worker(WorkerId wid, const std::string& /*reason*/, Outbox& out) {
+  if (wid.value >= workers_.size() || !workers_[wid.value].alive) return;
+  auto& rec = workers_[wid.value];
+  rec.alive = false;
+  worker_identities_.erase(rec.identity);
+  std::vector<std::uint32_t> reschedule;
+
+  // Work in flight there starts again elsewhere.
+  for (auto slot : std::vector<std::uint32_t>(rec.processing.begin(), rec.processing.end())) {
+    if (transition(slot, TaskState::released, out).ok) reschedule.push_back(slot);
+  }
+  // Results whose only copy was there are lost: anything still needing them recomputes them.
+  for (auto slot : std::vector<std::uint32_t>(rec.has_what.begin(), rec.has_what.end())) {
+    Task& t = tasks_[slot];
+    std::erase(t.who_has, wid);
+    if (!t.who_has.empty() || t.state != TaskState::memory) continue;
+    for (ClientId c : t.wanted_by) out.client(c, KeyLost{t.key});
+    transition(slot, TaskState::released, out);
+    for (auto d : std::vector<std::uint32_t>(tasks_[slot].dependents)) {
+      Task& dt = tasks_[d];
+      if (dt.state == TaskState::processing) {
+        if (dt.processing_on != kNoWorker && workers_[dt.processing_on.value].alive) {
+          out.worker(dt.processing_on, ReleaseTasks{{dt.id}});
+        }
+        transition(d, TaskState::released, out);
+        reschedule.push_back(d);
+      } else if (dt.state == TaskState::queued) {
+        transition(d, TaskState::released, out);
+        reschedule.push_back(d);
+      }
+    }
+    if (needed(tasks_[slot])) {
+      reschedule.push_back(slot);
+    } else {
+      forget_queue_.push_back(slot);
+    }
+  }
+  rec.has_what.clear();
+  rec.nbytes = 0;
+  for (auto slot : reschedule) {
+    if (tasks_[slot].state == TaskState::released) make_ready_or_wait(slot, out);
+  }
+  maybe_forget(kNoSlot, out);
+  for (const auto& w : workers_) {
+    if (w.alive) out.worker(w.id, PeersChanged{{}, {wid}});
+  }
+  dispatch(out);
+}
+
+void SchedulerState::remove_client(ClientId cid, Outbox& out) {
+  if (cid.value >= clients_.size() || !clients_[cid.value].alive) return;
+  clients_[cid.value].alive = false;
+  client_identities_.erase(clients_[cid.value].identity);
+  std::vector<std::uint32_t> touched;
+  for (std::uint32_t slot = 0; slot < tasks_.size(); ++slot) {
+    Task& t = tasks_[slot];
+    if (t.state == TaskState::forgotten) continue;
+    auto it = std::find(t.wanted_by.begin(), t.wanted_by.end(), cid);
+    if (it == t.wanted_by.end()) continue;
+    t.wanted_by.erase(it);
+    if (t.wanted_by.empty()) touched.push_back(slot);
+  }
+  for (auto slot : touched) {
+    if (tasks_[slot].state == TaskState::forgotten) continue;
+    maybe_release_data(slot, out);
+    forget_queue_.push_back(slot);
+  }
+  maybe_forget(kNoSlot, out);
+}
+
+void SchedulerState::request_shutdown(int code, const std::string& reason, Outbox& out) {
+  if (shutdown_requested_) return;
+  shutdown_requested_ = true;
+  shutdown_code_ = code;
+  shutdown_reason_ = reason;
+  for (const auto& w : workers_) {
+    if (w.alive) out.worker(w.id, WorkerShutdown{code});
+  }
+  for (const auto& c : clients_) {
+    if (c.alive) out.client(c.id, ClusterClosing{code, reason});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// input
+
+void SchedulerState::handle(WorkerId from, WorkerToScheduler msg, std::uint64_t now, Outbox& out) {
+  now_ms_ = now;
+  if (from.value >= workers_.size() || !workers_[from.value].alive) {
+    ++stale_messages_;
+    return;
+  }
+  workers_[from.value].last_seen_ms = now;
+  std::visit(
+      [&](auto& m) {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<M, TaskDone>) on_task_done(from, m, out);
+        else if constexpr (std::is_same_v<M, TaskFailed>) on_task_failed(from, m, out);
+        else if constexpr (std::is_same_v<M, ReplicasAdded>) on_replicas_added(from, m, out);
+        else if constexpr (std::is_same_v<M, StealReply>) on_steal_reply(from, m, out);
+        else if constexpr (std::is_same_v<M, FetchFailed>) on_fetch_failed(from, m, out);
+        else if constexpr (std::is_same_v<M, WorkerGoodbye>) remove_worker(from, "goodbye", out);
+        else if constexpr (std::is_same_v<M, Heartbeat>) {}
+        else if constexpr (std::is_same_v<M, RegisterWorker>) ++stale_messages_;  // already registered
+      },
+      msg);
+}
+
+void SchedulerState::handle(ClientId from, ClientToScheduler msg, std::uint64_t now, Outbox& out) {
+  now_ms_ = now;
+  if (from.value >= clients_.size() || !clients_[from.value].alive) {
+    ++stale_messages_;
+    return;
+  }
+  clients_[from.value].last_seen_ms = now;
+  std::visit(
+      [&](auto& m) {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<M, SubmitTasks>) on_submit(from, m, now, out);
+        else if constexpr (std::is_same_v<M, ReleaseKeys>) on_release_keys(from, m, out);
+        else if constexpr (std::is_same_v<M, CancelKeys>) on_cancel_keys(from, m, out);
+        else if constexpr (std::is_same_v<M, InfoRequest>) out.client(from, InfoReply{m.request_id, info()});
+        else if constexpr (std::is_same_v<M, ShutdownCluster>) request_shutdown(m.code, "the client asked for shutdown", out);
+        else if constexpr (std::is_same_v<M, ClientGoodbye>) remove_client(from, out);
+        else if constexpr (std::is_same_v<M, Heartbeat>) {}
+        else if constexpr (std::is_same_v<M, RegisterClient>) ++stale_messages_;
+      },
+      msg);
+}
+
+std::uint32_t SchedulerState::intern_func(const std::string& name) {
+  auto it = func_index_.find(name);
+  if (it != func_index_.end()) return it->second;
+  auto idx = static_cast<std::uint32_t>(func_names_.size());
+  func_names_.push_back(name);
+  func_index_.emplace(name, idx);
+  return idx;
+}
+
+std::uint32_t SchedulerState::allocate_slot() {
+  if (!free_slots_.empty()) {
+    auto slot = free_slots_.back();
+    free_slots_.pop_back();
+    return slot;
+  }
+  auto slot = static_cast<std::uint32_t>(tasks_.size());
+  tasks_.emplace_back();
+  tasks_.back().id = make_task_id(slot, 0);
+  return slot;
+}
+
+void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Outbox& out) {
+  (void)now;
+  struct Fresh {
+    std::uint32_t slot;
+    std::string bad;  // why it cannot run, if it cannot
+  };
+  std::vector<Fresh> fresh;
+  fresh.reserve(m.tasks.size());
+  for (auto& spec : m.tasks) {
+    auto existing = key_index_.find(spec.key);
+    if (existing != key_index_.end()) {
+      // Same key again (Dask: same future). The client now wants it too.
+      Task& t = tasks_[existing->second];
+      if (spec.wanted && std::find(t.wanted_by.begin(), t.wanted_by.end(), c) == t.wanted_by.end()) {
+        t.wanted_by.push_back(c);
+        if (t.state == TaskState::memory) {
+          std::vector<std::string> holders;
+          for (auto h : t.who_has) holders.push_back(workers_[h.value].info.address);
+          out.client(c, KeyDone{t.key, t.id, std::move(holders), t.nbytes});
+        } else if (t.state == TaskState::erred) {
+          if (t.cancelled) out.client(c, KeyCancelled{t.key, t.error});
+          else out.client(c, KeyErred{t.key, t.error_func, t.error});
+        }
+      }
+      continue;
+    }
+    std::uint32_t slot = allocate_slot();
+    Task& t = tasks_[slot];
+    TaskId id = t.id;
+    t = Task{};
+    t.id = id;
+    t.state = TaskState::released;
+    ++counts_[static_cast<std::size_t>(TaskState::released)];
+    t.key = std::move(spec.key);
+    t.func = intern_func(spec.func);
+    t.priority = spec.priority;
+    t.seq = next_seq_++;
+    t.retries_left = spec.retries;
+    t.restrictions = std::move(spec.workers);
+    t.allow_other = spec.allow_other_workers;
+    t.resources = std::move(spec.resources);
+    if (spec.wanted) t.wanted_by.push_back(c);
+    key_index_.emplace(t.key, slot);
+    std::string bad;
+    auto add_dep = [&](const std::string& key) -> TaskId {
+      auto it = key_index_.find(key);
+      if (it == key_index_.end() || it->second == slot) {
+        if (bad.empty()) bad = "depends on unknown key '" + key + "' (never submitted, or already released)";
+        return TaskId{};
+      }
+      std::uint32_t d = it->second;
+      if (std::find(tasks_[slot].deps.begin(), tasks_[slot].deps.end(), d) == tasks_[slot].deps.end()) {
+        tasks_[slot].deps.push_back(d);
+      }
+      return tasks_[d].id;
+    };
+    t.args.reserve(spec.args.size());
+    for (auto& a : spec.args) {
+      TaskArg ta;
+      ta.kind = a.kind;
+      if (a.kind == ClientArg::value) {
+        ta.data = std::move(a.data);
+      } else {
+        ta.refs.reserve(a.refs.size());
+        for (const auto& k : a.refs) ta.refs.push_back(add_dep(k));
+      }
+      tasks_[slot].args.push_back(std::move(ta));
+    }
+    Task& tt = tasks_[slot];
+    for (auto d : tt.deps) {
+      Task& dt = tasks_[d];
+      dt.dependents.push_back(slot);
+      ++dt.unfinished_dependents;
+      if (dt.state != TaskState::memory) ++tt.waiting_on;
+    }
+    fresh.push_back({slot, std::move(bad)});
+  }
+  for (auto& f : fresh) {
+    Task& t = tasks_[f.slot];
+    if (t.state != TaskState::released) continue;
+    if (!f.bad.empty()) {
+      fail(f.slot, func_names_[t.func], f.bad, false, out);
+      continue;
+    }
+    const Task* failed_dep = nullptr;
+    for (auto d : t.deps) {
+      if (tasks_[d].state == TaskState::erred) failed_dep = &tasks_[d];
+    }
+    if (failed_dep) {
+      fail(f.slot, failed_dep->error_func, failed_dep->error, failed_dep->cancelled, out);
+      continue;
+    }
+    make_ready_or_wait(f.slot, out);
+  }
+  dispatch(out);
+}
+
+void SchedulerState::on_release_keys(ClientId c, const ReleaseKeys& m, Outbox& out) {
+  for (const auto& key : m.keys) {
+    auto it = key_index_.find(key);
+    if (it == key_index_.end()) continue;
+    Task& t = tasks_[it->second];
+    auto w = std::find(t.wanted_by.begin(), t.wanted_by.end(), c);
+    if (w == t.wanted_by.end()) continue;
+    t.wanted_by.erase(w);
+    if (!t.wanted_by.empty()) continue;
+    std::uint32_t slot = it->second;
+    maybe_release_data(slot, out);
+    forget_queue_.push_back(slot);
+  }
+  maybe_forget(kNoSlot, out);
+  dispatch(out);
+}
+
+void SchedulerState::on_cancel_keys(ClientId, const CancelKeys& m, Outbox& out) {
+  for (const auto& key : m.keys) {
+    auto it = key_index_.find(key);
+    if (it == key_index_.end()) continue;
+    std::uint32_t slot = it->second;
+    Task& t = tasks_[slot];
+    if (t.state == TaskState::memory || t.state == TaskState::erred) {
+      for (ClientId c : t.wanted_by) out.client(c, KeyCancelled{t.key, "cancelled by the client"});
+      continue;
+    }
+    fail(slot, func_names_[t.func], "cancelled by the client", true, out);
+  }
+  dispatch(out);
+}
+
+void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
+  Task* t = lookup(m.task);
+  if (!t || t->state != TaskState::processing || t->processing_on != w) {
+    // Late news about a task released, stolen or forgotten meanwhile: the worker drops the copy.
+    ++stale_messages_;
+    bool useful = t && t->state == TaskState::memory &&
+                  std::find(t->who_has.begin(), t->who_has.end(), w) != t->who_has.end();
+    if (!useful) out.worker(w, ReleaseTasks{{m.task}});
+    return;
+  }
+  std::uint32_t slot = slot_of(m.task);
+  t->nbytes = m.nbytes;
+  t->who_has.assign(1, w);
+  auto& rec = workers_[w.value];
+  rec.has_what.insert(slot);
+  rec.nbytes += m.nbytes;
+  transition(slot, TaskState::memory, out);
+  maybe_forget(kNoSlot, out);
+  dispatch(out);
+  if (root_queue_.empty() && rec.processing.size() < rec.info.nthreads) steal_for_idle(out);
+}
+
+void SchedulerState::on_task_failed(WorkerId w, const TaskFailed& m, Outbox& out) {
+  Task* t = lookup(m.task);
+  if (!t || t->state != TaskState::processing || t->processing_on != w) {
+    ++stale_messages_;
+    return;
+  }
+  std::uint32_t slot = slot_of(m.task);
+  if (t->retries_left > 0) {
+    --t->retries_left;
+    transition(slot, TaskState::released, out);
+    make_ready_or_wait(slot, out);
+  } else {
+    fail(slot, func_names_[t->func], m.message, false, out);
+  }
+  maybe_forget(kNoSlot, out);
+  dispatch(out);
+}
+
+void SchedulerState::on_replicas_added(WorkerId w, const ReplicasAdded& m, Outbox& out) {
+  std::vector<TaskId> unwanted;
+  for (TaskId id : m.tasks) {
+    Task* t = lookup(id);
+    if (t && t->state == TaskState::memory) {
+      if (std::find(t->who_has.begin(), t->who_has.end(), w) == t->who_has.end()) {
+        t->who_has.push_back(w);
+        workers_[w.value].has_what.insert(slot_of(id));
+        workers_[w.value].nbytes += t->nbytes;
+      }
+    } else {
+      unwanted.push_back(id);
+    }
+  }
+  if (!unwanted.empty()) out.worker(w, ReleaseTasks{std::move(unwanted)});
+}
+
+void SchedulerState::on_steal_reply(WorkerId w, const StealReply& m, Outbox& out) {
+  Task* t = lookup(m.task);
+  if (!t || !t->steal_pending || t->processing_on != w) return;
+  WorkerId thief = t->steal_thief;
+  auto& thief_rec = workers_[thief.value];
+  if (thief_rec.stealing_in > 0) --thief_rec.stealing_in;
+  t->steal_pending = false;
+  t->steal_thief = kNoWorker;
+  if (!m.stolen || t->state != TaskState::processing) return;
+  std::uint32_t slot = slot_of(m.task);
+  transition(slot, TaskState::released, out);
+  if (thief_rec.alive && worker_can_run(thief_rec, tasks_[slot], true)) {
+    assign(slot, thief, out);
+  } else {
+    make_ready_or_wait(slot, out);
+  }
+  dispatch(out);
+}
+
+void SchedulerState::on_fetch_failed(WorkerId w, const FetchFailed& m, Outbox& out) {
+  Task* t = lookup(m.task);
+  if (!t || t->state != TaskState::processing || t->processing_on != w) return;
+  std::uint32_t slot = slot_of(m.task);
+  transition(slot, TaskState::released, out);
+  make_ready_or_wait(slot, out);
+  dispatch(out);
+}
+
+SchedulerState::TickResult SchedulerState::tick(std::uint64_t now, Outbox& out) {
+  now_ms_ = now;
+  TickResult r;
+  for (auto& w : workers_) {
+    if (w.alive && now > w.last_seen_ms + config_.worker_timeout_ms) r.dead_workers.push_back(w.id);
+  }
+  for (auto& c : clients_) {
+    if (c.alive && now > c.last_seen_ms + config_.client_timeout_ms) r.dead_clients.push_back(c.id);
+  }
+  for (auto w : r.dead_workers) remove_worker(w, "heartbeat timeout", out);
+  for (auto c : r.dead_clients) remove_client(c, out);
+  for (const auto& w : workers_) {
+    if (w.alive) out.worker(w.id, Heartbeat{now});
+  }
+  for (const auto& c : clients_) {
+    if (c.alive) out.client(c.id, Heartbeat{now});
+  }
+  retry_unrunnable(now, out);
+  dispatch(out);
+  if (root_queue_.empty()) steal_for_idle(out);
+  return r;
+}
+
+void SchedulerState::forgive_silence(std::uint64_t now) {
+  for (auto& w : workers_) w.last_seen_ms = std::max(w.last_seen_ms, now);
+  for (auto& c : clients_) c.last_seen_ms = std::max(c.last_seen_ms, now);
+}
+
+// ---------------------------------------------------------------------------------------------
+// graph helpers
+
+Task* SchedulerState::lookup(TaskId id) {
+  std::uint32_t slot = slot_of(id);
+  if (slot >= tasks_.size()) return nullptr;
+  Task& t = tasks_[slot];
+  if (t.id != id || t.state == TaskState::forgotten) return nullptr;
+  return &t;
+}
+
+void SchedulerState::make_ready_or_wait(std::uint32_t start, Outbox& out) {
+  std::vector<std::uint32_t> stack{start};
+  while (!stack.empty()) {
+    std::uint32_t slot = stack.back();
+    stack.pop_back();
+    Task& t = tasks_[slot];
+    if (t.state != TaskState::released) continue;
+    if (t.waiting_on == 0) {
+      schedule_ready(slot, out);
+      continue;
+    }
+    transition(slot, TaskState::waiting, out);
+    // Inputs whose data was dropped or lost are computed again.
+    for (auto d : tasks_[slot].deps) {
+      if (tasks_[d].state == TaskState::released) stack.push_back(d);
+    }
+  }
+}
+
+void SchedulerState::schedule_ready(std::uint32_t slot, Outbox& out) {
+  Task& t = tasks_[slot];
+  if (t.deps.empty() && t.restrictions.empty() && t.resources.empty()) {
+    transition(slot, TaskState::queued, out);
+    return;
+  }
+  if (auto w = decide_worker(t)) {
+    assign(slot, *w, out);
+  } else {
+    transition(slot, TaskState::queued, out);
+  }
+}
+
+void SchedulerState::assign(std::uint32_t slot, WorkerId w, Outbox& out) {
+  tasks_[slot].processing_on = w;
+  auto r = transition(slot, TaskState::processing, out);
+  if (!r.ok) tasks_[slot].processing_on = kNoWorker;
+}
+
+std::uint32_t SchedulerState::capacity(const WorkerRecord& w) const {
+  return static_cast<std::uint32_t>(std::ceil(w.info.nthreads * config_.saturation)) + config_.saturation_extra;
+}
+
+void SchedulerState::dispatch(Outbox& out) {
+  if (root_queue_.empty()) return;
+  // Deal queued root tasks round-robin, one per worker with a free slot per pass, so a short
+  // queue is spread over the cluster instead of filling the first worker.
+  bool progress = true;
+  while (progress && !root_queue_.empty()) {
+    progress = false;
+    for (auto& w : workers_) {
+      if (!w.alive || w.processing.size() >= capacity(w)) continue;
+      while (!root_queue_.empty()) {
+        QueueEntry e = root_queue_.top();
+        root_queue_.pop();
+        Task* t = lookup(e.id);
+        if (!t || t->state != TaskState::queued) continue;  // cancelled or forgotten meanwhile
+        assign(slot_of(e.id), w.id, out);
+        progress = true;
+        break;
+      }
+      if (root_queue_.empty()) break;
+    }
+  }
+}
+
+void SchedulerState::steal_for_idle(Outbox& out) {
+  for (auto& thief : workers_) {
+    if (!thief.alive) continue;
+    std::size_t busy = thief.processing.size() + thief.stealing_in;
+    if (busy >= thief.info.nthreads) continue;
+    std::size_t want = thief.info.nthreads - busy;
+    // The victim with the most tasks waiting behind its threads.
+    WorkerRecord* victim = nullptr;
+    std::size_t best_surplus = 1;
+    for (auto& v : workers_) {
+      if (!v.alive || v.id == thief.id) continue;
+      std::size_t surplus = v.processing.size() > v.info.nthreads ? v.processing.size() - v.info.nthreads : 0;
+      if (surplus > best_surplus) {
+        best_surplus = surplus;
+        victim = &v;
+      }
+    }
+    if (!victim) continue;
+    std::size_t take = std::min(want, best_surplus / 2);
+    for (auto slot : victim->processing) {
+      if (take == 0) break;
+      Task& t = tasks_[slot];
+      if (t.steal_pending || !t.restrictions.empty() || !worker_can_run(thief, t, true)) continue;
+      t.steal_pending = true;
+      t.steal_thief = thief.id;
+      ++thief.stealing_in;
+      out.worker(victim->id, StealRequest{t.id});
+      --take;
+    }
+  }
+}
+
+void SchedulerState::retry_unrunnable(std::uint64_t now, Outbox& out) {
+  if (unrunnable_.empty()) return;
+  auto pending = unrunnable_;
+  for (auto slot : pending) {
+    Task& t = tasks_[slot];
+    if (t.state != TaskState::queued) continue;
+    if (auto w = decide_worker(t)) {
+      assign(slot, *w, out);
+      continue;
+    }
+    bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w.alive; });
+    if (any_alive && now > t.unrunnable_since_ms + config_.no_worker_timeout_ms) {
+      std::string names;
+      for (const auto& w : workers_) {
+        if (w.alive) names += (names.empty() ? "" : ", ") + w.info.name;
+      }
+      std::string want;
+      for (const auto& r : t.restrictions) want += (want.empty() ? "" : ", ") + r;
+      std::string res;
+      for (const auto& [k, v] : t.resources) res += (res.empty() ? "" : ", ") + k + "=" + std::to_string(v);
+      fail(slot, func_names_[t.func],
+           "no worker can run it (workers=[" + want + "], resources={" + res + "}; workers present: " + names + ")",
+           false, out);
+    }
+  }
+}
+
+void SchedulerState::fail(std::uint32_t start, const std::string& func, const std::string& message, bool cancelled,
+                          Outbox& out) {
+  std::vector<std::uint32_t> stack{start};
+  while (!stack.empty()) {
+    std::uint32_t slot = stack.back();
+    stack.pop_back();
+    Task& t = tasks_[slot];
+    if (t.state == TaskState::memory || t.state == TaskState::erred || t.state == TaskState::forgotten) continue;
+    t.error = message;
+    t.error_func = func;
+    t.cancelled = cancelled;
+    if (!transition(slot, TaskState::erred, out).ok) continue;
+    for (auto d : tasks_[slot].dependents) stack.push_back(d);
+  }
+}
+
+void SchedulerState::maybe_release_data(std::uint32_t slot, Outbox& out) {
+  Task& t = tasks_[slot];
+  if (t.state != TaskState::memory || needed(t)) return;
+  if (t.dependents.empty()) {
+    forget_queue_.push_back(slot);
+  } else {
+    transition(slot, TaskState::released, out);
+  }
+}
+
+// Forgets every queued slot that nobody wants and nothing depends on; forgetting one task may
+// free its inputs, which land on the same queue (no recursion, so long chains are fine).
+void SchedulerState::maybe_forget(std::uint32_t slot, Outbox& out) {
+  if (slot != kNoSlot) forget_queue_.push_back(slot);
+  if (forgetting_) return;
+  forgetting_ = true;
+  while (!forget_queue_.empty()) {
+    std::uint32_t s = forget_queue_.back();
+    forget_queue_.pop_back();
+    Task& t = tasks_[s];
+    if (t.state == TaskState::forgotten || !t.wanted_by.empty() || !t.dependents.empty()) continue;
+    transition(s, TaskState::forgotten, out);
+  }
+  forgetting_ = false;
+}
+
+void SchedulerState::notify_done(const Task& t, Outbox& out) {
+  if (t.wanted_by.empty()) return;
+  std::vector<std::string> holders;
+  for (auto h : t.who_has) holders.push_back(workers_[h.value].info.address);
+  for (ClientId c : t.wanted_by) out.client(c, KeyDone{t.key, t.id, holders, t.nbytes});
+}
+
+bool SchedulerState::worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const {
+  if (!w.alive) return false;
+  for (const auto& [name, amount] : t.resources) {
+    auto it = std::find_if(w.info.resources.begin(), w.info.resources.end(),
+                           [&](const auto& r) { return r.first == name; });
+    if (it == w.info.resources.end() || it->second < amount) return false;
+  }
+  if (honour_restrictions && !t.restrictions.empty()) {
+    return std::find(t.restrictions.begin(), t.restrictions.end(), w.info.name) != t.restrictions.end();
+  }
+  return true;
+}
+
+std::optional<WorkerId> SchedulerState::decide_worker(const Task& t) const {
+  std::vector<const WorkerRecord*> candidates;
+  for (const auto& w : workers_) {
+    if (worker_can_run(w, t, true)) candidates.push_back(&w);
+  }
+  if (candidates.empty() && t.allow_other) {
+    for (const auto& w : workers_) {
+      if (worker_can_run(w, t, false)) candidates.push_back(&w);
+    }
+  }
+  if (candidates.empty()) return std::nullopt;
+  if (candidates.size() == 1) return candidates[0]->id;
+  // Prefer the worker already holding the most input bytes (no transfer), then the least busy.
+  std::vector<std::uint64_t> local(workers_.size(), 0);
+  for (auto d : t.deps) {
+    const Task& dt = tasks_[d];
+    for (auto h : dt.who_has) local[h.value] += dt.nbytes + 1;
+  }
+  std::size_t n = candidates.size();
+  std::size_t start = static_cast<std::size_t>(round_robin_++ % n);
+  const WorkerRecord* best = nullptr;
+  for (std::size_t i = 0; i < n; ++i) {
+    const WorkerRecord* w = candidates[(start + i) % n];
+    if (!best) {
+      best = w;
+      continue;
+    }
+    auto lw = local[w->id.value], lb = local[best->id.value];
+    if (lw != lb) {
+      if (lw > lb) best = w;
+      continue;
+    }
+    double ow = static_cast<double>(w->processing.size()) / w->info.nthreads;
+    double ob = static_cast<double>(best->processing.size()) / best->info.nthreads;
+    if (ow < ob) best = w;
+  }
+  return best->id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// queries
+
+const Task* SchedulerState::find(const std::string& key) const {
+  auto it = key_index_.find(key);
+  return it == key_index_.end() ? nullptr : &tasks_[it->second];
+}
+const Task* SchedulerState::task(std::uint32_t slot) const {
+  return slot < tasks_.size() && tasks_[slot].state != TaskState::forgotten ? &tasks_[slot] : nullptr;
+}
+const WorkerRecord* SchedulerState::worker(WorkerId id) const {
+  return id.value < workers_.size() ? &workers_[id.value] : nullptr;
+}
+const WorkerRecord* SchedulerState::worker_by_identity(const std::string& identity) const {
+  auto it = worker_identities_.find(identity);
+  return it == worker_identities_.end() ? nullptr : &workers_[it->second.value];
+}
+const ClientRecord* SchedulerState::client(ClientId id) const {
+  return id.value < clients_.size() ? &clients_[id.value] : nullptr;
+}
+const ClientRecord* SchedulerState::client_by_identity(const std::string& identity) const {
+  auto it = client_identities_.find(identity);
+  return it == client_identities_.end() ? nullptr : &clients_[it->second.value];
+}
+std::vector<WorkerId> SchedulerState::alive_workers() const {
+  std::vector<WorkerId> out;
+  for (const auto& w : workers_) {
+    if (w.alive) out.push_back(w.id);
+  }
+  return out;
+}
+std::vector<ClientId> SchedulerState::alive_clients() const {
+  std::vector<ClientId> out;
+  for (const auto& c : clients_) {
+    if (c.alive) out.push_back(c.id);
+  }
+  return out;
+}
+
+nlohmann::json SchedulerState::info() const {
+  nlohmann::json workers = nlohmann::json::array();
+  for (const auto& w : workers_) {
+    if (!w.alive) continue;
+    nlohmann::json res = nlohmann::json::object();
+    for (const auto& [k, v] : w.info.resources) res[k] = v;
+    workers.push_back({{"id", w.id.value},
+                       {"name", w.info.name},
+                       {"host", w.info.host},
+                       {"address", w.info.address},
+                       {"nthreads", w.info.nthreads},
+                       {"rank", w.info.rank},
+                       {"memory_limit", w.info.memory_limit},
+                       {"resources", res},
+                       {"processing", w.processing.size()},
+                       {"in_memory", w.has_what.size()}});
+  }
+  nlohmann::json states = nlohmann::json::object();
+  for (std::size_t s = 0; s + 1 < kNumTaskStates; ++s) states[to_string(static_cast<TaskState>(s))] = counts_[s];
+  return {{"workers", workers}, {"tasks_by_state", states}, {"n_tasks", key_index_.size()}};
+}
+
+}  // namespace dtask::scheduler

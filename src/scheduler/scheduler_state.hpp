@@ -1,0 +1,232 @@
+// The scheduler's brain: task graph, worker pool and every decision, as pure code over an outbox.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "protocol/messages.hpp"
+#include "scheduler/task_state.hpp"
+
+namespace dtask::scheduler {
+
+using protocol::ClientId;
+using protocol::TaskId;
+using protocol::WorkerId;
+
+inline constexpr WorkerId kNoWorker{0xFFFFFFFFu};
+inline constexpr std::uint32_t kNoSlot = 0xFFFFFFFFu;
+
+struct SchedulerConfig {
+  // Tasks without dependencies wait in the scheduler's queue; a worker holds at most
+  // nthreads * saturation + saturation_extra of them at once. Idle workers steal the rest.
+  double saturation = 2.0;
+  std::uint32_t saturation_extra = 32;
+  std::uint64_t worker_timeout_ms = 5000;     // silent this long: the worker is dead
+  std::uint64_t client_timeout_ms = 5000;     // silent this long: the client is gone
+  std::uint64_t no_worker_timeout_ms = 10000; // restricted task with no matching worker: error
+  std::uint32_t heartbeat_ms = 500;
+};
+
+// Everything the scheduler sends, collected while a batch of input is handled; the server
+// groups it per destination and sends one message per peer (batching is free).
+struct Outbox {
+  std::vector<std::pair<WorkerId, protocol::SchedulerToWorker>> to_workers;
+  std::vector<std::pair<ClientId, protocol::SchedulerToClient>> to_clients;
+  void worker(WorkerId w, protocol::SchedulerToWorker m) { to_workers.emplace_back(w, std::move(m)); }
+  void client(ClientId c, protocol::SchedulerToClient m) { to_clients.emplace_back(c, std::move(m)); }
+  bool empty() const { return to_workers.empty() && to_clients.empty(); }
+};
+
+struct Task {
+  TaskId id;
+  TaskState state = TaskState::released;
+  std::string key;
+  std::uint32_t func = 0;                 // index into func_names_
+  std::vector<protocol::TaskArg> args;
+  std::vector<std::uint32_t> deps;        // slots
+  std::vector<std::uint32_t> dependents;  // slots
+  std::uint32_t waiting_on = 0;           // deps not in memory
+  std::uint32_t unfinished_dependents = 0;  // dependents not in memory or erred
+  std::int32_t priority = 0;
+  std::uint64_t seq = 0;
+  std::uint32_t retries_left = 0;
+  bool allow_other = false;
+  bool steal_pending = false;
+  bool cancelled = false;
+  std::vector<std::string> restrictions;
+  protocol::Resources resources;
+  WorkerId processing_on = kNoWorker;
+  WorkerId steal_thief = kNoWorker;
+  std::vector<WorkerId> who_has;
+  std::uint64_t nbytes = 0;
+  std::uint64_t unrunnable_since_ms = 0;
+  std::vector<ClientId> wanted_by;
+  std::string error;                      // erred: the message
+  std::string error_func;                 // erred: the task that actually failed
+};
+
+struct WorkerRecord {
+  WorkerId id;
+  std::string identity;  // ZeroMQ routing id
+  protocol::RegisterWorker info;
+  bool alive = true;
+  std::unordered_set<std::uint32_t> processing;  // slots
+  std::unordered_set<std::uint32_t> has_what;    // slots
+  std::uint64_t nbytes = 0;
+  std::uint64_t last_seen_ms = 0;
+  std::uint32_t stealing_in = 0;  // steal requests on their way to this worker
+};
+
+struct ClientRecord {
+  ClientId id;
+  std::string identity;
+  std::string name;
+  bool alive = true;
+  std::uint64_t last_seen_ms = 0;
+};
+
+// Outcome of a transition request: illegal ones are refused, never half-applied.
+struct TransitionResult {
+  bool ok = true;
+  std::string error;
+};
+
+class SchedulerState {
+ public:
+  explicit SchedulerState(SchedulerConfig config = {});
+
+  // ---- peers ----
+  // A worker registration; the outcome is a Welcome or a Rejected in the outbox.
+  std::optional<WorkerId> add_worker(const protocol::RegisterWorker& reg, std::string identity, std::uint64_t now,
+                                     Outbox& out, std::string* reject_reason = nullptr);
+  std::optional<ClientId> add_client(const protocol::RegisterClient& reg, std::string identity, std::uint64_t now,
+                                     Outbox& out);
+  void remove_worker(WorkerId w, const std::string& reason, Outbox& out);
+  void remove_client(ClientId c, Outbox& out);
+
+  // ---- input: one handler per request type ----
+  void handle(WorkerId from, protocol::WorkerToScheduler msg, std::uint64_t now, Outbox& out);
+  void handle(ClientId from, protocol::ClientToScheduler msg, std::uint64_t now, Outbox& out);
+  // Periodic: liveness, stealing, unrunnable timeouts. Returns the workers and clients it found dead.
+  struct TickResult {
+    std::vector<WorkerId> dead_workers;
+    std::vector<ClientId> dead_clients;
+  };
+  TickResult tick(std::uint64_t now, Outbox& out);
+  // The loop was stalled (big graph): nobody's silence in that time counts against them.
+  void forgive_silence(std::uint64_t now);
+
+  // ---- the state machine (scheduler/state_machine.cpp) ----
+  TransitionResult transition(std::uint32_t slot, TaskState to, Outbox& out);
+
+  // ---- decisions ----
+  std::optional<WorkerId> decide_worker(const Task& t) const;
+  std::uint32_t capacity(const WorkerRecord& w) const;
+
+  // ---- queries ----
+  const Task* find(const std::string& key) const;
+  const Task* task(std::uint32_t slot) const;
+  const WorkerRecord* worker(WorkerId id) const;
+  const WorkerRecord* worker_by_identity(const std::string& identity) const;
+  const ClientRecord* client(ClientId id) const;
+  const ClientRecord* client_by_identity(const std::string& identity) const;
+  std::size_t count(TaskState s) const { return counts_[static_cast<std::size_t>(s)]; }
+  std::size_t n_tasks() const { return key_index_.size(); }
+  std::vector<WorkerId> alive_workers() const;
+  std::vector<ClientId> alive_clients() const;
+  nlohmann::json info() const;  // scheduler_info(): workers and task counts (also the dashboard's feed)
+  const std::string& func_name(std::uint32_t f) const { return func_names_.at(f); }
+
+  bool shutdown_requested() const { return shutdown_requested_; }
+  int shutdown_code() const { return shutdown_code_; }
+  const std::string& shutdown_reason() const { return shutdown_reason_; }
+  // Starts a whole-cluster shutdown: workers and clients are told, the server then waits for them.
+  void request_shutdown(int code, const std::string& reason, Outbox& out);
+  std::uint64_t stale_messages() const { return stale_messages_; }
+
+ private:
+  friend struct StateMachine;
+
+  // handlers
+  void on_submit(ClientId c, protocol::SubmitTasks& m, std::uint64_t now, Outbox& out);
+  void on_release_keys(ClientId c, const protocol::ReleaseKeys& m, Outbox& out);
+  void on_cancel_keys(ClientId c, const protocol::CancelKeys& m, Outbox& out);
+  void on_task_done(WorkerId w, const protocol::TaskDone& m, Outbox& out);
+  void on_task_failed(WorkerId w, const protocol::TaskFailed& m, Outbox& out);
+  void on_replicas_added(WorkerId w, const protocol::ReplicasAdded& m, Outbox& out);
+  void on_steal_reply(WorkerId w, const protocol::StealReply& m, Outbox& out);
+  void on_fetch_failed(WorkerId w, const protocol::FetchFailed& m, Outbox& out);
+
+  // transition entry/exit actions (state_machine.cpp)
+  void enter_waiting(Task& t, Outbox& out);
+  void enter_queued(Task& t, Outbox& out);
+  void enter_processing(Task& t, Outbox& out);
+  void enter_memory(Task& t, Outbox& out);
+  void enter_erred(Task& t, Outbox& out);
+  void enter_released(Task& t, TaskState from, Outbox& out);
+  void enter_forgotten(Task& t, TaskState from, Outbox& out);
+  void leave(Task& t, TaskState from, TaskState to, Outbox& out);
+
+  // graph helpers
+  Task* lookup(TaskId id);
+  Task& at(std::uint32_t slot) { return tasks_[slot]; }
+  std::uint32_t allocate_slot();
+  void make_ready_or_wait(std::uint32_t slot, Outbox& out);
+  void schedule_ready(std::uint32_t slot, Outbox& out);
+  void assign(std::uint32_t slot, WorkerId w, Outbox& out);
+  void dispatch(Outbox& out);
+  void steal_for_idle(Outbox& out);
+  void retry_unrunnable(std::uint64_t now, Outbox& out);
+  void fail(std::uint32_t slot, const std::string& func, const std::string& message, bool cancelled, Outbox& out);
+  void maybe_release_data(std::uint32_t slot, Outbox& out);
+  void maybe_forget(std::uint32_t slot, Outbox& out);
+  bool needed(const Task& t) const { return !t.wanted_by.empty() || t.unfinished_dependents > 0; }
+  void notify_done(const Task& t, Outbox& out);
+  bool worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const;
+  std::uint32_t intern_func(const std::string& name);
+
+  SchedulerConfig config_;
+  std::vector<Task> tasks_;
+  std::vector<std::uint32_t> free_slots_;
+  std::unordered_map<std::string, std::uint32_t> key_index_;
+  std::vector<std::string> func_names_;
+  std::unordered_map<std::string, std::uint32_t> func_index_;
+  std::size_t counts_[kNumTaskStates] = {};
+  std::uint64_t next_seq_ = 0;
+
+  // Root tasks waiting for a worker slot: highest priority first, then submission order.
+  struct QueueEntry {
+    std::int32_t priority;
+    std::uint64_t seq;
+    TaskId id;
+    bool operator<(const QueueEntry& o) const {
+      return priority != o.priority ? priority < o.priority : seq > o.seq;
+    }
+  };
+  std::priority_queue<QueueEntry> root_queue_;
+  std::vector<std::uint32_t> unrunnable_;  // queued tasks no current worker may run
+
+  std::vector<WorkerRecord> workers_;  // indexed by WorkerId, never reused
+  std::unordered_map<std::string, WorkerId> worker_identities_;
+  std::vector<ClientRecord> clients_;
+  std::unordered_map<std::string, ClientId> client_identities_;
+  mutable std::uint64_t round_robin_ = 0;
+  std::uint64_t now_ms_ = 0;
+  std::vector<std::uint32_t> forget_queue_;  // slots to re-check after a forget (no recursion)
+  bool forgetting_ = false;
+  std::uint64_t stale_messages_ = 0;
+
+  bool shutdown_requested_ = false;
+  int shutdown_code_ = 0;
+  std::string shutdown_reason_;
+};
+
+}  // namespace dtask::scheduler

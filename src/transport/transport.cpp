@@ -1,0 +1,202 @@
+// ZeroMQ plumbing shared by every role: endpoints, CURVE + ZAP, batched multipart send/receive.
+#include "transport/transport.hpp"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+namespace dtask {
+
+Security Security::generate() {
+  Security s;
+  s.enabled = true;
+  char pub[41], sec[41];
+  if (zmq_curve_keypair(pub, sec) != 0) throw std::runtime_error("zmq_curve_keypair failed: CURVE unsupported");
+  s.server_public = pub;
+  s.server_secret = sec;
+  if (zmq_curve_keypair(pub, sec) != 0) throw std::runtime_error("zmq_curve_keypair failed: CURVE unsupported");
+  s.client_public = pub;
+  s.client_secret = sec;
+  return s;
+}
+
+}  // namespace dtask
+
+namespace dtask::transport {
+
+AddressResult interface_address(const std::string& name) {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return {"", std::string("cannot list network interfaces: ") + std::strerror(errno)};
+  bool exists = false;
+  std::string found;
+  for (ifaddrs* a = list; a; a = a->ifa_next) {
+    if (!a->ifa_name || name != a->ifa_name) continue;
+    exists = true;
+    if (a->ifa_addr && a->ifa_addr->sa_family == AF_INET) {
+      char buf[INET_ADDRSTRLEN];
+      auto* in = reinterpret_cast<sockaddr_in*>(a->ifa_addr);
+      inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+      found = buf;
+      break;
+    }
+  }
+  freeifaddrs(list);
+  if (!found.empty()) return {found, ""};
+  if (!exists) return {"", "network interface '" + name + "' does not exist on host " + hostname()};
+  return {"", "network interface '" + name + "' has no IPv4 address on host " + hostname()};
+}
+
+AddressResult resolve_bind_host(const std::string& interface_name, const std::string& host) {
+  if (!interface_name.empty()) return interface_address(interface_name);
+  if (host.empty()) return {"127.0.0.1", ""};
+  return {host, ""};
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+void configure_socket(zmq::socket_t& s) {
+  s.set(zmq::sockopt::linger, 1000);
+  s.set(zmq::sockopt::sndhwm, 0);
+  s.set(zmq::sockopt::rcvhwm, 0);
+  s.set(zmq::sockopt::heartbeat_ivl, 1000);
+  s.set(zmq::sockopt::heartbeat_timeout, 5000);
+  s.set(zmq::sockopt::heartbeat_ttl, 5000);
+}
+
+void make_curve_server(zmq::socket_t& s, const Security& sec) {
+  if (!sec.enabled) return;
+  s.set(zmq::sockopt::curve_server, 1);
+  s.set(zmq::sockopt::curve_secretkey, sec.server_secret);
+  s.set(zmq::sockopt::zap_domain, "dtask");
+}
+
+void make_curve_client(zmq::socket_t& s, const Security& sec) {
+  if (!sec.enabled) return;
+  s.set(zmq::sockopt::curve_serverkey, sec.server_public);
+  s.set(zmq::sockopt::curve_publickey, sec.client_public);
+  s.set(zmq::sockopt::curve_secretkey, sec.client_secret);
+}
+
+std::string bind_tcp(zmq::socket_t& s, const std::string& host, int port) {
+  std::string ep = "tcp://" + host + ":" + (port == 0 ? std::string("*") : std::to_string(port));
+  s.bind(ep);
+  return s.get(zmq::sockopt::last_endpoint);
+}
+
+ZapAuthenticator::ZapAuthenticator(zmq::context_t& ctx, std::string allowed_z85)
+    : socket_(ctx, zmq::socket_type::rep) {
+  allowed_.resize(32);
+  if (zmq_z85_decode(reinterpret_cast<std::uint8_t*>(allowed_.data()), allowed_z85.c_str()) == nullptr) {
+    throw std::runtime_error("invalid CURVE client public key");
+  }
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.bind("inproc://zeromq.zap.01");
+  thread_ = std::thread([this] { run(); });
+}
+
+ZapAuthenticator::~ZapAuthenticator() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void ZapAuthenticator::run() {
+  while (!stop_) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
+    // ZAP request: version, request id, domain, address, identity, mechanism, credentials...
+    std::vector<zmq::message_t> parts;
+    while (true) {
+      zmq::message_t m;
+      if (!socket_.recv(m, zmq::recv_flags::none)) break;
+      bool more = m.more();
+      parts.push_back(std::move(m));
+      if (!more) break;
+    }
+    if (parts.size() < 6) continue;
+    bool ok = parts[5].to_string() == "CURVE" && parts.size() >= 7 && parts[6].to_string() == allowed_;
+    if (!ok) ++rejected_;
+    std::vector<std::string> reply = {"1.0", parts[1].to_string(), ok ? "200" : "400",
+                                      ok ? "OK" : "unknown client key", "", ""};
+    for (std::size_t i = 0; i < reply.size(); ++i) {
+      socket_.send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+}
+
+std::optional<Received> try_recv(zmq::socket_t& s, bool router) {
+  zmq::message_t first;
+  if (!s.recv(first, zmq::recv_flags::dontwait)) return std::nullopt;
+  Received r;
+  if (router) {
+    r.identity = first.to_string();
+    if (!first.more()) return std::nullopt;
+    if (!s.recv(r.head, zmq::recv_flags::none)) return std::nullopt;
+  } else {
+    r.head = std::move(first);
+  }
+  bool more = r.head.more();
+  while (more) {
+    auto m = std::make_shared<zmq::message_t>();
+    if (!s.recv(*m, zmq::recv_flags::none)) break;
+    more = m->more();
+    auto* data = static_cast<const std::byte*>(m->data());
+    std::size_t size = m->size();
+    r.bulk.emplace_back(std::shared_ptr<const void>(m, m.get()), data, size);
+  }
+  return r;
+}
+
+namespace {
+void free_buffer(void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }
+}  // namespace
+
+bool send_frames(zmq::socket_t& s, const std::string* identity, protocol::Frames&& frames) {
+  try {
+    if (identity) s.send(zmq::buffer(*identity), zmq::send_flags::sndmore);
+    bool has_bulk = !frames.bulk.empty();
+    s.send(zmq::buffer(frames.head), has_bulk ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    for (std::size_t i = 0; i < frames.bulk.size(); ++i) {
+      const Buffer& b = frames.bulk[i];
+      auto* keep = new std::shared_ptr<const void>(b.owner());
+      zmq::message_t m(const_cast<std::byte*>(b.data()), b.size(), &free_buffer, keep);
+      s.send(m, i + 1 < frames.bulk.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+    return true;
+  } catch (const zmq::error_t&) {
+    return false;
+  }
+}
+
+Wakeup::Wakeup() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (fd_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+}
+Wakeup::~Wakeup() {
+  if (fd_ >= 0) close(fd_);
+}
+void Wakeup::notify() {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = write(fd_, &one, sizeof one);
+}
+void Wakeup::drain() {
+  std::uint64_t v;
+  [[maybe_unused]] auto n = read(fd_, &v, sizeof v);
+}
+
+std::uint64_t now_ms() {
+  using namespace std::chrono;
+  return static_cast<std::uint64_t>(duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count());
+}
+
+}  // namespace dtask::transport

@@ -1,0 +1,96 @@
+// ZeroMQ plumbing shared by every role: endpoints, CURVE + ZAP, batched multipart send/receive.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include <dtask/types.hpp>
+
+#include "protocol/wire.hpp"
+
+namespace dtask::transport {
+
+// The IPv4 address of a network interface ("hsn0", "lo"), or an error that says why not.
+struct AddressResult {
+  std::string address;
+  std::string error;
+  bool ok() const { return error.empty(); }
+};
+AddressResult interface_address(const std::string& interface_name);
+// Where to bind: the interface's address when one is named, else `host`.
+AddressResult resolve_bind_host(const std::string& interface_name, const std::string& host);
+std::string hostname();
+
+// Sockets: no silent drops (unbounded queues), a short linger so shutdown never blocks, and
+// TCP keepalive-style ZMTP heartbeats so dead peers are noticed.
+void configure_socket(zmq::socket_t& s);
+void make_curve_server(zmq::socket_t& s, const Security& sec);
+void make_curve_client(zmq::socket_t& s, const Security& sec);
+// Binds to tcp://host:port (port 0 = ephemeral) and returns the endpoint actually bound.
+std::string bind_tcp(zmq::socket_t& s, const std::string& host, int port = 0);
+
+// Answers ZAP requests for one context: a CURVE peer is accepted only with the job's client
+// public key. Without it nothing would stop a stranger who learned the server key.
+class ZapAuthenticator {
+ public:
+  ZapAuthenticator(zmq::context_t& ctx, std::string allowed_client_public_z85);
+  ~ZapAuthenticator();
+  ZapAuthenticator(const ZapAuthenticator&) = delete;
+  ZapAuthenticator& operator=(const ZapAuthenticator&) = delete;
+  std::uint64_t rejected() const { return rejected_.load(); }
+
+ private:
+  void run();
+  zmq::socket_t socket_;
+  std::string allowed_;  // 32 raw bytes
+  std::atomic<bool> stop_{false};
+  std::atomic<std::uint64_t> rejected_{0};
+  std::thread thread_;
+};
+
+// One received multipart: [identity] envelope [bulk...]; bulk frames are zero-copy Buffers.
+struct Received {
+  std::string identity;  // only for ROUTER sockets
+  zmq::message_t head;
+  std::vector<Buffer> bulk;
+};
+// Non-blocking receive; nullopt when nothing is waiting.
+std::optional<Received> try_recv(zmq::socket_t& s, bool router);
+// Sends an encoded batch, bulk frames without copying. Returns false if the peer is unknown.
+bool send_frames(zmq::socket_t& s, const std::string* identity, protocol::Frames&& frames);
+
+template <class V>
+bool send_batch(zmq::socket_t& s, const std::string* identity, const std::vector<V>& msgs) {
+  return send_frames(s, identity, protocol::encode_batch(msgs));
+}
+template <class V>
+protocol::Decoded<V> decode(const Received& r) {
+  return protocol::decode_batch<V>(r.head.data(), r.head.size(), r.bulk);
+}
+
+// An eventfd that ZeroMQ can poll: other threads hand work to an event loop and wake it.
+class Wakeup {
+ public:
+  Wakeup();
+  ~Wakeup();
+  Wakeup(const Wakeup&) = delete;
+  Wakeup& operator=(const Wakeup&) = delete;
+  void notify();
+  void drain();
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+std::uint64_t now_ms();
+
+}  // namespace dtask::transport

@@ -1,0 +1,126 @@
+// A worker's executor threads: run ready tasks by priority within the declared resources.
+#include "worker/executor.hpp"
+
+#include <dtask/worker_context.hpp>
+
+namespace dtask::worker {
+
+namespace {
+thread_local std::string t_worker_name;
+}  // namespace
+
+Executor::Executor(int nthreads, protocol::Resources available, std::string worker_name,
+                   std::function<void()> on_complete)
+    : on_complete_(std::move(on_complete)), worker_name_(std::move(worker_name)) {
+  for (const auto& [name, amount] : available) available_[name] += amount;
+  for (int i = 0; i < nthreads; ++i) threads_.emplace_back([this] { run(); });
+}
+
+Executor::~Executor() { shutdown(std::chrono::milliseconds(2000)); }
+
+void Executor::submit(Job job) {
+  {
+    std::lock_guard lock(mutex_);
+    Order o{job.priority, seq_++};
+    index_[job.id.value] = o;
+    ready_.emplace(o, std::move(job));
+  }
+  cv_.notify_one();
+}
+
+bool Executor::withdraw(protocol::TaskId id) {
+  std::lock_guard lock(mutex_);
+  auto it = index_.find(id.value);
+  if (it == index_.end()) return false;
+  ready_.erase(it->second);
+  index_.erase(it);
+  return true;
+}
+
+std::vector<Completion> Executor::take_completions() {
+  std::lock_guard lock(mutex_);
+  std::vector<Completion> out(std::make_move_iterator(completions_.begin()), std::make_move_iterator(completions_.end()));
+  completions_.clear();
+  return out;
+}
+
+std::size_t Executor::queued() const {
+  std::lock_guard lock(mutex_);
+  return ready_.size();
+}
+
+bool Executor::fits(const Job& j) const {
+  for (const auto& [name, amount] : j.resources) {
+    auto it = available_.find(name);
+    if (it == available_.end() || it->second < amount) return false;
+  }
+  return true;
+}
+
+void Executor::run() {
+  t_worker_name = worker_name_;
+  while (true) {
+    Job job;
+    {
+      std::unique_lock lock(mutex_);
+      auto pick = ready_.end();
+      cv_.wait(lock, [&] {
+        if (stop_) return true;
+        for (auto it = ready_.begin(); it != ready_.end(); ++it) {
+          if (fits(it->second)) {
+            pick = it;
+            return true;
+          }
+        }
+        return false;
+      });
+      if (stop_) return;
+      job = std::move(pick->second);
+      index_.erase(job.id.value);
+      ready_.erase(pick);
+      for (const auto& [name, amount] : job.resources) available_[name] -= amount;
+      ++running_;
+    }
+    detail::Call call;
+    call.fn = job.entry->fn;
+    call.args = std::span<const detail::CallArg>(job.args.data(), job.args.size());
+    job.entry->invoke(reinterpret_cast<dtask_call*>(&call));
+    Completion c{job.id, call.ok, std::move(call.result), std::move(call.error)};
+    {
+      std::lock_guard lock(mutex_);
+      completions_.push_back(std::move(c));
+      for (const auto& [name, amount] : job.resources) available_[name] += amount;
+      --running_;
+    }
+    if (!job.resources.empty()) cv_.notify_all();
+    idle_cv_.notify_all();
+    on_complete_();
+  }
+}
+
+void Executor::shutdown(std::chrono::milliseconds grace) {
+  {
+    std::unique_lock lock(mutex_);
+    if (stop_ && threads_.empty()) return;
+    stop_ = true;
+    ready_.clear();
+    index_.clear();
+  }
+  cv_.notify_all();
+  bool all_idle;
+  {
+    std::unique_lock lock(mutex_);
+    all_idle = idle_cv_.wait_for(lock, grace, [&] { return running_ == 0; });
+  }
+  for (auto& t : threads_) {
+    if (all_idle) t.join();
+    else t.detach();  // a task that will not finish must not hold the shutdown hostage
+  }
+  threads_.clear();
+}
+
+}  // namespace dtask::worker
+
+namespace dtask {
+std::string get_worker_name() { return worker::t_worker_name; }
+}  // namespace dtask

@@ -1,0 +1,80 @@
+// A worker's executor threads: run ready tasks by priority within the declared resources.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <dtask/plugin_abi.h>
+#include <dtask/task.hpp>
+
+#include "protocol/messages.hpp"
+
+namespace dtask::worker {
+
+// One runnable task: the plugin entry and its arguments, which the job keeps alive while it runs.
+struct Job {
+  protocol::TaskId id;
+  std::int32_t priority = 0;
+  const dtask_task_v1* entry = nullptr;
+  std::vector<std::shared_ptr<const Payload>> keep;  // payloads the args point into
+  std::vector<detail::CallArg> args;
+  protocol::Resources resources;
+};
+
+struct Completion {
+  protocol::TaskId id;
+  bool ok = false;
+  Payload result;
+  std::string error;
+};
+
+class Executor {
+ public:
+  // `on_complete` runs on an executor thread after each task (the worker wakes its loop there).
+  Executor(int nthreads, protocol::Resources available, std::string worker_name, std::function<void()> on_complete);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  void submit(Job job);
+  // Removes a job that has not started (steal, release); false if it is running or gone.
+  bool withdraw(protocol::TaskId id);
+  std::vector<Completion> take_completions();
+  std::size_t queued() const;
+  // Stops taking work; waits up to `grace` for running tasks, then leaves them behind.
+  void shutdown(std::chrono::milliseconds grace);
+
+ private:
+  void run();
+  bool fits(const Job& j) const;
+  struct Order {
+    std::int32_t priority;
+    std::uint64_t seq;
+    bool operator<(const Order& o) const { return priority != o.priority ? priority > o.priority : seq < o.seq; }
+  };
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<Order, Job> ready_;
+  std::unordered_map<std::uint64_t, Order> index_;  // task id -> position in ready_
+  std::map<std::string, double> available_;
+  std::deque<Completion> completions_;
+  std::function<void()> on_complete_;
+  std::string worker_name_;
+  std::uint64_t seq_ = 0;
+  bool stop_ = false;
+  int running_ = 0;
+  std::condition_variable idle_cv_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace dtask::worker

@@ -1,0 +1,450 @@
+// A worker: registers with the scheduler, runs tasks on its executor, serves and fetches data.
+#include "worker/worker.hpp"
+
+#include <malloc.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <zmq.hpp>
+
+#include "common/log.hpp"
+#include "transport/transport.hpp"
+#include "worker/executor.hpp"
+
+namespace dtask::worker {
+
+using namespace protocol;
+
+namespace {
+constexpr int kMaxDrain = 20000;
+// Freed results above this size are handed back to the OS at once (no nanny, no env vars).
+constexpr std::uint64_t kTrimThreshold = 1 << 20;
+}  // namespace
+
+struct Worker::Impl {
+  // A task the scheduler gave us, until it finishes here.
+  struct Pending {
+    ComputeTask msg;
+    std::size_t missing = 0;   // inputs still being fetched
+    bool submitted = false;    // handed to the executor
+  };
+  struct Fetch {
+    std::vector<WorkerId> holders;   // still to try
+    std::vector<TaskId> waiting;     // tasks that need it
+    bool in_flight = false;          // a request for it is out
+  };
+  struct PeerConn {
+    std::string address;
+    std::unique_ptr<zmq::socket_t> socket;
+  };
+  struct Request {
+    WorkerId peer;
+    std::vector<TaskId> deps;
+    std::uint64_t sent_ms;
+  };
+
+  WorkerOptions opt;
+  std::shared_ptr<spdlog::logger> log;
+  zmq::context_t ctx{1};
+  std::unique_ptr<transport::ZapAuthenticator> zap;
+  zmq::socket_t sched{ctx, zmq::socket_type::dealer};
+  zmq::socket_t data{ctx, zmq::socket_type::router};
+  std::string address;
+  transport::Wakeup wakeup;
+  std::unique_ptr<Executor> exec;
+  std::atomic<bool> stop_requested{false};
+  std::atomic<int> stop_code{0};
+
+  WorkerId me{};
+  bool welcomed = false;
+  std::uint32_t heartbeat_ms = 500;
+  std::unordered_map<std::uint64_t, std::shared_ptr<const Payload>> store;
+  std::unordered_map<std::uint64_t, Pending> pending;
+  std::unordered_map<std::uint64_t, Fetch> fetches;  // dep -> who waits for it
+  std::unordered_map<std::uint32_t, PeerConn> peers;
+  std::unordered_map<std::uint64_t, Request> requests;
+  std::uint64_t next_request = 1;
+  std::vector<WorkerToScheduler> outgoing;
+  std::vector<TaskId> replicas;
+  std::uint64_t freed_since_trim = 0;
+
+  explicit Impl(WorkerOptions o) : opt(std::move(o)) {
+    log = log::make("worker", opt.where.empty() ? opt.name : opt.where);
+    if (!opt.plugin) throw std::runtime_error("worker started without a task plugin");
+    auto host = transport::resolve_bind_host(opt.interface, opt.host);
+    if (!host.ok()) throw std::runtime_error(host.error);
+    if (opt.security.enabled) zap = std::make_unique<transport::ZapAuthenticator>(ctx, opt.security.client_public);
+    transport::configure_socket(data);
+    transport::make_curve_server(data, opt.security);
+    try {
+      address = transport::bind_tcp(data, host.address, 0);
+    } catch (const zmq::error_t& e) {
+      throw std::runtime_error("worker cannot bind its data server on " + host.address + ": " + e.what());
+    }
+    if (!opt.local_directory.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(opt.local_directory, ec);
+      if (ec) throw std::runtime_error("cannot create local directory " + opt.local_directory + ": " + ec.message());
+    }
+    transport::configure_socket(sched);
+    transport::make_curve_client(sched, opt.security);
+    sched.connect(opt.scheduler_address);
+  }
+
+  void send_to_scheduler() {
+    if (outgoing.empty() && replicas.empty()) return;
+    if (!replicas.empty()) {
+      outgoing.push_back(ReplicasAdded{std::move(replicas)});
+      replicas.clear();
+    }
+    transport::send_batch(sched, nullptr, outgoing);
+    outgoing.clear();
+  }
+
+  zmq::socket_t& peer_socket(WorkerId id) {
+    auto& p = peers[id.value];
+    if (!p.socket) {
+      p.socket = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+      transport::configure_socket(*p.socket);
+      transport::make_curve_client(*p.socket, opt.security);
+      p.socket->connect(p.address);
+    }
+    return *p.socket;
+  }
+
+  // ---- scheduler messages: one handler each ----
+  void on(WorkerWelcome& m) {
+    welcomed = true;
+    me = m.worker;
+    heartbeat_ms = m.heartbeat_ms;
+    for (auto& p : m.peers) peers[p.id.value].address = p.address;
+  }
+  void on(Rejected& m) {
+    log->error("the scheduler refused this worker: {}", m.reason);
+    stop_code = 1;
+    stop_requested = true;
+  }
+  void on(PeersChanged& m) {
+    for (auto& p : m.joined) peers[p.id.value].address = p.address;
+    for (auto id : m.left) peers.erase(id.value);
+  }
+  void on(ComputeTask& m) {
+    std::uint64_t id = m.task.value;
+    if (pending.count(id)) return;
+    Pending p;
+    p.msg = std::move(m);
+    for (const auto& dep : p.msg.deps) {
+      if (store.count(dep.task.value)) continue;
+      ++p.missing;
+      auto& f = fetches[dep.task.value];
+      bool in_flight = !f.waiting.empty();
+      f.waiting.push_back(p.msg.task);
+      if (!in_flight) {
+        f.holders.clear();
+        for (auto h : dep.holders) {
+          if (h != me) f.holders.push_back(h);
+        }
+      }
+    }
+    auto& slot = pending[id] = std::move(p);
+    if (slot.missing == 0) submit(slot);
+  }
+  void on(ReleaseTasks& m) {
+    for (TaskId id : m.tasks) {
+      if (auto it = store.find(id.value); it != store.end()) {
+        freed_since_trim += it->second->nbytes();
+        store.erase(it);
+      }
+      if (auto it = pending.find(id.value); it != pending.end()) {
+        // Not started: gone. Running: its result is dropped when it completes.
+        if (!it->second.submitted || exec->withdraw(id)) pending.erase(it);
+      }
+    }
+    if (freed_since_trim >= kTrimThreshold) {
+      ::malloc_trim(0);
+      freed_since_trim = 0;
+    }
+  }
+  void on(StealRequest& m) {
+    auto it = pending.find(m.task.value);
+    bool stolen = false;
+    if (it != pending.end() && (!it->second.submitted || exec->withdraw(m.task))) {
+      pending.erase(it);
+      stolen = true;
+    }
+    outgoing.push_back(StealReply{m.task, stolen});
+  }
+  void on(Heartbeat&) {}
+  void on(WorkerShutdown& m) {
+    stop_code = m.code;
+    stop_requested = true;
+  }
+
+  void submit(Pending& p) {
+    p.submitted = true;
+    const dtask_task_v1* entry = opt.plugin->find(p.msg.func);
+    if (!entry) {
+      std::string names;
+      for (const auto& n : opt.plugin->task_names()) names += (names.empty() ? "" : ", ") + n;
+      outgoing.push_back(TaskFailed{p.msg.task, "unknown task name '" + p.msg.func + "': plugin '" +
+                                                    opt.plugin->name() + "' provides: " + names});
+      pending.erase(p.msg.task.value);
+      return;
+    }
+    Job job;
+    job.id = p.msg.task;
+    job.priority = p.msg.priority;
+    job.entry = entry;
+    job.resources = p.msg.resources;
+    job.args.resize(p.msg.args.size());
+    // Keep every input alive for the run: the store may drop its copy meanwhile.
+    for (std::size_t i = 0; i < p.msg.args.size(); ++i) {
+      auto& a = p.msg.args[i];
+      auto& ca = job.args[i];
+      if (a.kind == TaskArg::value) {
+        auto held = std::make_shared<const Payload>(std::move(a.data));
+        ca.value = held.get();
+        job.keep.push_back(std::move(held));
+      } else {
+        ca.is_list = a.kind == TaskArg::dep_list;
+        for (TaskId ref : a.refs) {
+          auto it = store.find(ref.value);
+          if (it == store.end()) {
+            outgoing.push_back(FetchFailed{p.msg.task, ref});
+            pending.erase(p.msg.task.value);
+            return;
+          }
+          if (ca.is_list) ca.list.push_back(it->second.get());
+          else ca.value = it->second.get();
+          job.keep.push_back(it->second);
+        }
+      }
+    }
+    exec->submit(std::move(job));
+  }
+
+  void on_completions() {
+    for (auto& c : exec->take_completions()) {
+      auto it = pending.find(c.id.value);
+      if (it == pending.end()) continue;  // released while it ran
+      pending.erase(it);
+      if (c.ok) {
+        auto nbytes = c.result.nbytes();
+        store[c.id.value] = std::make_shared<const Payload>(std::move(c.result));
+        outgoing.push_back(TaskDone{c.id, nbytes});
+      } else {
+        outgoing.push_back(TaskFailed{c.id, std::move(c.error)});
+      }
+    }
+  }
+
+  // ---- fetching inputs from peers ----
+  void start_fetches(std::uint64_t now) {
+    std::unordered_map<std::uint32_t, std::vector<TaskId>> by_peer;
+    std::vector<std::uint64_t> hopeless;
+    for (auto& [dep, f] : fetches) {
+      if (f.in_flight) continue;
+      while (!f.holders.empty() && !peers.count(f.holders.front().value)) f.holders.erase(f.holders.begin());
+      if (f.holders.empty()) {
+        hopeless.push_back(dep);
+        continue;
+      }
+      f.in_flight = true;
+      by_peer[f.holders.front().value].push_back(TaskId{dep});
+    }
+    for (auto dep : hopeless) fetch_failed_everywhere(dep);
+    for (auto& [peer, deps] : by_peer) {
+      std::uint64_t rid = next_request++;
+      transport::send_batch(peer_socket(WorkerId{peer}), nullptr, std::vector<PeerRequest>{GetData{rid, deps}});
+      requests[rid] = Request{WorkerId{peer}, std::move(deps), now};
+    }
+  }
+
+  void fetch_failed_everywhere(std::uint64_t dep) {
+    auto it = fetches.find(dep);
+    if (it == fetches.end()) return;
+    for (TaskId t : it->second.waiting) {
+      if (pending.erase(t.value)) outgoing.push_back(FetchFailed{t, TaskId{dep}});
+    }
+    fetches.erase(it);
+  }
+
+  void on_data(DataReply& reply) {
+    auto rit = requests.find(reply.request_id);
+    if (rit == requests.end()) return;
+    WorkerId peer = rit->second.peer;
+    requests.erase(rit);
+    for (auto& item : reply.items) {
+      auto fit = fetches.find(item.task.value);
+      if (fit == fetches.end()) continue;
+      if (!item.found) {
+        fit->second.in_flight = false;
+        auto& h = fit->second.holders;
+        std::erase(h, peer);
+        if (h.empty()) fetch_failed_everywhere(item.task.value);
+        continue;
+      }
+      store[item.task.value] = std::make_shared<const Payload>(std::move(item.data));
+      replicas.push_back(item.task);
+      auto waiting = std::move(fit->second.waiting);
+      fetches.erase(fit);
+      for (TaskId t : waiting) {
+        auto pit = pending.find(t.value);
+        if (pit == pending.end()) continue;
+        if (pit->second.missing > 0 && --pit->second.missing == 0) submit(pit->second);
+      }
+    }
+  }
+
+  void expire_requests(std::uint64_t now) {
+    std::vector<std::uint64_t> expired;
+    for (auto& [rid, r] : requests) {
+      if (now > r.sent_ms + opt.fetch_timeout_ms) expired.push_back(rid);
+    }
+    for (auto rid : expired) {
+      Request r = std::move(requests[rid]);
+      requests.erase(rid);
+      log->warn("peer {} did not answer a data request in {} ms", r.peer.value, opt.fetch_timeout_ms);
+      for (TaskId d : r.deps) {
+        auto fit = fetches.find(d.value);
+        if (fit == fetches.end()) continue;
+        fit->second.in_flight = false;
+        std::erase(fit->second.holders, r.peer);
+        if (fit->second.holders.empty()) fetch_failed_everywhere(d.value);
+      }
+    }
+  }
+
+  // ---- serving data to peers and clients ----
+  void serve(transport::Received& r) {
+    auto d = transport::decode<PeerRequest>(r);
+    if (!d.ok()) {
+      log->warn("dropping a bad data request: {}", d.error);
+      return;
+    }
+    for (auto& m : d.messages) {
+      auto& get = std::get<GetData>(m);
+      DataReply reply;
+      reply.request_id = get.request_id;
+      for (TaskId id : get.tasks) {
+        DataItem item;
+        item.task = id;
+        if (auto it = store.find(id.value); it != store.end()) {
+          item.found = true;
+          item.data = *it->second;  // copies the small header; bulk frames are shared
+        }
+        reply.items.push_back(std::move(item));
+      }
+      transport::send_batch(data, &r.identity, std::vector<PeerReply>{std::move(reply)});
+    }
+  }
+
+  int run() {
+    exec = std::make_unique<Executor>(opt.nthreads, opt.resources, opt.name, [this] { wakeup.notify(); });
+    RegisterWorker reg;
+    reg.name = opt.name;
+    reg.host = transport::hostname();
+    reg.address = address;
+    reg.nthreads = static_cast<std::uint32_t>(opt.nthreads);
+    reg.rank = opt.rank;
+    reg.memory_limit = opt.memory_limit;
+    reg.resources = opt.resources;
+    reg.pid = ::getpid();
+    transport::send_batch(sched, nullptr, std::vector<WorkerToScheduler>{reg});
+    const std::uint64_t started = transport::now_ms();
+    std::uint64_t last_heard = started, last_beat = started;
+    int code = 0;
+    while (!stop_requested) {
+      std::vector<zmq::pollitem_t> items = {{sched.handle(), 0, ZMQ_POLLIN, 0},
+                                            {data.handle(), 0, ZMQ_POLLIN, 0},
+                                            {nullptr, wakeup.fd(), ZMQ_POLLIN, 0}};
+      std::vector<std::uint32_t> peer_ids;
+      for (auto& [id, p] : peers) {
+        if (p.socket) {
+          items.push_back({p.socket->handle(), 0, ZMQ_POLLIN, 0});
+          peer_ids.push_back(id);
+        }
+      }
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(heartbeat_ms / 2 + 1));
+      std::uint64_t now = transport::now_ms();
+      if (items[2].revents & ZMQ_POLLIN) wakeup.drain();
+      on_completions();
+      if (items[0].revents & ZMQ_POLLIN) {
+        for (int i = 0; i < kMaxDrain; ++i) {
+          auto r = transport::try_recv(sched, false);
+          if (!r) break;
+          last_heard = now;
+          auto d = transport::decode<SchedulerToWorker>(*r);
+          if (!d.ok()) {
+            log->error("cannot understand the scheduler: {}", d.error);
+            if (d.peer_version != 0 && d.peer_version != kProtocolVersion) return 1;
+            continue;
+          }
+          for (auto& m : d.messages) std::visit([&](auto& x) { on(x); }, m);
+        }
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        for (int i = 0; i < kMaxDrain; ++i) {
+          auto r = transport::try_recv(data, true);
+          if (!r) break;
+          serve(*r);
+        }
+      }
+      for (std::size_t i = 0; i < peer_ids.size(); ++i) {
+        if (!(items[3 + i].revents & ZMQ_POLLIN)) continue;
+        auto pit = peers.find(peer_ids[i]);
+        if (pit == peers.end() || !pit->second.socket) continue;
+        while (auto r = transport::try_recv(*pit->second.socket, false)) {
+          auto d = transport::decode<PeerReply>(*r);
+          if (!d.ok()) {
+            log->warn("dropping a bad data reply: {}", d.error);
+            continue;
+          }
+          for (auto& m : d.messages) {
+            if (auto* reply = std::get_if<DataReply>(&m)) on_data(*reply);
+          }
+        }
+      }
+      on_completions();
+      if (!fetches.empty()) start_fetches(now);
+      if (!requests.empty()) expire_requests(now);
+      if (now >= last_beat + heartbeat_ms) {
+        outgoing.push_back(Heartbeat{now});
+        last_beat = now;
+      }
+      send_to_scheduler();
+      if (!welcomed && now > started + opt.connect_timeout_ms) {
+        log->error("no answer from the scheduler at {} within {} s", opt.scheduler_address,
+                   opt.connect_timeout_ms / 1000);
+        code = 1;
+        break;
+      }
+      if (welcomed && now > last_heard + opt.scheduler_timeout_ms) {
+        log->error("lost the scheduler at {} (silent for {} s)", opt.scheduler_address, opt.scheduler_timeout_ms / 1000);
+        code = 1;
+        break;
+      }
+    }
+    if (stop_requested) code = stop_code;
+    exec->shutdown(std::chrono::milliseconds(2000));
+    if (welcomed) {
+      transport::send_batch(sched, nullptr, std::vector<WorkerToScheduler>{WorkerGoodbye{code}});
+    }
+    return code;
+  }
+};
+
+Worker::Worker(WorkerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Worker::~Worker() = default;
+const std::string& Worker::address() const { return impl_->address; }
+int Worker::run() { return impl_->run(); }
+void Worker::stop(int code) {
+  impl_->stop_code = code;
+  impl_->stop_requested = true;
+  impl_->wakeup.notify();
+}
+
+}  // namespace dtask::worker

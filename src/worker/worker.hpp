@@ -1,0 +1,52 @@
+// A worker: registers with the scheduler, runs tasks on its executor, serves and fetches data.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <dtask/types.hpp>
+
+#include "plugin/plugin.hpp"
+#include "protocol/messages.hpp"
+
+namespace dtask::worker {
+
+struct WorkerOptions {
+  std::string scheduler_address;
+  Security security;
+  std::string name;
+  std::string host = "127.0.0.1";   // address its data server binds on
+  std::string interface;            // wins over host when set
+  int nthreads = 1;
+  int rank = -1;
+  std::uint64_t memory_limit = 0;
+  protocol::Resources resources;
+  std::shared_ptr<const plugin::Plugin> plugin;
+  std::string local_directory;
+  std::string where;                // log prefix
+  std::uint64_t connect_timeout_ms = 30000;
+  std::uint64_t scheduler_timeout_ms = 15000;
+  std::uint64_t fetch_timeout_ms = 10000;
+};
+
+class Worker {
+ public:
+  // Binds the data server at once; throws std::runtime_error with the reason if it cannot.
+  explicit Worker(WorkerOptions options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  const std::string& address() const;
+  // Serves until the scheduler says shut down (returns its code) or is lost (returns non-zero).
+  int run();
+  // Thread- and signal-safe: leave the cluster now with this code.
+  void stop(int code);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dtask::worker

@@ -1,0 +1,261 @@
+// End-to-end on a LocalCluster: the seed's chains, big graphs, failures, placement, bulk data.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+#include <map>
+#include <set>
+
+#include <dtask/dtask.hpp>
+
+#include "test_tasks.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// Every case runs through this: a fresh cluster of `n` single-threaded workers and a client.
+struct Fixture {
+  dtask::LocalCluster cluster;
+  dtask::Client client;
+  explicit Fixture(int n = 2, dtask::LocalClusterOptions o = {})
+      : cluster([&] {
+          o.n_workers = n;
+          o.plugin = TEST_PLUGIN_PATH;
+          return o;
+        }()),
+        client(cluster) {
+    REQUIRE(client.wait_for_workers(static_cast<std::size_t>(n), 10s));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("LocalCluster.Chains.256") {
+  Fixture f(2);
+  std::vector<dtask::Delayed<int>> zs;
+  for (int i = 0; i < 256; ++i) {
+    auto x = dtask::delayed(inc, i);
+    auto y = dtask::delayed(dec, x);
+    zs.push_back(dtask::delayed(add, x, y));
+  }
+  std::vector<int> result = f.client.compute(zs);
+  REQUIRE(result.size() == 256);
+  for (int i = 0; i < 256; ++i) CHECK(result[static_cast<std::size_t>(i)] == 2 * i + 1);
+}
+
+TEST_CASE("LocalCluster.Submit.ResultGatherWaitAsCompleted") {
+  Fixture f(2);
+  auto a = f.client.submit(inc, 10);
+  CHECK(a.result() == 11);
+  auto b = f.client.submit(add, a, 5);  // a future as an argument
+  CHECK(b.result() == 16);
+  auto futures = f.client.map(inc, std::vector<int>{1, 2, 3, 4});
+  CHECK(f.client.wait(futures, 10s));
+  CHECK(f.client.gather(futures) == std::vector<int>{2, 3, 4, 5});
+  auto pairs = f.client.map(add, std::vector<int>{1, 2}, std::vector<int>{10, 20});
+  CHECK(f.client.gather(pairs) == std::vector<int>{11, 22});
+  std::multiset<int> seen;
+  for (const auto& fut : dtask::as_completed(f.client.map(slow_inc, std::vector<int>{3, 1, 2}, std::vector<int>{30, 10, 20}))) {
+    seen.insert(fut.result());
+  }
+  CHECK(seen == std::multiset<int>{2, 3, 4});
+  CHECK(f.client.submit(concat, std::string("dt"), std::string("ask")).result() == "dtask");
+  auto v = f.client.submit(nothing, 1);
+  v.result();
+  CHECK(v.status() == dtask::FutureStatus::finished);
+  dtask::SubmitOptions keyed;
+  keyed.key = "my-explicit-key";
+  auto k = f.client.submit(keyed, inc, 1);
+  CHECK(k.key() == "my-explicit-key");
+  CHECK(k.result() == 2);
+}
+
+TEST_CASE("LocalCluster.NoOp.100000") {
+  Fixture f(2);
+  std::vector<int> xs(100000);
+  for (int i = 0; i < 100000; ++i) xs[static_cast<std::size_t>(i)] = i;
+  auto futures = f.client.map(noop, xs);
+  auto out = f.client.gather(futures);
+  REQUIRE(out.size() == xs.size());
+  CHECK(out == xs);
+}
+
+TEST_CASE("LocalCluster.TreeReduction.32768") {
+  Fixture f(2);
+  const int n = 1 << 15;
+  std::vector<dtask::Delayed<long long>> level;
+  for (int i = 0; i < n; ++i) level.push_back(dtask::delayed(add64, static_cast<long long>(i), 0LL));
+  while (level.size() > 1) {
+    std::vector<dtask::Delayed<long long>> next;
+    for (std::size_t i = 0; i + 1 < level.size(); i += 2) next.push_back(dtask::delayed(add64, level[i], level[i + 1]));
+    level = std::move(next);
+  }
+  long long total = f.client.compute(level[0]);
+  CHECK(total == static_cast<long long>(n) * (n - 1) / 2);
+}
+
+TEST_CASE("LocalCluster.Failure.ErrorReachesClientOthersComplete") {
+  Fixture f(2);
+  std::vector<int> xs{1, 2, -3, 4};
+  auto futures = f.client.map(fail_if_negative, xs);
+  CHECK(f.client.wait(futures, 10s));
+  CHECK(futures[0].result() == 1);
+  CHECK(futures[3].result() == 4);
+  CHECK(futures[2].status() == dtask::FutureStatus::error);
+  try {
+    futures[2].result();
+    FAIL("expected a TaskError");
+  } catch (const dtask::TaskError& e) {
+    CHECK(e.message() == "negative input -3");
+    CHECK(e.task() == "fail_if_negative");
+    CHECK(e.key() == futures[2].key());
+    CHECK(std::string(e.what()).find("negative input -3") != std::string::npos);
+  }
+  // A dependent of a failed task fails with the original error; gather rethrows it.
+  auto dep = f.client.submit(inc, futures[2]);
+  CHECK_THROWS_AS(dep.result(), dtask::TaskError);
+  CHECK_THROWS_WITH_AS(f.client.gather(futures), doctest::Contains("negative input -3"), dtask::TaskError);
+  // And the cluster is fine afterwards.
+  CHECK(f.client.submit(inc, 1).result() == 2);
+}
+
+TEST_CASE("LocalCluster.Retries.FlakyTaskSucceeds") {
+  Fixture f(1);
+  dtask::SubmitOptions o;
+  o.retries = 3;
+  CHECK(f.client.submit(o, flaky, 3).result() == 3);
+}
+
+TEST_CASE("LocalCluster.Placement.WorkersPinsToNamedWorker") {
+  Fixture f(3);
+  dtask::SubmitOptions on1;
+  on1.workers = {"1"};
+  std::vector<dtask::Future<std::string>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(f.client.submit(on1, worker_name, i));
+  for (auto& name : f.client.gather(fs)) CHECK(name == "1");
+  // Resources: only the worker declaring GPU runs GPU tasks.
+  auto info = f.client.scheduler_info();
+  REQUIRE(info.workers.size() == 3);
+  std::set<std::string> names;
+  for (auto& w : info.workers) {
+    names.insert(w.name);
+    CHECK(w.nthreads == 1);
+    CHECK(w.address.rfind("tcp://127.0.0.1:", 0) == 0);
+    CHECK_FALSE(w.host.empty());
+  }
+  CHECK(names == std::set<std::string>{"0", "1", "2"});
+}
+
+TEST_CASE("LocalCluster.Placement.ResourcesAndPriorities") {
+  dtask::LocalClusterOptions o;
+  o.worker_resources = {{}, {{"GPU", 2}}};
+  Fixture f(2, o);
+  dtask::SubmitOptions gpu;
+  gpu.resources = {{"GPU", 1}};
+  std::vector<dtask::Future<std::string>> fs;
+  for (int i = 0; i < 10; ++i) fs.push_back(f.client.submit(gpu, worker_name, i));
+  for (auto& name : f.client.gather(fs)) CHECK(name == "1");
+  dtask::SubmitOptions impossible;
+  impossible.workers = {"no-such-worker"};
+  impossible.allow_other_workers = true;
+  CHECK(f.client.submit(impossible, inc, 1).result() == 2);
+}
+
+TEST_CASE("LocalCluster.Transfer.64MiBBetweenWorkers") {
+  Fixture f(2);
+  dtask::SubmitOptions on0, on1;
+  on0.workers = {"0"};
+  on1.workers = {"1"};
+  const long long n = 64LL << 20;
+  auto big = f.client.submit(on0, make_bytes, n);
+  auto checked = f.client.submit(on1, check_bytes, big);
+  CHECK(checked.result() == "1:" + std::to_string(n));
+  // And to the client, intact.
+  auto local = big.result();
+  REQUIRE(local.size() == static_cast<std::size_t>(n));
+  CHECK(local[12345] == static_cast<std::uint8_t>((12345u * 2654435761u) >> 13));
+  auto v = f.client.submit(linspace, 1000);
+  CHECK(f.client.submit(sum_doubles, v).result() == doctest::Approx(249750.0));
+}
+
+TEST_CASE("LocalCluster.Errors.UnknownTaskNameIsClear") {
+  Fixture f(1);
+  auto fut = f.client.submit_named<int>({}, "no_such_task", 1);
+  CHECK_THROWS_WITH_AS(fut.result(), doctest::Contains("unknown task name 'no_such_task'"), dtask::TaskError);
+  try {
+    fut.result();
+  } catch (const dtask::TaskError& e) {
+    CHECK(e.message().find("provides: add,") != std::string::npos);
+  }
+  // Wrong argument types are a task error too, not a crash.
+  auto bad = f.client.submit_named<int>({}, "inc", std::string("not a number"));
+  CHECK_THROWS_AS(bad.result(), dtask::TaskError);
+  auto wrong_arity = f.client.submit_named<int>({}, "add", 1);
+  CHECK_THROWS_WITH_AS(wrong_arity.result(), doctest::Contains("expects 2 argument(s), got 1"), dtask::TaskError);
+  CHECK(f.client.submit(inc, 41).result() == 42);
+}
+
+TEST_CASE("LocalCluster.Errors.BadPluginsAreRefusedClearly") {
+  dtask::LocalClusterOptions o;
+  o.plugin = "/nonexistent/libnothing.so";
+  CHECK_THROWS_WITH(dtask::LocalCluster{o}, doctest::Contains("not found"));
+  o.plugin = NOT_A_PLUGIN_PATH;
+  CHECK_THROWS_WITH(dtask::LocalCluster{o}, doctest::Contains("is not a dtask plugin"));
+  o.plugin = BAD_VERSION_PLUGIN_PATH;
+  CHECK_THROWS_WITH(dtask::LocalCluster{o}, doctest::Contains("plugin API version 2"));
+}
+
+TEST_CASE("LocalCluster.Lifecycle.CancelAndReleaseFreeTheCluster") {
+  Fixture f(1);
+  {
+    auto slow = f.client.submit(slow_inc, 1, 300);
+    auto after = f.client.submit(inc, slow);
+    f.client.cancel(after);
+    CHECK(after.status() == dtask::FutureStatus::cancelled);
+    CHECK_THROWS_AS(after.result(), dtask::CancelledError);
+    CHECK(slow.result() == 2);
+    auto many = f.client.map(inc, std::vector<int>(1000, 1));
+    CHECK(f.client.wait(many, 10s));
+  }
+  // Every future above is gone: the scheduler forgets all of it.
+  std::size_t remaining = 1;
+  for (int i = 0; i < 100 && remaining != 0; ++i) {
+    auto info = f.client.scheduler_info();
+    remaining = 0;
+    for (auto& [state, n] : info.tasks_by_state) remaining += n;
+    if (remaining) std::this_thread::sleep_for(20ms);
+  }
+  CHECK(remaining == 0);
+}
+
+TEST_CASE("LocalCluster.Processes.WorkersAsChildProcesses") {
+  dtask::LocalClusterOptions o;
+  o.processes = true;
+  Fixture f(2, o);
+  auto pids = f.client.gather(f.client.map(pid, std::vector<int>(50, 0)));
+  std::set<long long> distinct(pids.begin(), pids.end());
+  CHECK(distinct.count(static_cast<long long>(getpid())) == 0);
+  CHECK(distinct.size() >= 1);
+  CHECK(f.client.compute(dtask::delayed(add, dtask::delayed(inc, 1), dtask::delayed(dec, 10))) == 11);
+}
+
+TEST_CASE("LocalCluster.Security.WrongKeysCannotConnect") {
+  dtask::LocalClusterOptions o;
+  o.n_workers = 1;
+  o.plugin = TEST_PLUGIN_PATH;
+  dtask::LocalCluster cluster(o);
+  auto opts = cluster.connect_options();
+  opts.security = dtask::Security::generate();  // a stranger's keys
+  opts.security.server_public = cluster.connect_options().security.server_public;
+  opts.connect_timeout = 1500ms;
+  CHECK_THROWS_AS(dtask::Client{opts}, dtask::ConnectionError);
+  auto none = cluster.connect_options();
+  none.security = dtask::Security::none();
+  none.connect_timeout = 1500ms;
+  CHECK_THROWS_AS(dtask::Client{none}, dtask::ConnectionError);
+  dtask::Client good(cluster);
+  CHECK(good.submit(inc, 1).result() == 2);
+}

@@ -1,0 +1,70 @@
+// The task plugin the tests run: small arithmetic, failures, bulk data, sleeps and placement probes.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#define DTASK_PLUGIN_NAME "test_tasks"
+#include <dtask/task.hpp>
+#include <dtask/worker_context.hpp>
+
+#include "test_tasks.hpp"
+
+int inc(int x) { return x + 1; }
+int dec(int x) { return x - 1; }
+int add(int x, int y) { return x + y; }
+int noop(int x) { return x; }
+long long add64(long long x, long long y) { return x + y; }
+long long sum_list(std::vector<long long> xs) { return std::accumulate(xs.begin(), xs.end(), 0LL); }
+int fail_if_negative(int x) {
+  if (x < 0) throw std::runtime_error("negative input " + std::to_string(x));
+  return x;
+}
+// Fails until it has been tried `times` times in this process (for retries).
+int flaky(int times) {
+  static std::atomic<int> calls{0};
+  if (++calls < times) throw std::runtime_error("flaky failure " + std::to_string(calls.load()));
+  return calls.load();
+}
+int slow_inc(int x, int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return x + 1;
+}
+std::string worker_name(int) { return dtask::get_worker_name(); }
+std::string hostname(int) {
+  char buf[256] = {};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+long long pid(int) { return static_cast<long long>(getpid()); }
+// A deterministic pattern so a corrupted transfer cannot pass.
+std::vector<std::uint8_t> make_bytes(long long n) {
+  std::vector<std::uint8_t> v(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::uint8_t>((i * 2654435761u) >> 13);
+  return v;
+}
+// Checks the pattern and returns a checksum that includes the worker it ran on.
+std::string check_bytes(std::vector<std::uint8_t> v) {
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != static_cast<std::uint8_t>((i * 2654435761u) >> 13)) {
+      throw std::runtime_error("corrupted at byte " + std::to_string(i));
+    }
+  }
+  return dtask::get_worker_name() + ":" + std::to_string(v.size());
+}
+std::vector<double> linspace(int n) {
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i * 0.5;
+  return v;
+}
+double sum_doubles(std::vector<double> v) { return std::accumulate(v.begin(), v.end(), 0.0); }
+std::string concat(std::string a, std::string b) { return a + b; }
+void nothing(int) {}
+
+DTASK_TASKS(inc, dec, add, noop, add64, sum_list, fail_if_negative, flaky, slow_inc, worker_name, hostname, pid,
+            make_bytes, check_bytes, linspace, sum_doubles, concat, nothing);

@@ -1,0 +1,375 @@
+// Scheduler decisions and the task state machine, driven without sockets through SchedulerState.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "scheduler/scheduler_state.hpp"
+
+using namespace dtask;
+using namespace dtask::protocol;
+using namespace dtask::scheduler;
+
+namespace {
+
+// One helper drives every scenario: peers, submissions, worker replies, and reading the outbox.
+struct Harness {
+  SchedulerState s;
+  Outbox out;
+  std::uint64_t now = 1000;
+  ClientId client{};
+
+  explicit Harness(SchedulerConfig cfg = {}) : s(cfg) {
+    client = *s.add_client(RegisterClient{kProtocolVersion, "c"}, "client-id", now, out);
+  }
+  WorkerId worker(const std::string& name, std::uint32_t nthreads = 1, Resources res = {}) {
+    RegisterWorker r;
+    r.name = name;
+    r.host = "host-" + name;
+    r.address = "tcp://127.0.0.1:" + std::to_string(5000 + name.size() * 7 + name[0]);
+    r.nthreads = nthreads;
+    r.resources = std::move(res);
+    std::string why;
+    auto id = s.add_worker(r, "wid-" + name, now, out, &why);
+    REQUIRE_MESSAGE(id.has_value(), why);
+    return *id;
+  }
+  static TaskSpec spec(const std::string& key, const std::string& func, std::vector<std::string> deps = {},
+                       bool wanted = true) {
+    TaskSpec t;
+    t.key = key;
+    t.func = func;
+    t.wanted = wanted;
+    if (deps.empty()) {
+      ClientArg a;
+      a.kind = ClientArg::value;
+      a.data = Codec<int>::encode(1);
+      t.args.push_back(a);
+    }
+    for (auto& d : deps) {
+      ClientArg a;
+      a.kind = ClientArg::dep;
+      a.refs = {d};
+      t.args.push_back(a);
+    }
+    return t;
+  }
+  void submit(std::vector<TaskSpec> specs) { s.handle(client, SubmitTasks{std::move(specs)}, now, out); }
+
+  // Takes every ComputeTask sent so far, by worker.
+  std::vector<std::pair<WorkerId, ComputeTask>> computes() {
+    std::vector<std::pair<WorkerId, ComputeTask>> r;
+    std::vector<std::pair<WorkerId, SchedulerToWorker>> rest;
+    for (auto& [w, m] : out.to_workers) {
+      if (auto* c = std::get_if<ComputeTask>(&m)) r.emplace_back(w, *c);
+      else rest.emplace_back(w, std::move(m));
+    }
+    out.to_workers = std::move(rest);
+    return r;
+  }
+  std::pair<WorkerId, ComputeTask> compute_of(const std::string& key) {
+    auto cs = computes();
+    for (auto& c : cs) {
+      if (c.second.key == key) return c;
+    }
+    FAIL("no ComputeTask for " << key);
+    return {};
+  }
+  template <class M>
+  std::vector<M> to_client() {
+    std::vector<M> r;
+    for (auto& [c, m] : out.to_clients) {
+      if (auto* x = std::get_if<M>(&m)) r.push_back(*x);
+    }
+    return r;
+  }
+  std::vector<TaskId> released_on(WorkerId w) {
+    std::vector<TaskId> r;
+    for (auto& [to, m] : out.to_workers) {
+      if (to != w) continue;
+      if (auto* x = std::get_if<ReleaseTasks>(&m)) r.insert(r.end(), x->tasks.begin(), x->tasks.end());
+    }
+    return r;
+  }
+  void done(WorkerId w, const ComputeTask& c, std::uint64_t nbytes = 8) {
+    s.handle(w, TaskDone{c.task, nbytes}, now, out);
+  }
+  TaskState state_of(const std::string& key) {
+    const Task* t = s.find(key);
+    return t ? t->state : TaskState::forgotten;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("StateMachine.Table.LegalAndIllegalPairs") {
+  using S = TaskState;
+  const std::set<std::pair<S, S>> legal = {
+      {S::released, S::waiting},    {S::released, S::queued},    {S::released, S::processing},
+      {S::released, S::erred},      {S::released, S::forgotten}, {S::waiting, S::queued},
+      {S::waiting, S::processing},  {S::waiting, S::released},   {S::waiting, S::erred},
+      {S::waiting, S::forgotten},   {S::queued, S::processing},  {S::queued, S::released},
+      {S::queued, S::erred},        {S::queued, S::forgotten},   {S::processing, S::memory},
+      {S::processing, S::erred},    {S::processing, S::released}, {S::processing, S::forgotten},
+      {S::memory, S::released},     {S::memory, S::forgotten},   {S::erred, S::released},
+      {S::erred, S::forgotten},
+  };
+  for (std::size_t f = 0; f < kNumTaskStates; ++f) {
+    for (std::size_t t = 0; t < kNumTaskStates; ++t) {
+      auto from = static_cast<S>(f), to = static_cast<S>(t);
+      CAPTURE(to_string(from));
+      CAPTURE(to_string(to));
+      CHECK(is_legal(from, to) == (legal.count({from, to}) > 0));
+    }
+  }
+}
+
+TEST_CASE("StateMachine.Transition.IllegalIsRefusedAndChangesNothing") {
+  Harness h;  // no workers: a root task waits in the queue
+  h.submit({Harness::spec("x", "inc")});
+  REQUIRE(h.state_of("x") == TaskState::queued);
+  std::uint32_t slot = slot_of(h.s.find("x")->id);
+  for (auto to : {TaskState::memory, TaskState::waiting, TaskState::queued}) {
+    auto r = h.s.transition(slot, to, h.out);
+    CHECK_FALSE(r.ok);
+    CHECK(r.error.find("illegal transition queued") != std::string::npos);
+    CHECK(h.state_of("x") == TaskState::queued);
+  }
+  CHECK(h.s.count(TaskState::queued) == 1);
+}
+
+TEST_CASE("Scheduler.Chain.DependentsFollowTheirInputs") {
+  Harness h;
+  auto a = h.worker("0");
+  auto b = h.worker("1");
+  h.submit({Harness::spec("x", "inc", {}, false), Harness::spec("y", "dec", {"x"}, false),
+            Harness::spec("z", "add", {"x", "y"})});
+  CHECK(h.state_of("y") == TaskState::waiting);
+  auto [wx, cx] = h.compute_of("x");
+  CHECK((wx == a || wx == b));
+  h.done(wx, cx, 1000);
+  auto [wy, cy] = h.compute_of("y");
+  CHECK(wy == wx);  // where its input is
+  REQUIRE(cy.deps.size() == 1);
+  CHECK(cy.deps[0].holders == std::vector<WorkerId>{wx});
+  h.done(wy, cy);
+  auto [wz, cz] = h.compute_of("z");
+  CHECK(wz == wx);
+  CHECK(cz.args.size() == 2);
+  CHECK(h.to_client<KeyDone>().empty());
+  h.done(wz, cz);
+  auto dones = h.to_client<KeyDone>();
+  REQUIRE(dones.size() == 1);  // only the wanted output is reported
+  CHECK(dones[0].key == "z");
+  // The intermediates are dropped from the worker once z exists.
+  auto rel = h.released_on(wx);
+  CHECK(std::count(rel.begin(), rel.end(), cx.task) == 1);
+  CHECK(std::count(rel.begin(), rel.end(), cy.task) == 1);
+  // Releasing the output forgets the whole graph.
+  h.s.handle(h.client, ReleaseKeys{{"z"}}, h.now, h.out);
+  CHECK(h.s.n_tasks() == 0);
+}
+
+TEST_CASE("Scheduler.Queue.RootTasksSpreadAndHonourPriority") {
+  SchedulerConfig cfg;
+  cfg.saturation = 1;
+  cfg.saturation_extra = 0;
+  Harness h(cfg);
+  auto w = h.worker("0");
+  auto lo = Harness::spec("lo", "inc");
+  auto hi = Harness::spec("hi", "inc");
+  hi.priority = 10;
+  auto mid = Harness::spec("mid", "inc");
+  mid.priority = 5;
+  h.submit({lo, hi, mid});
+  auto first = h.computes();
+  REQUIRE(first.size() == 1);  // one slot
+  CHECK(first[0].second.key == "hi");
+  h.done(w, first[0].second);
+  auto second = h.computes();
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].second.key == "mid");
+  // A second worker gets queued work as soon as it joins.
+  auto w2 = h.worker("1");
+  auto third = h.computes();
+  REQUIRE(third.size() == 1);
+  CHECK(third[0].first == w2);
+  CHECK(third[0].second.key == "lo");
+}
+
+TEST_CASE("Scheduler.Restrictions.WorkersPinAndResourcesMatch") {
+  Harness h;
+  h.worker("0");
+  h.worker("1");
+  auto gpu = h.worker("2", 1, {{"GPU", 2}});
+  auto pinned = Harness::spec("p", "inc");
+  pinned.workers = {"2"};
+  auto needs_gpu = Harness::spec("g", "inc");
+  needs_gpu.resources = {{"GPU", 1}};
+  auto elsewhere = Harness::spec("e", "inc");
+  elsewhere.workers = {"nonexistent"};
+  elsewhere.allow_other_workers = true;
+  h.submit({pinned, needs_gpu, elsewhere});
+  auto cs = h.computes();
+  std::map<std::string, WorkerId> where;
+  for (auto& [w, c] : cs) where[c.key] = w;
+  CHECK(where.at("p") == gpu);
+  CHECK(where.at("g") == gpu);
+  CHECK(where.count("e") == 1);
+}
+
+TEST_CASE("Scheduler.Restrictions.UnsatisfiableIsAClearErrorNotAHang") {
+  SchedulerConfig cfg;
+  cfg.no_worker_timeout_ms = 500;
+  Harness h(cfg);
+  h.worker("0");
+  auto t = Harness::spec("t", "inc");
+  t.workers = {"7"};
+  h.submit({t});
+  CHECK(h.state_of("t") == TaskState::queued);
+  h.now += 100;
+  h.s.tick(h.now, h.out);
+  CHECK(h.to_client<KeyErred>().empty());
+  h.now += 1000;
+  h.s.handle(h.client, Heartbeat{}, h.now, h.out);
+  h.s.handle(WorkerId{0}, Heartbeat{}, h.now, h.out);
+  h.s.tick(h.now, h.out);
+  auto errs = h.to_client<KeyErred>();
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].message.find("no worker can run it (workers=[7]") != std::string::npos);
+}
+
+TEST_CASE("Scheduler.Failure.RetriesThenPropagatesToDependents") {
+  Harness h;
+  auto w = h.worker("0");
+  auto x = Harness::spec("x", "fail_if_negative", {}, false);
+  x.retries = 1;
+  h.submit({x, Harness::spec("y", "inc", {"x"})});
+  auto [w1, c1] = h.compute_of("x");
+  h.s.handle(w1, TaskFailed{c1.task, "negative input -1"}, h.now, h.out);
+  auto [w2, c2] = h.compute_of("x");  // retried
+  CHECK(w2 == w);
+  h.s.handle(w2, TaskFailed{c2.task, "negative input -1"}, h.now, h.out);
+  auto errs = h.to_client<KeyErred>();
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].key == "y");
+  CHECK(errs[0].func == "fail_if_negative");
+  CHECK(errs[0].message == "negative input -1");
+  CHECK(h.state_of("y") == TaskState::erred);
+}
+
+TEST_CASE("Scheduler.WorkerDeath.RunningWorkMovesAndLostResultsAreRecomputed") {
+  Harness h;
+  auto a = h.worker("0");
+  auto b = h.worker("1");
+  h.submit({Harness::spec("x", "inc", {}, false), Harness::spec("y", "inc", {"x"})});
+  auto [wx, cx] = h.compute_of("x");
+  h.done(wx, cx);
+  auto [wy, cy] = h.compute_of("y");
+  REQUIRE(wy == wx);
+  WorkerId survivor = wx == a ? b : a;
+  h.s.remove_worker(wx, "killed", h.out);
+  // x's only copy died with the worker: it runs again on the survivor, then y follows it.
+  auto [wx2, cx2] = h.compute_of("x");
+  CHECK(wx2 == survivor);
+  CHECK(h.state_of("y") == TaskState::waiting);
+  h.done(wx2, cx2);
+  auto [wy2, cy2] = h.compute_of("y");
+  CHECK(wy2 == survivor);
+  h.done(wy2, cy2);
+  auto dones = h.to_client<KeyDone>();
+  REQUIRE(dones.size() == 1);
+  CHECK(dones[0].key == "y");
+}
+
+TEST_CASE("Scheduler.Heartbeat.SilentWorkerIsDeclaredDead") {
+  SchedulerConfig cfg;
+  cfg.worker_timeout_ms = 1000;
+  Harness h(cfg);
+  auto w = h.worker("0");
+  h.now += 500;
+  CHECK(h.s.tick(h.now, h.out).dead_workers.empty());
+  h.now += 2000;
+  h.s.handle(h.client, Heartbeat{}, h.now, h.out);
+  auto r = h.s.tick(h.now, h.out);
+  REQUIRE(r.dead_workers.size() == 1);
+  CHECK(r.dead_workers[0] == w);
+  CHECK(h.s.alive_workers().empty());
+  // After a stall of the scheduler itself, nobody is blamed.
+  auto w2 = h.worker("1");
+  h.now += 10000;
+  h.s.forgive_silence(h.now);
+  CHECK(h.s.tick(h.now, h.out).dead_workers.empty());
+  CHECK(h.s.alive_workers() == std::vector<WorkerId>{w2});
+}
+
+TEST_CASE("Scheduler.Steal.4workers.IdleWorkersTakeWaitingWork") {
+  SchedulerConfig cfg;
+  cfg.saturation = 1;
+  cfg.saturation_extra = 20;
+  Harness h(cfg);
+  auto busy = h.worker("0");
+  std::vector<TaskSpec> specs;
+  for (int i = 0; i < 12; ++i) specs.push_back(Harness::spec("t" + std::to_string(i), "slow_inc"));
+  h.submit(specs);
+  CHECK(h.computes().size() == 12);  // all on the only worker
+  std::vector<WorkerId> idle = {h.worker("1"), h.worker("2"), h.worker("3")};
+  h.s.tick(h.now, h.out);
+  std::vector<TaskId> requested;
+  for (auto& [w, m] : h.out.to_workers) {
+    if (auto* sr = std::get_if<StealRequest>(&m)) {
+      CHECK(w == busy);
+      requested.push_back(sr->task);
+    }
+  }
+  REQUIRE(requested.size() == 3);  // one per idle thread
+  for (auto id : requested) h.s.handle(busy, StealReply{id, true}, h.now, h.out);
+  auto moved = h.computes();
+  REQUIRE(moved.size() == 3);
+  std::set<WorkerId> thieves;
+  for (auto& [w, c] : moved) thieves.insert(w);
+  CHECK(thieves == std::set<WorkerId>(idle.begin(), idle.end()));
+  // A refused steal leaves the task where it was.
+  h.s.tick(h.now, h.out);
+}
+
+TEST_CASE("Scheduler.Submit.UnknownDependencyAndCancel") {
+  Harness h;
+  h.worker("0");
+  h.submit({Harness::spec("orphan", "inc", {"never-submitted"})});
+  auto errs = h.to_client<KeyErred>();
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].message.find("unknown key 'never-submitted'") != std::string::npos);
+
+  h.submit({Harness::spec("a", "slow_inc", {}, false), Harness::spec("b", "inc", {"a"})});
+  h.s.handle(h.client, CancelKeys{{"a"}}, h.now, h.out);
+  auto cancelled = h.to_client<KeyCancelled>();
+  REQUIRE(cancelled.size() == 1);
+  CHECK(cancelled[0].key == "b");  // the wanted dependent hears of it
+  CHECK(h.state_of("b") == TaskState::erred);
+}
+
+TEST_CASE("Scheduler.Registration.RefusesDuplicatesAndOtherVersions") {
+  Harness h;
+  h.worker("0");
+  RegisterWorker dup;
+  dup.name = "0";
+  std::string why;
+  CHECK_FALSE(h.s.add_worker(dup, "other", h.now, h.out, &why).has_value());
+  CHECK(why.find("already registered") != std::string::npos);
+  RegisterWorker old;
+  old.name = "9";
+  old.version = kProtocolVersion + 1;
+  CHECK_FALSE(h.s.add_worker(old, "old", h.now, h.out, &why).has_value());
+  CHECK(why.find("protocol version mismatch") != std::string::npos);
+}
+
+TEST_CASE("Scheduler.Release.DroppedFutureIsForgottenWhileQueued") {
+  Harness h;  // no workers
+  h.submit({Harness::spec("q", "inc")});
+  CHECK(h.s.n_tasks() == 1);
+  h.s.handle(h.client, ReleaseKeys{{"q"}}, h.now, h.out);
+  CHECK(h.s.n_tasks() == 0);
+  h.worker("0");
+  CHECK(h.computes().empty());  // the stale queue entry is skipped
+}
