@@ -21,6 +21,8 @@ void write_scheduler_file(const std::string& path, const std::string& address, c
                       {"host", transport::hostname()},
                       {"secure", sec.enabled},
                       {"server_public", sec.server_public},
+                      // Workers started from this file serve data as CURVE servers with the job's pair.
+                      {"server_secret", sec.server_secret},
                       {"client_public", sec.client_public},
                       {"client_secret", sec.client_secret}};
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
@@ -50,6 +52,7 @@ SchedulerFile read_scheduler_file(const std::string& path) {
     out.job_id = j.value("job_id", "");
     out.connect.security.enabled = j.value("secure", false);
     out.connect.security.server_public = j.value("server_public", "");
+    out.connect.security.server_secret = j.value("server_secret", "");
     out.connect.security.client_public = j.value("client_public", "");
     out.connect.security.client_secret = j.value("client_secret", "");
   } catch (const std::exception& e) {

@@ -164,9 +164,17 @@ void free_buffer(void*, void* hint) { delete static_cast<std::shared_ptr<const v
 
 bool send_frames(zmq::socket_t& s, const std::string* identity, protocol::Frames&& frames) {
   try {
-    if (identity) s.send(zmq::buffer(*identity), zmq::send_flags::sndmore);
+    // The first frame never blocks: a DEALER with no usable connection (refused CURVE keys, a
+    // vanished peer) would otherwise hang its whole event loop. Queues are unbounded, so a
+    // refusal here means the connection is gone and the batch is dropped.
     bool has_bulk = !frames.bulk.empty();
-    s.send(zmq::buffer(frames.head), has_bulk ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    if (identity) {
+      if (!s.send(zmq::buffer(*identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+      s.send(zmq::buffer(frames.head), has_bulk ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    } else {
+      auto flags = (has_bulk ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait;
+      if (!s.send(zmq::buffer(frames.head), flags)) return false;
+    }
     for (std::size_t i = 0; i < frames.bulk.size(); ++i) {
       const Buffer& b = frames.bulk[i];
       auto* keep = new std::shared_ptr<const void>(b.owner());

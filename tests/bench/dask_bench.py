@@ -50,8 +50,9 @@ def plan(workload, small):
         return [("tree-reduce", 2 ** 10 if small else 2 ** 15)]
     if workload == "W5":
         k = 20 if small else 100
+        m = 5_000 if small else 100_000
         return [("all-to-all", k), ("all-to-all-split", k),
-                ("merge", 5_000 if small else 100_000)]
+                ("merge", m), ("merge-lowlevel", m)]
     if workload == "W6":
         return [("transfer", (8 if small else 64) * MIB)]
     raise ValueError(workload)
@@ -78,7 +79,7 @@ def human(r):
         parts.append("p50=%.0fus p99=%.0fus" % (r["p50_us"], r["p99_us"]))
     if r["mb_per_s"] is not None:
         parts.append("MB/s=%.1f" % r["mb_per_s"])
-    for k in ("tasks", "edges", "start_s", "stop_s"):
+    for k in ("tasks", "edges", "submit_s", "start_s", "stop_s"):
         if r.get(k) is not None:
             v = r[k]
             parts.append("%s=%s" % (k, ("%.3fs" % v) if isinstance(v, float) else v))
@@ -146,6 +147,31 @@ def _scheduler_task_count(dask_scheduler):
     return len(dask_scheduler.tasks)
 
 
+HEARTBEAT_MSG = "Failed to communicate with scheduler during heartbeat"
+
+
+def _quiet_logs():
+    """Run in the child and (via client.run) in every worker process.
+
+    Drops the one ERROR record Dask logs, with a traceback, when a worker's
+    heartbeat finds the scheduler's stream closed. Dask treats that OSError as
+    non-fatal (the worker just tries again at the next heartbeat). We saw it
+    once, when a cluster shut down right after a 100k-task case."""
+    import logging
+    import warnings
+
+    class _DropHeartbeat(logging.Filter):
+        def filter(self, rec):
+            return not str(rec.msg).startswith(HEARTBEAT_MSG)
+
+    logging.getLogger("distributed.worker").addFilter(_DropHeartbeat())
+    # W5 merge: the single task with 100k dependencies trips Dask's one-shot
+    # "Large object of size 4.29 MiB detected in task graph" UserWarning
+    # (worker.warn_dumps, run client-side while packing the graph).
+    warnings.filterwarnings("ignore", message="Large object of size",
+                            category=UserWarning)
+
+
 # --------------------------------------------------------------------------
 # Child: one cluster, one workload.
 # --------------------------------------------------------------------------
@@ -188,11 +214,13 @@ class Child:
             x = dask.delayed(inc, pure=False)(i)
             y = dask.delayed(dec, pure=False)(x)
             zs.append(dask.delayed(add, pure=False)(x, y))
-        res = c.gather(c.compute(zs))
+        futs = c.compute(zs)
+        sub = time.perf_counter() - t0
+        res = c.gather(futs)
         wall = time.perf_counter() - t0
         ok = res == [2 * i + 1 for i in range(n)]
         return record("W1", "chains", n, self.config, wall_s=wall,
-                      tasks_per_s=3 * n / wall, ok=ok, tasks=3 * n,
+                      tasks_per_s=3 * n / wall, ok=ok, tasks=3 * n, submit_s=sub,
                       error=None if ok else "wrong results")
 
     # ---- W2 -------------------------------------------------------------
@@ -200,12 +228,13 @@ class Child:
         c = self.client
         t0 = time.perf_counter()
         futs = c.map(noop, range(n))
+        sub = time.perf_counter() - t0
         res = c.gather(futs)
         wall = time.perf_counter() - t0
         ok = len(res) == n and all(v is None for v in res)
         del futs, res
         return record("W2", "map", n, self.config, wall_s=wall,
-                      tasks_per_s=n / wall, ok=ok,
+                      tasks_per_s=n / wall, ok=ok, submit_s=sub,
                       error=None if ok else "wrong count")
 
     def w2_delayed(self, n):
@@ -214,12 +243,13 @@ class Child:
         t0 = time.perf_counter()
         ds = [dask.delayed(noop, pure=False)(i) for i in range(n)]
         futs = c.compute(ds)
+        sub = time.perf_counter() - t0
         res = c.gather(futs)
         wall = time.perf_counter() - t0
         ok = len(res) == n and all(v is None for v in res)
         del futs, res, ds
         return record("W2", "delayed", n, self.config, wall_s=wall,
-                      tasks_per_s=n / wall, ok=ok,
+                      tasks_per_s=n / wall, ok=ok, submit_s=sub,
                       error=None if ok else "wrong count")
 
     # ---- W3 -------------------------------------------------------------
@@ -258,11 +288,13 @@ class Child:
             level = [dask.delayed(add, pure=False)(level[i], level[i + 1])
                      for i in range(0, len(level), 2)]
             ntasks += len(level)
-        res = c.compute(level[0]).result()
+        fut = c.compute(level[0])
+        sub = time.perf_counter() - t0
+        res = fut.result()
         wall = time.perf_counter() - t0
         ok = res == leaves * (leaves - 1) // 2
         return record("W4", "tree-reduce", leaves, self.config, wall_s=wall,
-                      tasks_per_s=ntasks / wall, ok=ok, tasks=ntasks,
+                      tasks_per_s=ntasks / wall, ok=ok, tasks=ntasks, submit_s=sub,
                       error=None if ok else "wrong sum %r" % res)
 
     # ---- W5 -------------------------------------------------------------
@@ -276,11 +308,13 @@ class Child:
         t0 = time.perf_counter()
         prods = [dask.delayed(produce, pure=False)(i, k) for i in range(k)]
         cons = [dask.delayed(consume, pure=False)(j, *prods) for j in range(k)]
-        res = c.gather(c.compute(cons))
+        futs = c.compute(cons)
+        sub = time.perf_counter() - t0
+        res = c.gather(futs)
         wall = time.perf_counter() - t0
         ok = res == self._a2a_expected(k)
         return record("W5", "all-to-all", k, self.config, wall_s=wall,
-                      tasks_per_s=2 * k / wall, ok=ok, tasks=2 * k,
+                      tasks_per_s=2 * k / wall, ok=ok, tasks=2 * k, submit_s=sub,
                       edges=k * k, error=None if ok else "wrong results")
 
     def w5_a2a_split(self, k):
@@ -291,12 +325,14 @@ class Child:
         cons = [dask.delayed(consume_split, pure=False)(
                     *[dask.delayed(take, pure=False)(p, j) for p in prods])
                 for j in range(k)]
-        res = c.gather(c.compute(cons))
+        futs = c.compute(cons)
+        sub = time.perf_counter() - t0
+        res = c.gather(futs)
         wall = time.perf_counter() - t0
         ok = res == self._a2a_expected(k)
         ntasks = k + k * k + k
         return record("W5", "all-to-all-split", k, self.config, wall_s=wall,
-                      tasks_per_s=ntasks / wall, ok=ok, tasks=ntasks,
+                      tasks_per_s=ntasks / wall, ok=ok, tasks=ntasks, submit_s=sub,
                       edges=2 * k * k, error=None if ok else "wrong results")
 
     def w5_merge(self, n):
@@ -305,11 +341,33 @@ class Child:
         t0 = time.perf_counter()
         leaves = [dask.delayed(ident, pure=False)(i) for i in range(n)]
         total = dask.delayed(sum_all, pure=False)(*leaves)
-        res = c.compute(total).result()
+        fut = c.compute(total)
+        sub = time.perf_counter() - t0
+        res = fut.result()
         wall = time.perf_counter() - t0
         ok = res == n * (n - 1) // 2
         return record("W5", "merge", n, self.config, wall_s=wall,
-                      tasks_per_s=(n + 1) / wall, ok=ok, tasks=n + 1,
+                      tasks_per_s=(n + 1) / wall, ok=ok, tasks=n + 1, submit_s=sub,
+                      error=None if ok else "wrong sum %r" % res)
+
+    def w5_merge_lowlevel(self, n):
+        # Same graph as a plain dict (one materialized layer) through
+        # client.get: avoids the per-Delayed HighLevelGraph layers whose
+        # packing is quadratic in Dask 2022.12.
+        import uuid
+        c = self.client
+        t0 = time.perf_counter()
+        tag = uuid.uuid4().hex
+        keys = [("leaf-" + tag, i) for i in range(n)]
+        dsk = {k: (ident, i) for i, k in enumerate(keys)}
+        dsk["total-" + tag] = (sum_all,) + tuple(keys)
+        fut = c.get(dsk, "total-" + tag, sync=False)
+        sub = time.perf_counter() - t0
+        res = fut.result()
+        wall = time.perf_counter() - t0
+        ok = res == n * (n - 1) // 2
+        return record("W5", "merge-lowlevel", n, self.config, wall_s=wall,
+                      tasks_per_s=(n + 1) / wall, ok=ok, tasks=n + 1, submit_s=sub,
                       error=None if ok else "wrong sum %r" % res)
 
     # ---- W6 -------------------------------------------------------------
@@ -350,6 +408,7 @@ class Child:
         if self.config == "fast":
             dask.config.set({"distributed.scheduler.worker-saturation": float("inf")})
         from distributed import Client, LocalCluster
+        _quiet_logs()
 
         t0 = time.perf_counter()
         cluster = LocalCluster(n_workers=self.args.workers, threads_per_worker=1,
@@ -359,6 +418,7 @@ class Child:
         client.wait_for_workers(self.args.workers)
         start_s = time.perf_counter() - t0
         self.client = client
+        client.run(_quiet_logs)
         # Sanity: the setting reached the scheduler.
         sat = client.run_on_scheduler(
             lambda dask_scheduler: dask_scheduler.WORKER_SATURATION)
@@ -376,6 +436,7 @@ class Child:
             ("W5", "all-to-all"): self.w5_a2a,
             ("W5", "all-to-all-split"): self.w5_a2a_split,
             ("W5", "merge"): self.w5_merge,
+            ("W5", "merge-lowlevel"): self.w5_merge_lowlevel,
             ("W6", "transfer"): self.w6,
         }
         for variant, n in cases:
@@ -480,7 +541,7 @@ def parse_args(argv):
     p.add_argument("--workloads", default=",".join(WORKLOADS))
     p.add_argument("--small", action="store_true")
     p.add_argument("--json", metavar="PATH")
-    p.add_argument("--timeout", type=float, default=300.0,
+    p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds allowed per workload case (its own cluster "
                         "start/stop included); W1 is one case, W2-W6 one "
                         "case per variant/size")
