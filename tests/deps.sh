@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dtask builds and tests with (only those missing); sourced or run.
+set -euo pipefail
+DTASK_PACKAGES=(
+  g++ meson ninja-build pkg-config
+  libzmq3-dev cppzmq-dev nlohmann-json3-dev libspdlog-dev doctest-dev libcli11-dev libcpp-httplib-dev
+  libopenmpi-dev openmpi-bin
+)
+missing=()
+for p in "${DTASK_PACKAGES[@]}" "$@"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): installs what is missing, builds, runs every suite.
+# Suites: unit + LocalCluster (meson test), out-of-tree install, mpirun integration, real Slurm
+# on two nodes, and a short benchmark run. Ends with "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+passed=0
+failed=0
+failures=()
+
+step() {  # step NAME COMMAND... : runs one suite, counts it, never stops the run
+  local name="$1"
+  shift
+  echo "=== $name"
+  local t0=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "--- $name: ok ($((SECONDS - t0)) s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "--- $name: FAILED ($((SECONDS - t0)) s)"
+  fi
+}
+
+bash tests/deps.sh || { echo "cannot install the build dependencies"; echo "0 passed, 1 failed"; exit 1; }
+if [ ! -f build/build.ninja ]; then
+  meson setup build || { echo "0 passed, 1 failed"; exit 1; }
+fi
+ninja -C build || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+step "unit tests" meson test -C build --print-errorlogs --suite unit
+step "LocalCluster integration" meson test -C build --print-errorlogs --suite integration
+step "install + out-of-tree plugin" bash tests/install/check_out_of_tree.sh "$root/build"
+if [ -x tests/mpi/run.sh ]; then step "mpirun integration" bash tests/mpi/run.sh "$root/build"; fi
+if [ -x tests/slurm/e2e.sh ]; then step "Slurm two-node end to end" bash tests/slurm/e2e.sh "$root/build"; fi
+if [ -x tests/bench/run.sh ]; then step "benchmarks (small)" bash tests/bench/run.sh --small; fi
+
+if ((failed)); then printf 'failed suite: %s\n' "${failures[@]}"; fi
+echo "$passed passed, $failed failed"
+((failed == 0))
