@@ -30,6 +30,7 @@ struct WorkerInfo {
   std::string address;  // its peer-data endpoint
   int nthreads = 1;
   int rank = -1;        // MPI rank, -1 outside MPI
+  long pid = 0;
   std::uint64_t memory_limit = 0;
   std::map<std::string, double> resources;
   std::size_t processing = 0;

@@ -678,6 +678,7 @@ SchedulerInfo Client::scheduler_info() {
     wi.address = w.at("address").get<std::string>();
     wi.nthreads = w.at("nthreads").get<int>();
     wi.rank = w.at("rank").get<int>();
+    wi.pid = w.value("pid", 0L);
     wi.memory_limit = w.at("memory_limit").get<std::uint64_t>();
     wi.resources = w.at("resources").get<std::map<std::string, double>>();
     wi.processing = w.at("processing").get<std::size_t>();

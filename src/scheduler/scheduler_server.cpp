@@ -178,7 +178,12 @@ struct SchedulerServer::Impl {
       if (state.shutdown_requested()) {
         if (shutdown_deadline == 0) shutdown_deadline = now + opt.shutdown_grace_ms;
         flush(out);
-        if (state.alive_workers().empty() || now >= shutdown_deadline) break;
+        // Live workers answer within a heartbeat; one silent for three is dead and not waited for.
+        bool anyone_talking = false;
+        for (auto w : state.alive_workers()) {
+          if (now < state.worker(w)->last_seen_ms + 3 * hb) anyone_talking = true;
+        }
+        if (!anyone_talking || now >= shutdown_deadline) break;
       }
       std::uint64_t wait = now >= last_tick + hb ? 0 : last_tick + hb - now;
       zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup.fd(), ZMQ_POLLIN, 0}};

@@ -747,6 +747,7 @@ nlohmann::json SchedulerState::info() const {
                        {"address", w.info.address},
                        {"nthreads", w.info.nthreads},
                        {"rank", w.info.rank},
+                       {"pid", w.info.pid},
                        {"memory_limit", w.info.memory_limit},
                        {"resources", res},
                        {"processing", w.processing.size()},

@@ -28,6 +28,8 @@ AddressResult interface_address(const std::string& interface_name);
 // Where to bind: the interface's address when one is named, else `host`.
 AddressResult resolve_bind_host(const std::string& interface_name, const std::string& host);
 std::string hostname();
+// This host's address for others to reach when no interface is named: its hostname's IPv4 address.
+std::string default_host();
 
 // Sockets: no silent drops (unbounded queues), a short linger so shutdown never blocks, and
 // TCP keepalive-style ZMTP heartbeats so dead peers are noticed.

@@ -1,0 +1,35 @@
+// The MPI batch runner: under srun/mpirun rank 0 schedules, rank 1 runs the client, the rest work.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <dtask/client.hpp>
+
+namespace dtask::mpi {
+
+// The same words as `dtask-run --help` (and dask-mpi / dask-jobqueue).
+struct RunOptions {
+  std::string interface;            // e.g. "hsn0": every rank binds there
+  std::string scheduler_interface;  // overrides `interface` for rank 0
+  std::string worker_interface;     // overrides `interface` for worker ranks
+  int nthreads = 1;                 // executor threads per worker rank
+  std::uint64_t memory_limit = 0;   // bytes per worker, 0 = unlimited
+  std::string local_directory;      // per-worker scratch, created if missing
+  std::string scheduler_file;       // written atomically by rank 0, removed at shutdown
+  std::string dashboard_address;    // reserved for the dashboard
+  std::string log_level = "warn";
+  int wait_for_workers = -1;        // workers the client waits for; -1: all (N - 2)
+  std::chrono::seconds wait_timeout{120};       // for those workers to join
+  std::chrono::milliseconds heartbeat_timeout{5000};  // a silent worker or client is dead
+  bool no_client = false;           // scheduler + workers only (the `dask-mpi` command)
+  std::string plugin;               // task plugin .so; empty: tasks linked into this program
+};
+
+// Runs this rank's role and returns the job's exit code (the client's return value) on every
+// rank. Scheduler and worker ranks return only at shutdown. MPI_Init/MPI_Finalize happen inside.
+int run(int argc, char** argv, const RunOptions& options, const std::function<int(Client&)>& client_main);
+
+}  // namespace dtask::mpi

@@ -1,0 +1,146 @@
+// The MPI side of a rank (the only file that includes <mpi.h>): bootstrap, supervise, finish.
+//
+// Each rank forks its role process before MPI_Init and supervises it. MPI carries only the
+// business card (one Allreduce + one Bcast) and, at the end, the job's exit code. Why a child:
+// Open MPI aborts the whole job when an MPI process dies, so a worker killed mid-graph would take
+// everyone down; a dead role process is just a lost worker, and its rank still exits cleanly.
+// The C API only: the deprecated C++ bindings do not compile cleanly with warnings as errors.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <dtask/mpi.hpp>
+
+#include "bootstrap/business_card.hpp"
+#include "bootstrap/roles.hpp"
+#include "transport/transport.hpp"
+
+namespace dtask::mpi {
+
+namespace {
+std::atomic<pid_t> g_child{0};
+extern "C" void forward_signal(int sig) {
+  if (pid_t c = g_child.load(); c > 0) ::kill(c, sig);
+}
+
+int wait_child(pid_t child) {
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) return 1;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+// Waits for a non-blocking collective without spinning a core (Open MPI busy-polls otherwise).
+void wait_gently(MPI_Request& req) {
+  int done = 0;
+  while (true) {
+    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+}  // namespace
+
+int run(int argc, char** argv, const RunOptions& options, const std::function<int(Client&)>& client_main) {
+  int to_child[2], from_child[2];
+  if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
+    std::perror("dtask: pipe");
+    return 1;
+  }
+  std::fflush(nullptr);
+  pid_t child = ::fork();
+  if (child < 0) {
+    std::perror("dtask: fork");
+    return 1;
+  }
+  if (child == 0) {
+    ::close(to_child[1]);
+    ::close(from_child[0]);
+    int code = bootstrap::role_main(to_child[0], from_child[1], options, client_main);
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  ::close(to_child[0]);
+  ::close(from_child[1]);
+  g_child = child;
+  ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = forward_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+
+  MPI_Init(&argc, &argv);
+  int rank = 0, size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+
+  auto finish = [&](int code) {
+    std::fflush(nullptr);
+    MPI_Finalize();
+    return code;
+  };
+  auto stop_child = [&] {
+    bootstrap::GoInfo no{};
+    no.go = 0;
+    bootstrap::write_all(to_child[1], &no, sizeof no);
+    wait_child(child);
+  };
+
+  const int needed = options.no_client ? 2 : 3;
+  bootstrap::StartInfo si{rank, size};
+  if (size < needed) {
+    if (rank == 0) {
+      std::fprintf(stderr,
+                   "dtask: needs at least %d MPI ranks (rank 0 scheduler, %s), got %d: run with -n %d or more\n",
+                   needed, options.no_client ? "the others workers" : "rank 1 client, the others workers", size,
+                   needed);
+    }
+    bootstrap::write_all(to_child[1], &si, sizeof si);
+    bootstrap::ChildReport ignored{};
+    bootstrap::read_all(from_child[0], &ignored, sizeof ignored);
+    stop_child();
+    return finish(2);
+  }
+  bootstrap::write_all(to_child[1], &si, sizeof si);
+  bootstrap::ChildReport report{};
+  if (!bootstrap::read_all(from_child[0], &report, sizeof report)) {
+    report.ok = 0;
+    bootstrap::copy_field(report.message, sizeof report.message, "the role process died during startup");
+  }
+  int ok = report.ok, all_ok = 0;
+  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (!all_ok) {
+    if (!ok) std::fprintf(stderr, "dtask: rank %d on %s: %s\n", rank, transport::hostname().c_str(), report.message);
+    stop_child();
+    return finish(1);
+  }
+  bootstrap::BusinessCard card = report.card;
+  MPI_Bcast(&card, sizeof card, MPI_BYTE, 0, MPI_COMM_WORLD);
+  bootstrap::GoInfo go{};
+  go.go = 1;
+  go.card = card;
+  bootstrap::write_all(to_child[1], &go, sizeof go);
+
+  int code = wait_child(child);
+  g_child = 0;
+  // Every rank leaves with rank 0's code: the scheduler exits with the client's return value.
+  MPI_Request req;
+  MPI_Ibcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD, &req);
+  wait_gently(req);
+  return finish(code);
+}
+
+}  // namespace dtask::mpi

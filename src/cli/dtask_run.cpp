@@ -1,0 +1,82 @@
+// `dtask-run [options] plugin.so [job args...]` under srun/mpirun: scheduler, client, workers by rank.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <dtask/mpi.hpp>
+
+#include "cli/parse.hpp"
+#include "common/log.hpp"
+#include "plugin/plugin.hpp"
+
+namespace {
+// Before MPI_Init the rank is only known from the launcher's environment; used to print
+// command-line errors once instead of once per rank.
+bool probably_rank0() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "PMI_RANK"}) {
+    if (const char* r = std::getenv(v)) return std::string(r) == "0";
+  }
+  return true;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dtask-run: run a dtask job under srun/mpirun. Rank 0 schedules, rank 1 runs the plugin's\n"
+               "DTASK_MAIN client code, every other rank is a worker. All ranks exit with the client's code."};
+  dtask::mpi::RunOptions opt;
+  std::string memory_limit = "0";
+  int wait_timeout = 120;
+  double heartbeat_timeout = 5;
+  app.add_option("--interface", opt.interface, "network interface for all traffic (e.g. hsn0)");
+  app.add_option("--scheduler-interface", opt.scheduler_interface, "interface for rank 0 (overrides --interface)");
+  app.add_option("--worker-interface", opt.worker_interface, "interface for workers (overrides --interface)");
+  app.add_option("--nthreads", opt.nthreads, "threads per worker")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--memory-limit", memory_limit, "bytes per worker, e.g. 4GiB (0: none)")->capture_default_str();
+  app.add_option("--local-directory", opt.local_directory, "scratch directory for workers");
+  app.add_option("--scheduler-file", opt.scheduler_file, "write the scheduler's address and keys here (0600)");
+  app.add_option("--dashboard-address", opt.dashboard_address, "reserved for the dashboard");
+  app.add_option("--log-level", opt.log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--wait-for-workers", opt.wait_for_workers, "workers the client waits for (default: all)");
+  app.add_option("--wait-timeout", wait_timeout, "seconds to wait for them")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--heartbeat-timeout", heartbeat_timeout, "seconds of silence before a rank counts as dead")
+      ->capture_default_str()
+      ->check(CLI::Range(0.5, 3600.0));
+  app.add_flag("--no-client", opt.no_client,
+               "scheduler and workers only; a client joins with --scheduler-file and ends the job");
+  app.prefix_command();  // everything from the plugin path on belongs to the job
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (probably_rank0() || e.get_exit_code() == 0) return app.exit(e);
+    return e.get_exit_code();
+  }
+  auto fail = [](const std::string& msg) {
+    if (probably_rank0()) std::fprintf(stderr, "dtask-run: %s\n", msg.c_str());
+    return 2;
+  };
+  std::vector<std::string> rest = app.remaining();
+  if (rest.empty()) return fail("give the job's plugin: dtask-run [options] libmyjob.so [job args...]");
+  opt.plugin = rest[0];
+  if (!dtask::log::valid_level(opt.log_level)) return fail("unknown --log-level '" + opt.log_level + "'");
+  auto mem = dtask::cli::parse_bytes(memory_limit);
+  if (!mem) return fail("cannot read --memory-limit '" + memory_limit + "' (e.g. 4GiB, 500MB)");
+  opt.memory_limit = *mem;
+  opt.wait_timeout = std::chrono::seconds(wait_timeout);
+  opt.heartbeat_timeout = std::chrono::milliseconds(static_cast<long long>(heartbeat_timeout * 1000));
+  if (opt.no_client && opt.scheduler_file.empty()) return fail("--no-client needs --scheduler-file for the client to find the job");
+
+  std::vector<std::string> job_args = rest;
+  return dtask::mpi::run(argc, argv, opt, [&](dtask::Client& client) -> int {
+    auto loaded = dtask::plugin::Plugin::load(opt.plugin);  // cached: already loaded for this rank
+    if (!loaded.ok()) throw std::runtime_error(loaded.error);
+    auto main_fn = loaded.plugin->main_fn();
+    if (!main_fn) throw std::runtime_error("plugin '" + opt.plugin + "' has no client entry point (declare one with DTASK_MAIN)");
+    std::vector<char*> jargv;
+    for (auto& a : job_args) jargv.push_back(a.data());
+    jargv.push_back(nullptr);
+    return main_fn(&client, static_cast<int>(job_args.size()), jargv.data());
+  });
+}
