@@ -560,7 +560,7 @@ void ClientCore::io_loop() {
       items.push_back({c.socket->handle(), 0, ZMQ_POLLIN, 0});
       data_socks.push_back(c.socket.get());
     }
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(250));
+    transport::poll(items.data(), items.size(), std::chrono::milliseconds(250));
     now = transport::now_ms();
     if (items[1].revents & ZMQ_POLLIN) wakeup_.drain();
     bool changed = false;

@@ -187,7 +187,7 @@ struct SchedulerServer::Impl {
       }
       std::uint64_t wait = now >= last_tick + hb ? 0 : last_tick + hb - now;
       zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup.fd(), ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::chrono::milliseconds(std::max<std::uint64_t>(wait, 1)));
+      transport::poll(items, 2, std::chrono::milliseconds(std::max<std::uint64_t>(wait, 1)));
       if (items[1].revents & ZMQ_POLLIN) wakeup.drain();
       now = transport::now_ms();
       if (items[0].revents & ZMQ_POLLIN) {

@@ -129,7 +129,7 @@ ZapAuthenticator::~ZapAuthenticator() {
 void ZapAuthenticator::run() {
   while (!stop_) {
     zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
+    if (transport::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
     // ZAP request: version, request id, domain, address, identity, mechanism, credentials...
     std::vector<zmq::message_t> parts;
     while (true) {
@@ -150,9 +150,23 @@ void ZapAuthenticator::run() {
   }
 }
 
+int poll(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout) {
+  try {
+    return zmq::poll(items, n, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return 0;
+    throw;
+  }
+}
+
 std::optional<Received> try_recv(zmq::socket_t& s, bool router) {
   zmq::message_t first;
-  if (!s.recv(first, zmq::recv_flags::dontwait)) return std::nullopt;
+  try {
+    if (!s.recv(first, zmq::recv_flags::dontwait)) return std::nullopt;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return std::nullopt;
+    throw;
+  }
   Received r;
   if (router) {
     r.identity = first.to_string();

@@ -64,6 +64,8 @@ struct Received {
   zmq::message_t head;
   std::vector<Buffer> bulk;
 };
+// zmq::poll that treats a signal's EINTR as "nothing happened" (signals are how we get stopped).
+int poll(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout);
 // Non-blocking receive; nullopt when nothing is waiting.
 std::optional<Received> try_recv(zmq::socket_t& s, bool router);
 // Sends an encoded batch, bulk frames without copying. Returns false if the peer is unknown.

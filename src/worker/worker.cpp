@@ -368,7 +368,7 @@ struct Worker::Impl {
           peer_ids.push_back(id);
         }
       }
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(heartbeat_ms / 2 + 1));
+      transport::poll(items.data(), items.size(), std::chrono::milliseconds(heartbeat_ms / 2 + 1));
       std::uint64_t now = transport::now_ms();
       if (items[2].revents & ZMQ_POLLIN) wakeup.drain();
       on_completions();

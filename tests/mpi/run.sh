@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# mpirun integration: results, exit codes, failures, kills, signals, security, bad input.
+# Usage: tests/mpi/run.sh [BUILD_DIR]. Prints one line per case and "N passed, N failed".
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${1:-$root/build}"
+run="$build/src/cli/dtask-run"
+job="$build/tests/libmpi_job.so"
+work="$(mktemp -d /var/tmp/dtask-mpi-XXXXXX)"
+trap 'rm -rf "$work"; pkill -f "$work" 2>/dev/null || true' EXIT
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() {
+  failed=$((failed + 1))
+  echo "FAIL $1"
+  echo "  rc=$rc time=${secs}s"
+  sed 's/^/  stdout: /' "$work/out" | tail -5
+  sed 's/^/  stderr: /' "$work/err" | tail -10
+}
+# job NAME TIMEOUT MPIRUN-ARGS... -- DTASK-RUN-ARGS... : runs one job, sets rc/secs, keeps output
+job() {
+  local limit="$1"
+  shift
+  local margs=()
+  while [ "$1" != "--" ]; do margs+=("$1"); shift; done
+  shift
+  local t0 t1
+  t0=$(date +%s.%N)
+  timeout -k 5 "$limit" "${MPIRUN[@]}" "${margs[@]}" "$run" "$@" >"$work/out" 2>"$work/err"
+  rc=$?
+  t1=$(date +%s.%N)
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+}
+
+for n in 3 4 6; do
+  job 60 -n "$n" -- "$job" chains
+  name="mpirun -n $n: 256 chains correct, exit 0, nothing on stderr"
+  if [ $rc -eq 0 ] && grep -q "chains ok on $((n - 2)) workers" "$work/out" && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name"; fi
+done
+
+job 60 -n 4 --quiet -- "$job" exit 3
+name="client returns 3: mpirun exits 3"
+if [ $rc -eq 3 ] && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name"; fi
+
+job 60 -n 4 --quiet -- "$job" throw
+name="client throws: error printed once, non-zero exit"
+if [ $rc -ne 0 ] && [ "$(grep -c 'deliberate failure in the client code' "$work/err")" -eq 1 ]; then ok "$name"; else bad "$name"; fi
+
+job 90 -n 4 -- --heartbeat-timeout 2 "$job" kill-worker
+name="kill -9 of a worker mid-graph: results correct, exit 0"
+if [ $rc -eq 0 ] && grep -q "all 120 results correct" "$work/out"; then ok "$name"; else bad "$name"; fi
+
+job 60 -n 4 --quiet -- "$job" kill-client
+name="kill -9 of the client: job ends non-zero within 10 s"
+if [ $rc -ne 0 ] && awk -v s="$secs" 'BEGIN{exit !(s <= 10)}'; then ok "$name"; else bad "$name"; fi
+
+job 60 -n 3 -- "$job" stranger
+name="a stranger without the keys gets nothing done"
+if [ $rc -eq 0 ] && grep -q "strangers got nothing" "$work/out" && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name"; fi
+
+job 30 -n 2 --quiet -- "$job" chains
+name="fewer than 3 ranks: clear error, exit 2"
+if [ $rc -eq 2 ] && grep -q "needs at least 3 MPI ranks" "$work/err"; then ok "$name"; else bad "$name"; fi
+
+job 30 -n 4 --quiet -- --interface nonexistent0 "$job" chains
+name="missing interface: clear error on every rank at once"
+if [ $rc -ne 0 ] && [ "$(grep -c "network interface 'nonexistent0' does not exist" "$work/err")" -eq 4 ] &&
+  awk -v s="$secs" 'BEGIN{exit !(s <= 10)}'; then ok "$name"; else bad "$name"; fi
+
+job 30 -n 3 -- --interface lo "$job" chains
+name="--interface lo: traffic on the named interface"
+if [ $rc -eq 0 ] && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name"; fi
+
+# SIGTERM to mpirun: it forwards SIGTERM to the ranks; the job stops in order, non-zero.
+sched="$work/sched.json"
+t0=$(date +%s)
+timeout -k 5 60 "${MPIRUN[@]}" -n 4 --quiet "$run" --scheduler-file "$sched" "$job" sleep 60 >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 100); do grep -q sleeping "$work/out" 2>/dev/null && break; sleep 0.1; done
+mode=$(stat -c %a "$sched" 2>/dev/null)
+kill -TERM $pid
+wait $pid
+rc=$?
+secs=$(($(date +%s) - t0))
+name="SIGTERM: orderly exit, non-zero, scheduler file (0600) removed"
+if [ $rc -ne 0 ] && [ "$secs" -le 15 ] && [ "$mode" = 600 ] && [ ! -e "$sched" ] &&
+  ! grep -qiE "segmentation|core dumped|terminate called" "$work/err"; then ok "$name"; else bad "$name (mode=$mode)"; fi
+
+# --no-client: scheduler + workers serve until an outside client ends the job.
+timeout -k 5 60 "${MPIRUN[@]}" -n 3 "$run" --no-client --scheduler-file "$sched" "$job" >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 100); do [ -s "$sched" ] && break; sleep 0.1; done
+"$build/tests/external_client" "$sched" 0 >"$work/client.out" 2>&1
+crc=$?
+wait $pid
+rc=$?
+secs=0
+name="--no-client: outside client via scheduler file, then shutdown"
+if [ $rc -eq 0 ] && [ $crc -eq 0 ] && grep -q "sum=2450 workers=2" "$work/client.out" && [ ! -e "$sched" ]; then
+  ok "$name"
+else
+  cat "$work/client.out"
+  bad "$name"
+fi
+
+echo "$passed passed, $failed failed"
+((failed == 0))
