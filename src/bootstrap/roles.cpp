@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "bootstrap/business_card.hpp"
+#include "client/client_core.hpp"
 #include "common/log.hpp"
 #include "plugin/plugin.hpp"
 #include "scheduler/scheduler_server.hpp"
@@ -25,6 +26,8 @@ namespace {
 std::atomic<scheduler::SchedulerServer*> g_scheduler{nullptr};
 std::atomic<worker::Worker*> g_worker{nullptr};
 int g_client_signal_pipe[2] = {-1, -1};
+// Set once this client itself ends the job, so the cluster's closing notice is not a surprise.
+std::atomic<bool> g_ending_by_us{false};
 
 extern "C" void on_role_signal(int sig) {
   if (auto* s = g_scheduler.load()) s->stop(128 + sig);
@@ -86,6 +89,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     so.job_id = job_id();
     so.where = where;
     so.exit_when_client_lost = !opt.no_client;
+    so.config.stop_job_when_worker_signalled = true;
     so.config.worker_timeout_ms = static_cast<std::uint64_t>(opt.heartbeat_timeout.count());
     so.config.client_timeout_ms = static_cast<std::uint64_t>(opt.heartbeat_timeout.count());
     try {
@@ -175,6 +179,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
         unsigned char sig = 0;
         if (::read(g_client_signal_pipe[0], &sig, 1) == 1) {
           // Ctrl-C / scancel: end the job in order, then leave (user code cannot be interrupted).
+          g_ending_by_us = true;
           try {
             client.shutdown_cluster(128 + sig);
           } catch (...) {
@@ -184,12 +189,21 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
         }
       }).detach();
     }
+    // The job may end under the user's code (a signalled rank, a lost scheduler): then this
+    // process leaves with the job's code instead of running on alone.
+    client.core().set_end_handler([log](int code, const std::string& reason) {
+      if (g_ending_by_us) return;
+      log->error("the job is ending ({}); stopping the client code", reason);
+      std::fflush(nullptr);
+      ::_exit(code == 0 ? 1 : code);
+    });
     std::size_t want = opt.wait_for_workers >= 0 ? static_cast<std::size_t>(opt.wait_for_workers)
                                                  : static_cast<std::size_t>(std::max(0, size - 2));
     if (!client.wait_for_workers(want, opt.wait_timeout)) {
       auto have = client.scheduler_info().workers.size();
       std::fprintf(stderr, "dtask: only %zu of %zu workers joined within %lld s\n", have, want,
                    static_cast<long long>(opt.wait_timeout.count()));
+      g_ending_by_us = true;
       client.shutdown_cluster(1);
       return 1;
     }
@@ -204,6 +218,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
       code = 1;
     }
     std::fflush(stdout);
+    g_ending_by_us = true;
     client.shutdown_cluster(code);
     client.close();
     return code;

@@ -480,9 +480,19 @@ void ClientCore::on(InfoReply& m) {
   infos_[m.request_id] = std::move(m.info);
 }
 void ClientCore::on(Heartbeat&) {}
-void ClientCore::on(ClusterClosing&) {
+void ClientCore::on(ClusterClosing& m) {
+  std::function<void(int, const std::string&)> handler;
+  {
+    std::lock_guard lock(mutex_);
+    cluster_closing_ = true;
+    handler = end_handler_;
+  }
+  if (handler) handler(m.code, m.reason);
+}
+
+void ClientCore::set_end_handler(std::function<void(int, const std::string&)> handler) {
   std::lock_guard lock(mutex_);
-  cluster_closing_ = true;
+  end_handler_ = std::move(handler);
 }
 
 void ClientCore::send_fetches(std::uint64_t now) {
@@ -625,6 +635,12 @@ void ClientCore::io_loop() {
     if (lost) {
       fail_all_pending(connection_error_);
       changed = true;
+      std::function<void(int, const std::string&)> handler;
+      {
+        std::lock_guard lock(mutex_);
+        handler = end_handler_;
+      }
+      if (handler) handler(1, connection_error_);
     }
     if (changed) cv_.notify_all();
   }

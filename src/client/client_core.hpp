@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,6 +58,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   nlohmann::json info(std::chrono::milliseconds timeout);
   void shutdown_cluster(int code);
   const std::string& address() const { return opt_.address; }
+  // Called on the I/O thread when the cluster announces shutdown or the scheduler is lost
+  // (code 1). The MPI runner uses it to end a client whose user code is still busy.
+  void set_end_handler(std::function<void(int code, const std::string& reason)> handler);
 
  private:
   void post(protocol::ClientToScheduler m);
@@ -96,6 +100,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   bool stopped_ = false;     // I/O thread finished
   bool cluster_closing_ = false;
   std::string connection_error_;
+  std::function<void(int, const std::string&)> end_handler_;
 
   // I/O-thread-only state
   struct DataConn {

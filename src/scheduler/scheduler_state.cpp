@@ -168,7 +168,12 @@ void SchedulerState::handle(WorkerId from, WorkerToScheduler msg, std::uint64_t 
         else if constexpr (std::is_same_v<M, ReplicasAdded>) on_replicas_added(from, m, out);
         else if constexpr (std::is_same_v<M, StealReply>) on_steal_reply(from, m, out);
         else if constexpr (std::is_same_v<M, FetchFailed>) on_fetch_failed(from, m, out);
-        else if constexpr (std::is_same_v<M, WorkerGoodbye>) remove_worker(from, "goodbye", out);
+        else if constexpr (std::is_same_v<M, WorkerGoodbye>) {
+          remove_worker(from, "goodbye", out);
+          if (m.code != 0 && config_.stop_job_when_worker_signalled) {
+            request_shutdown(m.code, "worker " + workers_[from.value].info.name + " was stopped by a signal", out);
+          }
+        }
         else if constexpr (std::is_same_v<M, Heartbeat>) {}
         else if constexpr (std::is_same_v<M, RegisterWorker>) ++stale_messages_;  // already registered
       },

@@ -33,6 +33,9 @@ struct SchedulerConfig {
   std::uint64_t client_timeout_ms = 5000;     // silent this long: the client is gone
   std::uint64_t no_worker_timeout_ms = 10000; // restricted task with no matching worker: error
   std::uint32_t heartbeat_ms = 500;
+  // Batch jobs (MPI runner): a worker stopped by a signal (scancel, Ctrl-C, walltime) stops the
+  // whole job with that code, instead of quietly shrinking it.
+  bool stop_job_when_worker_signalled = false;
 };
 
 // Everything the scheduler sends, collected while a batch of input is handled; the server

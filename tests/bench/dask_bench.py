@@ -411,9 +411,15 @@ class Child:
         _quiet_logs()
 
         t0 = time.perf_counter()
+        # dashboard_address=None turns off the Bokeh dashboard, but the
+        # 2022.12 Scheduler still starts its plain HTTP server (health and
+        # metrics routes) on the default port 8787. When two clusters run at
+        # once, that gives "UserWarning: Port 8787 is already in use". Put it
+        # on a free loopback port instead.
         cluster = LocalCluster(n_workers=self.args.workers, threads_per_worker=1,
                                processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.ERROR,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         client = Client(cluster)
         client.wait_for_workers(self.args.workers)
         start_s = time.perf_counter() - t0
@@ -499,6 +505,7 @@ def run_unit(args, config, workload, unit):
         cmd.append("--small")
     # stdout of the child goes to our stderr, so nothing it prints can mix
     # with the result lines, yet any Dask noise stays visible.
+    load1 = os.getloadavg()[0]  # other load on the machine skews results
     proc = subprocess.Popen(cmd, stdout=sys.stderr, stderr=sys.stderr,
                             start_new_session=True)
     reason = None
@@ -530,6 +537,8 @@ def run_unit(args, config, workload, unit):
         if variant not in done:
             got.append(record(workload, variant, n, config, ok=False,
                               error=reason or "no result"))
+    for r in got:
+        r["load1_at_start"] = round(load1, 2)
     return got
 
 

@@ -85,9 +85,31 @@ kill -TERM $pid
 wait $pid
 rc=$?
 secs=$(($(date +%s) - t0))
-name="SIGTERM: orderly exit, non-zero, scheduler file (0600) removed"
-if [ $rc -ne 0 ] && [ "$secs" -le 15 ] && [ "$mode" = 600 ] && [ ! -e "$sched" ] &&
-  ! grep -qiE "segmentation|core dumped|terminate called" "$work/err"; then ok "$name"; else bad "$name (mode=$mode)"; fi
+# mpirun SIGKILLs its ranks 1 s after forwarding SIGTERM; their role processes finish the
+# orderly shutdown on their own (give them a moment), then nothing may be left.
+for _ in $(seq 50); do [ -e "$sched" ] || pgrep -f "$sched" >/dev/null || break; sleep 0.1; done
+left=$(pgrep -fc "$sched")
+name="SIGTERM to mpirun: orderly exit, non-zero, scheduler file (0600) removed, nothing left"
+if [ $rc -ne 0 ] && [ "$secs" -le 15 ] && [ "$mode" = 600 ] && [ ! -e "$sched" ] && [ "$left" -eq 0 ] &&
+  ! grep -qiE "segmentation|core dumped|terminate called" "$work/err"; then ok "$name"; else bad "$name (mode=$mode left=$left)"; fi
+
+# SIGTERM to one worker rank only: the whole job stops in order, non-zero, within seconds.
+t0=$(date +%s)
+timeout -k 5 60 "${MPIRUN[@]}" -n 4 --quiet "$run" --scheduler-file "$sched" "$job" sleep 60 >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 100); do grep -q sleeping "$work/out" 2>/dev/null && break; sleep 0.1; done
+rank2=""
+for p in $(pgrep -f "$sched"); do
+  if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2; then rank2="$rank2 $p"; fi
+done
+# shellcheck disable=SC2086
+kill -TERM $rank2
+wait $pid
+rc=$?
+secs=$(($(date +%s) - t0))
+name="SIGTERM to one worker rank: the whole job stops, non-zero"
+if [ -n "$rank2" ] && [ $rc -ne 0 ] && [ "$secs" -le 15 ]; then ok "$name"; else bad "$name (rank2 pids:$rank2)"; fi
+for _ in $(seq 50); do pgrep -f "$sched" >/dev/null || break; sleep 0.1; done
 
 # --no-client: scheduler + workers serve until an outside client ends the job.
 timeout -k 5 60 "${MPIRUN[@]}" -n 3 "$run" --no-client --scheduler-file "$sched" "$job" >"$work/out" 2>"$work/err" &

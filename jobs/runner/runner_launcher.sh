@@ -1,0 +1,14 @@
+#!/bin/bash
+# The seed's dask_slurm_runner_launcher.sh for dtask: scheduler on rank 0, client on rank 1.
+#SBATCH --job-name=dtask-runner
+#SBATCH --ntasks=4
+#SBATCH --time=00:05:00
+#SBATCH --output=dtask-runner-%j.out
+# Usage: sbatch jobs/runner/runner_launcher.sh [BUILD_DIR] [INTERFACE]
+# BUILD_DIR must be on a filesystem every node sees (not /tmp).
+set -euo pipefail
+build="${1:-${DTASK_BUILD:-$PWD/build}}"
+iface="${2:-${DTASK_INTERFACE:-}}"
+args=()
+if [ -n "$iface" ]; then args+=(--interface "$iface"); fi
+srun "$build/src/cli/dtask-run" "${args[@]}" "$build/jobs/librunner_tasks.so"

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# End-to-end tests of dtask-run on the two-node Slurm test cluster (tests/slurm/cluster.sh):
+# the jobs/ launchers under sbatch, placement on both nodes, traffic over hsn0, wrong or missing
+# interfaces, exit codes under srun, a killed worker, scancel.
+# Usage: tests/slurm/e2e.sh [BUILD_DIR]   (root; brings the cluster up, always tears it down).
+# Prints one line per case ("ok   ..." / "FAIL ..." with the captured output) and
+# "N passed, N failed"; exits 0 only if every case passed.
+# DTASK_E2E_KEEP=1 keeps the cluster up and the work dir afterwards (for debugging).
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+build="$(cd "${1:-$root/build}" && pwd)" || { echo "no build dir ${1:-$root/build}" >&2; exit 2; }
+run="$build/src/cli/dtask-run"
+job="$build/tests/libmpi_job.so"
+cluster="$root/tests/slurm/cluster.sh"
+IF=hsn0
+for f in "$run" "$job" "$build/jobs/librunner_tasks.so" "$build/jobs/libhostname_tasks.so" \
+  "$build/jobs/libchains_tasks.so"; do
+  [ -e "$f" ] || { echo "missing $f: build first (ninja -C $build)" >&2; exit 2; }
+done
+case "$build" in /tmp/*) echo "the build dir must not be in /tmp (node2 has a private /tmp)" >&2; exit 2 ;; esac
+
+# Job files live where both nodes see them (not /tmp).
+work="$(mktemp -d /var/tmp/dtask-e2e-XXXXXX)"
+chmod 0755 "$work"
+passed=0
+failed=0
+t_start=$SECONDS
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  # jobs of ours still queued/running (a case that timed out): cancel them before teardown
+  local j
+  cat "$work"/*.jid 2>/dev/null | while read -r j; do timeout 5 scancel "$j" >/dev/null 2>&1 || true; done
+  if [ "${DTASK_E2E_KEEP:-0}" = 1 ]; then
+    echo "DTASK_E2E_KEEP=1: cluster left up, work dir $work" >&2
+  else
+    "$cluster" down >"$work/down.log" 2>&1 || { echo "cluster.sh down failed:" >&2; cat "$work/down.log" >&2; }
+    rm -rf "$work"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { # bad NAME [FILES...]: a failure, with the captured output
+  failed=$((failed + 1))
+  echo "FAIL $1"
+  local f
+  shift
+  for f in "$@"; do
+    [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" | tail -15
+  done
+  return 0
+}
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a <= b)}'; }
+
+# srun_job NAME LIMIT SRUN-ARGS... -- DTASK-RUN-ARGS...: one srun step; sets rc, secs; output in $work/NAME.{out,err}
+srun_job() {
+  local name="$1" limit="$2"
+  shift 2
+  local sargs=()
+  while [ "$1" != "--" ]; do sargs+=("$1"); shift; done
+  shift
+  local t0
+  t0=$(now)
+  timeout -k 5 "$limit" srun --job-name="e2e-$name" "${sargs[@]}" "$run" "$@" >"$work/$name.out" 2>"$work/$name.err"
+  rc=$?
+  secs=$(since "$t0")
+}
+
+# job_field JOBID FIELD: one field of `scontrol show job` (e.g. JobState, ExitCode)
+job_field() { timeout 10 scontrol -o show job "$1" 2>/dev/null | grep -o " $2=[^ ]*" | head -1 | cut -d= -f2; }
+
+# wait_job JOBID LIMIT [STATE]: polls until the job reaches a final state (or STATE); sets state, exitcode, secs
+# (sbatch --wait polls slowly: 2 s, then 8 s, then 32 s)
+wait_job() {
+  local jid="$1" limit="$2" want="${3:-}" t0
+  t0=$(now)
+  while :; do
+    state=$(job_field "$jid" JobState)
+    case "$state" in
+      COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE | PREEMPTED) break ;;
+    esac
+    [ -n "$want" ] && [ "$state" = "$want" ] && break
+    le "$limit" "$(since "$t0")" && { state="$state(still, after ${limit}s)"; break; }
+    sleep 0.2
+  done
+  exitcode=$(job_field "$jid" ExitCode)
+  secs=$(since "$t0")
+}
+
+# submit NAME SBATCH-ARGS... SCRIPT [ARGS...]: sbatch with NAME.out / NAME.err in $work; sets jid
+submit() {
+  local name="$1"
+  shift
+  jid=$(timeout 30 sbatch --parsable --job-name="e2e-$name" --output="$work/$name.out" --error="$work/$name.err" \
+    --chdir="$work" "$@" 2>"$work/$name.sbatch")
+  jid=${jid%%;*}
+  [ -n "$jid" ] && echo "$jid" >"$work/$name.jid"
+}
+
+# stderr of a successful run: nothing dtask calls an error or a warning
+clean_stderr() { ! grep -qiE 'error|warn' "$1"; }
+
+# per-host counts "HOST: N tasks" in FILE: "node1=K node2=M sum=S"
+host_counts() {
+  awk '/^[^ ]+: [0-9]+ tasks$/ {h = $1; sub(":", "", h); n[h] += $2; s += $2}
+       END {printf "node1=%d node2=%d sum=%d", n["node1"], n["node2"], s}' "$1"
+}
+
+# ------------------------------------------------------------------ cluster
+t0=$(now)
+if ! timeout 300 "$cluster" up >"$work/up.log" 2>&1; then
+  echo "FAIL cluster.sh up"
+  sed 's/^/  /' "$work/up.log" | tail -40
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+echo "cluster up in $(since "$t0")s"
+
+# ------------------------------------------------------------------ 1+2. the jobs/ launchers under sbatch
+declare -A launcher=(
+  [runner]="$root/jobs/runner/runner_launcher.sh"
+  [hostnames]="$root/jobs/hostnames/hostname_launcher.sh"
+  [chains]="$root/jobs/chains/chains_launcher.sh"
+)
+declare -A expect=(
+  [runner]="dtask runner is working!"
+  [hostnames]=": [0-9]+ tasks$"
+  [chains]="all 256 results are 2i\+1"
+)
+for l in runner hostnames chains; do
+  name="sbatch ${launcher[$l]#"$root/"} $build $IF: exit 0, expected output, clean stderr"
+  submit "$l" "${launcher[$l]}" "$build" "$IF"
+  if [ -z "$jid" ]; then bad "$name (sbatch refused)" "$work/$l.sbatch"; continue; fi
+  wait_job "$jid" 60
+  extra=""
+  [ "$l" = hostnames ] && extra=" ($(host_counts "$work/$l.out"))"
+  if [ "$state" = COMPLETED ] && [ "$exitcode" = 0:0 ] && grep -qE "${expect[$l]}" "$work/$l.out" &&
+    clean_stderr "$work/$l.err" &&
+    { [ "$l" != hostnames ] || host_counts "$work/$l.out" | grep -qE 'node1=[1-9].* node2=[1-9]'; }; then
+    ok "$name [job $jid, ${secs}s]$extra"
+  else
+    bad "$name [job $jid: state=$state ExitCode=$exitcode, ${secs}s]" "$work/$l.out" "$work/$l.err"
+  fi
+done
+
+name="hostname example: tasks on node1 and node2, 100 in all"
+counts=$(host_counts "$work/hostnames.out")
+if [[ "$counts" =~ ^node1=[1-9][0-9]*\ node2=[1-9][0-9]*\ sum=100$ ]]; then ok "$name ($counts)"; else
+  bad "$name ($counts)" "$work/hostnames.out"
+fi
+
+# ------------------------------------------------------------------ 3. workers on node2 reach the scheduler over hsn0
+srun_job reach 60 -N2 -n6 --ntasks-per-node=3 -- --interface "$IF" --log-level info "$job" hostnames 100
+name="--interface $IF: node2 workers register from 10.77.0.2, tasks on both nodes"
+counts=$(host_counts "$work/reach.out")
+from2=$(grep -cE "worker '[0-9]+' registered from tcp://10\.77\.0\.2:" "$work/reach.err")
+if [ $rc -eq 0 ] && [ "$from2" -eq 3 ] && [[ "$counts" =~ node1=[1-9].*node2=[1-9].*sum=100 ]] &&
+  ! grep -qE "registered from tcp://(127\.|10\.77\.0\.[^12])" "$work/reach.err"; then
+  ok "$name ($from2 from 10.77.0.2, $counts, ${secs}s)"
+else
+  bad "$name (rc=$rc, $from2 from 10.77.0.2, $counts)" "$work/reach.out" "$work/reach.err"
+fi
+
+# ------------------------------------------------------------------ 4. an interface that does not connect the nodes
+srun_job lo 60 -N2 -n6 --ntasks-per-node=3 -- --interface lo --wait-timeout 15 "$job" chains
+name="--interface lo across 2 nodes: non-zero, 'only K of 4 workers joined within 15 s', bounded"
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $rc -ne 137 ] &&
+  grep -qE "only [0-9]+ of 4 workers joined within 15 s" "$work/lo.err" && le "$secs" 45; then
+  ok "$name (rc=$rc, ${secs}s)"
+else
+  bad "$name (rc=$rc, ${secs}s)" "$work/lo.out" "$work/lo.err"
+fi
+
+srun_job nosuch 30 -N2 -n6 --ntasks-per-node=3 -- --interface nosuch0 "$job" chains
+name="--interface nosuch0: clear error on all 6 ranks at once, non-zero"
+n=$(grep -c "network interface 'nosuch0' does not exist" "$work/nosuch.err")
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$n" -eq 6 ] && le "$secs" 10 &&
+  grep -q "on host node1" "$work/nosuch.err" && grep -q "on host node2" "$work/nosuch.err"; then
+  ok "$name (rc=$rc, ${secs}s)"
+else
+  bad "$name (rc=$rc, $n ranks said so, ${secs}s)" "$work/nosuch.out" "$work/nosuch.err"
+fi
+
+# ------------------------------------------------------------------ 5. exit code propagation under srun
+srun_job exit3 60 -N2 -n4 -- --interface "$IF" "$job" exit 3
+# srun reports each node's tasks: "srun: error: node1: tasks 0-2: Exited with exit code 3"
+ntasks3=$(grep -oE "node[12]: tasks? [0-9,-]+: Exited with exit code 3$" "$work/exit3.err" |
+  awk '{ split($3, parts, ","); for (i in parts) { sub(":", "", parts[i]); n = split(parts[i], r, "-");
+         c += (n == 2 ? r[2] - r[1] + 1 : 1) } } END { print c + 0 }')
+name="srun -N2 -n4 ... exit 3: srun exits 3, all 4 tasks exited 3"
+if [ $rc -eq 3 ] && [ "$ntasks3" -eq 4 ] && ! grep -v "Exited with exit code 3" "$work/exit3.err" | grep -q .; then
+  ok "$name (${secs}s)"
+else
+  bad "$name (rc=$rc, $ntasks3 tasks reported exit 3)" "$work/exit3.out" "$work/exit3.err"
+fi
+
+# ------------------------------------------------------------------ 6. a worker killed mid-graph
+# cyclic: scheduler node1, client node2, worker 2 (the victim) node1, workers 3,5 node2, 4 node1
+srun_job killw 90 -N2 -n6 --ntasks-per-node=3 -m cyclic -- --interface "$IF" --heartbeat-timeout 2 "$job" kill-worker
+name="kill -9 of a worker across 2 nodes (--heartbeat-timeout 2): all 120 results correct, exit 0"
+if [ $rc -eq 0 ] && grep -q "all 120 results correct" "$work/killw.out"; then ok "$name (${secs}s)"; else
+  bad "$name (rc=$rc, ${secs}s)" "$work/killw.out" "$work/killw.err"
+fi
+
+# ------------------------------------------------------------------ 7. scancel of a running job (+ scheduler file)
+sched="$work/sched.json"
+cat >"$work/sleep.sh" <<EOF
+#!/bin/bash
+#SBATCH --nodes=2
+#SBATCH --ntasks=6
+#SBATCH --ntasks-per-node=3
+#SBATCH --time=00:05:00
+srun "$run" --interface $IF --scheduler-file "$sched" "$job" sleep 60
+EOF
+submit sleep "$work/sleep.sh"
+name="scancel of a running 'sleep 60' job: CANCELLED within 15 s, no dtask-run left on either node"
+if [ -z "$jid" ]; then
+  bad "$name (sbatch refused)" "$work/sleep.sbatch"
+else
+  t0=$(now)
+  while ! grep -q sleeping "$work/sleep.out" 2>/dev/null && le "$(since "$t0")" 30; do sleep 0.2; done
+  # the scheduler file, in a dir both nodes share, names node1's hsn0 address
+  addr=$(grep -o '"address": *"[^"]*"' "$sched" 2>/dev/null | sed 's/.*"\(tcp[^"]*\)"/\1/')
+  mode=$(stat -c %a "$sched" 2>/dev/null)
+  name3="--scheduler-file in a shared dir: address on hsn0 (tcp://10.77.0.1:PORT), mode 0600"
+  if [[ "$addr" =~ ^tcp://10\.77\.0\.1:[0-9]+$ ]] && [ "$mode" = 600 ]; then ok "$name3 ($addr)"; else
+    bad "$name3 (address='$addr' mode=$mode)" "$sched" "$work/sleep.out" "$work/sleep.err"
+  fi
+  mine() { # dtask-run processes (MPI ranks and role processes) of job $jid, on any node
+    local p
+    for p in $(pgrep -f dtask-run); do
+      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_JOB_ID=$jid" && echo "$p"
+    done
+    return 0
+  }
+  before=$(mine | wc -l)
+  running=$(job_field "$jid" JobState)
+  timeout 10 scancel "$jid"
+  wait_job "$jid" 15 CANCELLED
+  left=$(mine)
+  t1=$(now)
+  while [ -n "$left" ] && le "$(since "$t1")" 5; do sleep 0.2; left=$(mine); done  # stragglers: 5 s grace
+  if [ "$running" = RUNNING ] && [ "$before" -ge 6 ] && [ "$state" = CANCELLED ] && le "$secs" 15 && [ -z "$left" ]; then
+    ok "$name (${secs}s; $before dtask-run processes before, none after)"
+  else
+    echo "  left: $(for p in $left; do ps -o pid=,args= -p "$p"; done)" >"$work/left.txt"
+    bad "$name (was $running with $before dtask-run processes; now $state after ${secs}s; left: ${left//$'\n'/ })" \
+      "$work/sleep.out" "$work/sleep.err" "$work/left.txt"
+  fi
+fi
+# no dtask-run of any Slurm job of ours survives the whole run
+stray=""
+for p in $(pgrep -f dtask-run); do
+  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^SLURM_JOB_NAME=e2e-" && stray="$stray $p"
+done
+name="no dtask-run left from any e2e job"
+if [ -z "$stray" ]; then ok "$name"; else
+  ps -o pid=,args= -p "${stray# }" >"$work/stray.txt" 2>/dev/null
+  bad "$name (pids$stray)" "$work/stray.txt"
+fi
+
+echo "$passed passed, $failed failed ($((SECONDS - t_start))s)"
+((failed == 0))
