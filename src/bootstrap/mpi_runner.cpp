@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -134,12 +135,45 @@ int run(int argc, char** argv, const RunOptions& options, const std::function<in
   go.card = card;
   bootstrap::write_all(to_child[1], &go, sizeof go);
 
-  int code = wait_child(child);
-  g_child = 0;
   // Every rank leaves with rank 0's code: the scheduler exits with the client's return value.
+  // Other ranks post the broadcast at once and watch both it and their role process: once
+  // rank 0 has finished, a straggler (a worker that never reached the scheduler) is stopped
+  // instead of holding the whole job until its own timeout.
+  int code = 0;
   MPI_Request req;
+  if (rank == 0) {
+    code = wait_child(child);
+    g_child = 0;
+    MPI_Ibcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD, &req);
+    wait_gently(req);
+    return finish(code);
+  }
   MPI_Ibcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD, &req);
-  wait_gently(req);
+  bool child_done = false, job_done = false;
+  auto job_done_at = std::chrono::steady_clock::now();
+  while (!child_done || !job_done) {
+    if (!child_done) {
+      int status = 0;
+      pid_t r = ::waitpid(child, &status, WNOHANG);
+      if (r == child || (r < 0 && errno != EINTR)) {
+        child_done = true;
+        g_child = 0;
+      }
+    }
+    if (!job_done) {
+      int flag = 0;
+      MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
+      if (flag) {
+        job_done = true;
+        job_done_at = std::chrono::steady_clock::now();
+        if (!child_done) ::kill(child, SIGTERM);
+      }
+    }
+    if (job_done && !child_done && std::chrono::steady_clock::now() - job_done_at > std::chrono::seconds(5)) {
+      ::kill(child, SIGKILL);
+    }
+    if (!child_done || !job_done) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   return finish(code);
 }
 

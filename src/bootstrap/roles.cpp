@@ -153,6 +153,8 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     wo.plugin = plug;
     wo.where = where;
     wo.scheduler_timeout_ms = static_cast<std::uint64_t>(opt.heartbeat_timeout.count()) * 2;
+    wo.connect_timeout_ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(opt.wait_timeout).count());
     if (!opt.local_directory.empty()) wo.local_directory = opt.local_directory + "/worker-" + std::to_string(rank);
     try {
       worker::Worker w(wo);
@@ -201,8 +203,10 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
                                                  : static_cast<std::size_t>(std::max(0, size - 2));
     if (!client.wait_for_workers(want, opt.wait_timeout)) {
       auto have = client.scheduler_info().workers.size();
-      std::fprintf(stderr, "dtask: only %zu of %zu workers joined within %lld s\n", have, want,
-                   static_cast<long long>(opt.wait_timeout.count()));
+      std::fprintf(stderr,
+                   "dtask: only %zu of %zu workers joined within %lld s (the scheduler listens on %s; "
+                   "every worker host must reach that address: pick --interface/--scheduler-interface)\n",
+                   have, want, static_cast<long long>(opt.wait_timeout.count()), endpoint.c_str());
       g_ending_by_us = true;
       client.shutdown_cluster(1);
       return 1;

@@ -292,10 +292,11 @@ namespace {
 
 void ClientCore::request_fetch(FutureState& s) {
   if (s.fetching || s.data) return;
+  auto it = states_.find(s.key);
+  if (it == states_.end()) return;
   s.fetching = true;
   s.fetch_error.clear();
-  fetch_queue_.push_back(states_.count(s.key) ? states_[s.key] : nullptr);
-  if (!fetch_queue_.back()) fetch_queue_.pop_back();
+  fetch_queue_.push_back(it->second);
   wakeup_.notify();
 }
 
@@ -320,16 +321,22 @@ const Payload& ClientCore::fetch(FutureState& s, std::optional<std::chrono::mill
 
 std::vector<const Payload*> ClientCore::fetch_all(const std::vector<FutureState*>& states) {
   std::unique_lock lock(mutex_);
-  while (true) {
-    bool all = true;
-    for (FutureState* s : states) {
-      if (s->status == FutureStatus::error || s->status == FutureStatus::cancelled) throw_for(*s);
-      if (!s->fetch_error.empty()) throw ConnectionError(s->fetch_error);
-      if (s->data) continue;
-      all = false;
-      if (s->status == FutureStatus::finished) request_fetch(*s);
+  // From here on the I/O thread fetches each result as soon as it is done, so this thread only
+  // walks the list once (a rescan per wake-up would be quadratic in the number of futures).
+  for (FutureState* s : states) {
+    s->auto_fetch = true;
+    if (s->status == FutureStatus::finished && !s->data) request_fetch(*s);
+  }
+  std::size_t i = 0;
+  while (i < states.size()) {
+    FutureState* s = states[i];
+    if (s->status == FutureStatus::error || s->status == FutureStatus::cancelled) throw_for(*s);
+    if (!s->fetch_error.empty()) throw ConnectionError(s->fetch_error);
+    if (s->data) {
+      ++i;
+      continue;
     }
-    if (all) break;
+    if (s->status == FutureStatus::finished && !s->fetching) request_fetch(*s);
     cv_.wait(lock);
   }
   std::vector<const Payload*> out;
@@ -449,6 +456,8 @@ void ClientCore::on(KeyDone& m) {
   s.task = m.task;
   s.holders = std::move(m.holders);
   s.fetch_attempt = 0;
+  if (m.has_data && !s.data) s.data = std::move(m.data);
+  if (s.auto_fetch && !s.data) request_fetch(s);
 }
 void ClientCore::on(KeyErred& m) {
   std::lock_guard lock(mutex_);

@@ -32,6 +32,7 @@ class FutureState {
   std::string error, error_func;
   std::optional<Payload> data;
   bool fetching = false;
+  bool auto_fetch = false;        // gather() waits for it: fetch as soon as it is done
   std::size_t fetch_attempt = 0;  // which holder to ask next
   std::string fetch_error;
 };

@@ -105,7 +105,9 @@ struct KeyDone {
   TaskId task;
   std::vector<std::string> holders;  // peer-data endpoints of workers holding the result
   std::uint64_t nbytes = 0;
-  DTASK_FIELDS(key, task, holders, nbytes)
+  bool has_data = false;             // small results come inline
+  Payload data;
+  DTASK_FIELDS(key, task, holders, nbytes, has_data, data)
 };
 struct KeyErred {
   std::string key;
@@ -152,7 +154,10 @@ struct RegisterWorker {
 struct TaskDone {
   TaskId task;
   std::uint64_t nbytes = 0;
-  DTASK_FIELDS(task, nbytes)
+  // Small results ride along, so a client waiting for one needs no extra fetch round trip.
+  bool has_data = false;
+  Payload data;
+  DTASK_FIELDS(task, nbytes, has_data, data)
 };
 struct TaskFailed {
   TaskId task;

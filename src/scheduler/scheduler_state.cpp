@@ -241,7 +241,7 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
         if (t.state == TaskState::memory) {
           std::vector<std::string> holders;
           for (auto h : t.who_has) holders.push_back(workers_[h.value].info.address);
-          out.client(c, KeyDone{t.key, t.id, std::move(holders), t.nbytes});
+          out.client(c, KeyDone{t.key, t.id, std::move(holders), t.nbytes, false, {}});
         } else if (t.state == TaskState::erred) {
           if (t.cancelled) out.client(c, KeyCancelled{t.key, t.error});
           else out.client(c, KeyErred{t.key, t.error_func, t.error});
@@ -364,11 +364,14 @@ void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
   }
   std::uint32_t slot = slot_of(m.task);
   t->nbytes = m.nbytes;
+  // Held only until enter_memory has told the waiting clients (notify_done), never stored.
+  inline_result_ = m.has_data ? &m.data : nullptr;
   t->who_has.assign(1, w);
   auto& rec = workers_[w.value];
   rec.has_what.insert(slot);
   rec.nbytes += m.nbytes;
   transition(slot, TaskState::memory, out);
+  inline_result_ = nullptr;
   maybe_forget(kNoSlot, out);
   dispatch(out);
   if (root_queue_.empty() && rec.processing.size() < rec.info.nthreads) steal_for_idle(out);
@@ -646,7 +649,14 @@ void SchedulerState::notify_done(const Task& t, Outbox& out) {
   if (t.wanted_by.empty()) return;
   std::vector<std::string> holders;
   for (auto h : t.who_has) holders.push_back(workers_[h.value].info.address);
-  for (ClientId c : t.wanted_by) out.client(c, KeyDone{t.key, t.id, holders, t.nbytes});
+  for (ClientId c : t.wanted_by) {
+    KeyDone m{t.key, t.id, holders, t.nbytes, false, {}};
+    if (inline_result_) {
+      m.has_data = true;
+      m.data = *inline_result_;
+    }
+    out.client(c, std::move(m));
+  }
 }
 
 bool SchedulerState::worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const {

@@ -225,6 +225,7 @@ class SchedulerState {
   std::uint64_t now_ms_ = 0;
   std::vector<std::uint32_t> forget_queue_;  // slots to re-check after a forget (no recursion)
   bool forgetting_ = false;
+  const Payload* inline_result_ = nullptr;  // the result inside the TaskDone being handled
   std::uint64_t stale_messages_ = 0;
 
   bool shutdown_requested_ = false;

@@ -22,6 +22,8 @@ namespace {
 constexpr int kMaxDrain = 20000;
 // Freed results above this size are handed back to the OS at once (no nanny, no env vars).
 constexpr std::uint64_t kTrimThreshold = 1 << 20;
+// Results up to this size are copied into TaskDone (see protocol::TaskDone).
+constexpr std::uint64_t kInlineResultBytes = 1024;
 }  // namespace
 
 struct Worker::Impl {
@@ -233,8 +235,13 @@ struct Worker::Impl {
       pending.erase(it);
       if (c.ok) {
         auto nbytes = c.result.nbytes();
+        TaskDone done{c.id, nbytes, false, {}};
+        if (nbytes <= kInlineResultBytes) {
+          done.has_data = true;
+          done.data = c.result;
+        }
         store[c.id.value] = std::make_shared<const Payload>(std::move(c.result));
-        outgoing.push_back(TaskDone{c.id, nbytes});
+        outgoing.push_back(std::move(done));
       } else {
         outgoing.push_back(TaskFailed{c.id, std::move(c.error)});
       }

@@ -41,7 +41,8 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT TERM
+step=""  # the running srun step's `timeout` pid, if any
+trap 'echo "interrupted" >&2; [ -n "$step" ] && kill -TERM "$step" 2>/dev/null; exit 130' INT TERM
 
 ok() { passed=$((passed + 1)); echo "ok   $1"; }
 bad() { # bad NAME [FILES...]: a failure, with the captured output
@@ -67,8 +68,12 @@ srun_job() {
   shift
   local t0
   t0=$(now)
-  timeout -k 5 "$limit" srun --job-name="e2e-$name" "${sargs[@]}" "$run" "$@" >"$work/$name.out" 2>"$work/$name.err"
+  # in the background + wait, so that an interrupt does not wait for the step to end
+  timeout -k 5 "$limit" srun --job-name="e2e-$name" "${sargs[@]}" "$run" "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  step=$!
+  wait $step
   rc=$?
+  step=""
   secs=$(since "$t0")
 }
 

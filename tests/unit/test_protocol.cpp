@@ -74,7 +74,8 @@ TEST_CASE("Protocol.RoundTrip.ClientToScheduler") {
 TEST_CASE("Protocol.RoundTrip.SchedulerToClient") {
   check_round_trip<SchedulerToClient>(ClientWelcome{kProtocolVersion, ClientId{5}});
   check_round_trip<SchedulerToClient>(Rejected{"nope"});
-  check_round_trip<SchedulerToClient>(KeyDone{"k", make_task_id(7, 2), {"tcp://10.0.0.1:5000"}, 99});
+  check_round_trip<SchedulerToClient>(KeyDone{"k", make_task_id(7, 2), {"tcp://10.0.0.1:5000"}, 99, false, {}});
+  check_round_trip<SchedulerToClient>(KeyDone{"k", make_task_id(7, 2), {}, 3, true, sample_payload(false)});
   check_round_trip<SchedulerToClient>(KeyErred{"k", "inc", "boom"});
   check_round_trip<SchedulerToClient>(KeyCancelled{"k", "cancelled"});
   check_round_trip<SchedulerToClient>(KeyLost{"k"});
@@ -94,7 +95,8 @@ TEST_CASE("Protocol.RoundTrip.WorkerToScheduler") {
   r.resources = {{"GPU", 2}};
   r.pid = 1234;
   check_round_trip<WorkerToScheduler>(r);
-  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64});
+  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, false, {}});
+  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, true, sample_payload(true)});
   check_round_trip<WorkerToScheduler>(TaskFailed{make_task_id(1, 1), "boom"});
   check_round_trip<WorkerToScheduler>(ReplicasAdded{{make_task_id(1, 1), make_task_id(2, 0)}});
   check_round_trip<WorkerToScheduler>(StealReply{make_task_id(1, 0), true});

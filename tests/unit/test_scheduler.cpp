@@ -92,7 +92,7 @@ struct Harness {
     return r;
   }
   void done(WorkerId w, const ComputeTask& c, std::uint64_t nbytes = 8) {
-    s.handle(w, TaskDone{c.task, nbytes}, now, out);
+    s.handle(w, TaskDone{c.task, nbytes, false, {}}, now, out);
   }
   TaskState state_of(const std::string& key) {
     const Task* t = s.find(key);
