@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <variant>
@@ -11,72 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "protocol/messages.hpp"
-
-namespace dtask::protocol {
-
-// Payloads inside messages keep their bulk frames out of the MessagePack envelope. While one
-// batch is encoded or decoded, this thread-local points at the frame list being built or read;
-// the Payload serializer below appends to it or indexes into it.
-struct FrameContext {
-  std::vector<Buffer>* out = nullptr;
-  const std::vector<Buffer>* in = nullptr;
-};
-inline thread_local FrameContext tls_frames;
-
-}  // namespace dtask::protocol
-
-namespace nlohmann {
-// Payload on the wire: [header bytes, first bulk frame index, bulk frame count].
-template <>
-struct adl_serializer<dtask::Payload> {
-  static void to_json(json& j, const dtask::Payload& p) {
-    auto* out = dtask::protocol::tls_frames.out;
-    std::size_t first = out ? out->size() : 0;
-    if (out) out->insert(out->end(), p.frames.begin(), p.frames.end());
-    j = json::array({json::binary(std::vector<std::uint8_t>(p.header.begin(), p.header.end())), first,
-                     out ? p.frames.size() : 0});
-  }
-  static void from_json(const json& j, dtask::Payload& p) {
-    const auto& bin = j.at(0).get_binary();
-    p.header.assign(bin.begin(), bin.end());
-    auto first = j.at(1).get<std::size_t>();
-    auto count = j.at(2).get<std::size_t>();
-    p.frames.clear();
-    if (count == 0) return;
-    auto* in = dtask::protocol::tls_frames.in;
-    if (!in || first + count > in->size()) throw std::runtime_error("payload refers to a missing frame");
-    p.frames.assign(in->begin() + static_cast<std::ptrdiff_t>(first),
-                    in->begin() + static_cast<std::ptrdiff_t>(first + count));
-  }
-};
-}  // namespace nlohmann
+#include "protocol/msgpack.hpp"
 
 namespace dtask::protocol {
 
 template <class M>
 concept Tied = requires(const M& m) { m.tie(); };
-
-template <Tied M>
-void to_json(nlohmann::json& j, const M& m) {
-  j = nlohmann::json::array();
-  std::apply([&](const auto&... f) { (j.push_back(nlohmann::json(f)), ...); }, m.tie());
-}
-template <Tied M>
-void from_json(const nlohmann::json& j, M& m) {
-  auto t = m.tie();
-  constexpr std::size_t n = std::tuple_size_v<decltype(t)>;
-  if (!j.is_array() || j.size() < n) throw std::runtime_error("message has too few fields");
-  std::size_t i = 0;
-  std::apply([&](auto&... f) { ((j[i++].get_to(f)), ...); }, t);
-}
-template <class Tag, class Rep>
-void to_json(nlohmann::json& j, const StrongId<Tag, Rep>& id) {
-  j = id.value;
-}
-template <class Tag, class Rep>
-void from_json(const nlohmann::json& j, StrongId<Tag, Rep>& id) {
-  j.get_to(id.value);
-}
 
 inline constexpr const char* kMagic = "dtask";
 
@@ -94,20 +36,154 @@ struct Decoded {
   bool ok() const { return error.empty(); }
 };
 
+namespace detail {
+template <class T>
+struct is_vector : std::false_type {};
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::true_type {};
+template <class T>
+struct is_pair : std::false_type {};
+template <class A, class B>
+struct is_pair<std::pair<A, B>> : std::true_type {};
+template <class T>
+struct is_strong_id : std::false_type {};
+template <class Tag, class Rep>
+struct is_strong_id<StrongId<Tag, Rep>> : std::true_type {};
+template <class T>
+struct is_variant : std::false_type {};
+template <class... T>
+struct is_variant<std::variant<T...>> : std::true_type {};
+template <class>
+inline constexpr bool dependent_false = false;
+
+// Messages are MessagePack arrays of their DTASK_FIELDS, in order. A Payload is
+// [header bytes, first bulk frame index, bulk frame count]; its frames go to `bulk`.
+template <class T>
+void pack(msgpack::Writer& w, std::vector<Buffer>& bulk, const T& v) {
+  if constexpr (std::is_same_v<T, bool>) {
+    w.boolean(v);
+  } else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+    w.integer(v);
+  } else if constexpr (std::is_integral_v<T>) {
+    w.uinteger(v);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    w.dbl(v);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    w.str(v);
+  } else if constexpr (is_strong_id<T>::value) {
+    w.uinteger(v.value);
+  } else if constexpr (std::is_same_v<T, Payload>) {
+    w.array(3);
+    w.bin(v.header.data(), v.header.size());
+    w.uinteger(bulk.size());
+    w.uinteger(v.frames.size());
+    bulk.insert(bulk.end(), v.frames.begin(), v.frames.end());
+  } else if constexpr (std::is_same_v<T, nlohmann::json>) {
+    nlohmann::json::to_msgpack(v, w.out());
+  } else if constexpr (is_vector<T>::value) {
+    w.array(v.size());
+    for (const auto& x : v) pack(w, bulk, x);
+  } else if constexpr (is_pair<T>::value) {
+    w.array(2);
+    pack(w, bulk, v.first);
+    pack(w, bulk, v.second);
+  } else if constexpr (is_variant<T>::value) {
+    w.array(2);
+    w.uinteger(v.index());
+    std::visit([&](const auto& alt) { pack(w, bulk, alt); }, v);
+  } else if constexpr (Tied<T>) {
+    auto t = v.tie();
+    w.array(std::tuple_size_v<decltype(t)>);
+    std::apply([&](const auto&... f) { (pack(w, bulk, f), ...); }, t);
+  } else {
+    static_assert(dependent_false<T>, "no wire encoding for this type");
+  }
+}
+
+template <class V, std::size_t... I>
+void unpack_variant(msgpack::Reader& r, const std::vector<Buffer>& bulk, std::size_t idx, V& out,
+                    std::index_sequence<I...>);
+
+template <class T>
+void unpack(msgpack::Reader& r, const std::vector<Buffer>& bulk, T& v) {
+  if constexpr (std::is_same_v<T, bool>) {
+    v = r.boolean();
+  } else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+    auto x = r.integer();
+    if (x < std::numeric_limits<T>::min() || x > std::numeric_limits<T>::max()) msgpack::Reader::fail("integer out of range");
+    v = static_cast<T>(x);
+  } else if constexpr (std::is_integral_v<T>) {
+    auto x = r.uinteger();
+    if (x > std::numeric_limits<T>::max()) msgpack::Reader::fail("integer out of range");
+    v = static_cast<T>(x);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    v = static_cast<T>(r.dbl());
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    v = r.str();
+  } else if constexpr (is_strong_id<T>::value) {
+    unpack(r, bulk, v.value);
+  } else if constexpr (std::is_same_v<T, Payload>) {
+    if (r.array() != 3) msgpack::Reader::fail("payload");
+    v.header = r.bin();
+    auto first = r.uinteger();
+    auto count = r.uinteger();
+    v.frames.clear();
+    if (count == 0) return;
+    if (first + count > bulk.size() || first + count < first) throw std::runtime_error("payload refers to a missing frame");
+    v.frames.assign(bulk.begin() + static_cast<std::ptrdiff_t>(first),
+                    bulk.begin() + static_cast<std::ptrdiff_t>(first + count));
+  } else if constexpr (std::is_same_v<T, nlohmann::json>) {
+    const std::uint8_t* start = r.pos();
+    r.skip();
+    v = nlohmann::json::from_msgpack(start, r.pos());
+  } else if constexpr (is_vector<T>::value) {
+    auto n = r.array();
+    v.clear();
+    v.reserve(std::min<std::size_t>(n, 1 << 20));
+    for (std::size_t i = 0; i < n; ++i) {
+      v.emplace_back();
+      unpack(r, bulk, v.back());
+    }
+  } else if constexpr (is_pair<T>::value) {
+    if (r.array() != 2) msgpack::Reader::fail("pair");
+    unpack(r, bulk, v.first);
+    unpack(r, bulk, v.second);
+  } else if constexpr (is_variant<T>::value) {
+    if (r.array() != 2) msgpack::Reader::fail("message");
+    auto idx = r.uinteger();
+    unpack_variant(r, bulk, idx, v, std::make_index_sequence<std::variant_size_v<T>>{});
+  } else if constexpr (Tied<T>) {
+    auto t = v.tie();
+    constexpr std::size_t n = std::tuple_size_v<decltype(t)>;
+    auto have = r.array();
+    if (have < n) msgpack::Reader::fail("message has too few fields");
+    std::apply([&](auto&... f) { (unpack(r, bulk, f), ...); }, t);
+    for (std::size_t i = n; i < have; ++i) r.skip();  // fields from a newer minor revision
+  } else {
+    static_assert(dependent_false<T>, "no wire decoding for this type");
+  }
+}
+
+template <class V, std::size_t... I>
+void unpack_variant(msgpack::Reader& r, const std::vector<Buffer>& bulk, std::size_t idx, V& out,
+                    std::index_sequence<I...>) {
+  bool found = false;
+  ((idx == I ? (out.template emplace<I>(), unpack(r, bulk, std::get<I>(out)), found = true) : false), ...);
+  if (!found) throw std::runtime_error("unknown message type " + std::to_string(idx));
+}
+}  // namespace detail
+
 template <class V>
 Frames encode_batch(const std::vector<V>& msgs) {
   Frames f;
-  FrameContext saved = tls_frames;
-  tls_frames = FrameContext{&f.bulk, nullptr};
-  nlohmann::json body = nlohmann::json::array();
-  for (const auto& m : msgs) {
-    body.push_back(std::visit(
-        [&](const auto& alt) { return nlohmann::json::array({m.index(), nlohmann::json(alt)}); }, m));
-  }
-  tls_frames = saved;
-  nlohmann::json env = nlohmann::json::array(
-      {kMagic, kProtocolVersion, std::string(1, static_cast<char>(direction_of<V>::value)), std::move(body)});
-  nlohmann::json::to_msgpack(env, f.head);
+  msgpack::Writer w(f.head);
+  w.array(4);
+  w.str(kMagic);
+  w.uinteger(kProtocolVersion);
+  char dir = static_cast<char>(direction_of<V>::value);
+  w.str(std::string_view(&dir, 1));
+  w.array(msgs.size());
+  for (const auto& m : msgs) detail::pack(w, f.bulk, m);
   return f;
 }
 
@@ -116,50 +192,34 @@ Frames encode_one(V msg) {
   return encode_batch(std::vector<V>{std::move(msg)});
 }
 
-namespace detail {
-template <class V, std::size_t... I>
-V variant_from_index(std::size_t idx, const nlohmann::json& fields, std::index_sequence<I...>) {
-  V out;
-  bool found = false;
-  ((idx == I ? (out = fields.get<std::variant_alternative_t<I, V>>(), found = true) : false), ...);
-  if (!found) throw std::runtime_error("unknown message type " + std::to_string(idx));
-  return out;
-}
-}  // namespace detail
-
 // Never throws: a malformed or foreign envelope comes back as an error string to log and drop.
 template <class V>
 Decoded<V> decode_batch(const void* head, std::size_t len, const std::vector<Buffer>& bulk) {
   Decoded<V> d;
-  FrameContext saved = tls_frames;
-  tls_frames = FrameContext{nullptr, &bulk};
   try {
     auto p = static_cast<const std::uint8_t*>(head);
-    auto env = nlohmann::json::from_msgpack(p, p + len);
-    if (!env.is_array() || env.size() != 4 || !env[0].is_string() || env[0] != kMagic) {
-      throw std::runtime_error("not a dtask message");
-    }
-    d.peer_version = env[1].get<std::uint32_t>();
+    msgpack::Reader r(p, p + len);
+    if (r.array() != 4 || r.str() != kMagic) throw std::runtime_error("not a dtask message");
+    d.peer_version = static_cast<std::uint32_t>(r.uinteger());
     if (d.peer_version != kProtocolVersion) {
       throw std::runtime_error("protocol version mismatch: peer speaks version " + std::to_string(d.peer_version) +
                                ", this build speaks version " + std::to_string(kProtocolVersion));
     }
-    auto dir = env[2].get<std::string>();
+    auto dir = r.str();
     if (dir.size() != 1 || dir[0] != static_cast<char>(direction_of<V>::value)) {
       throw std::runtime_error("message for another role (direction '" + dir + "')");
     }
-    const auto& body = env[3];
-    d.messages.reserve(body.size());
-    for (const auto& m : body) {
-      if (!m.is_array() || m.size() != 2) throw std::runtime_error("malformed message");
-      d.messages.push_back(detail::variant_from_index<V>(m[0].get<std::size_t>(), m[1],
-                                                         std::make_index_sequence<std::variant_size_v<V>>{}));
+    auto n = r.array();
+    d.messages.reserve(std::min<std::size_t>(n, 1 << 20));
+    for (std::size_t i = 0; i < n; ++i) {
+      d.messages.emplace_back();
+      detail::unpack(r, bulk, d.messages.back());
     }
+    if (!r.at_end()) throw std::runtime_error("trailing bytes after the messages");
   } catch (const std::exception& e) {
     d.messages.clear();
     d.error = e.what();
   }
-  tls_frames = saved;
   return d;
 }
 

@@ -89,7 +89,7 @@ struct Options {
   bool secure = true;
   std::string json_path;
   double case_timeout_s = 900;
-  std::uint64_t min_free_mb = 3072;  // abort a case (not the machine) when MemAvailable gets this low
+  std::uint64_t min_free_mb = 4096;  // abort a case (not the machine) when MemAvailable gets this low
   std::string plugin, scheduler_exe, worker_exe, dtask_run_exe, mpi_hello_exe;
   std::vector<long long> w2_sizes, w9_sizes;  // --w2-sizes / --w9-sizes override the defaults
   std::vector<long long> w8_counts;          // --w8-workers overrides 8,100,1000
