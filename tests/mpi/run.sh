@@ -41,6 +41,14 @@ for n in 3 4 6; do
   if [ $rc -eq 0 ] && grep -q "chains ok on $((n - 2)) workers" "$work/out" && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name"; fi
 done
 
+# The runner embedded in the user's own executable: tasks linked in, the same exit code rules.
+t0=$(date +%s)
+timeout -k 5 60 "${MPIRUN[@]}" -n 4 --quiet "$build/tests/embedded_job" 5 >"$work/out" 2>"$work/err"
+rc=$?
+secs=$(($(date +%s) - t0))
+name="embedded dtask::mpi::run: results correct, every rank exits with the client's 5"
+if [ $rc -eq 5 ] && grep -q "sum of squares = 328350" "$work/out" && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name"; fi
+
 job 60 -n 4 --quiet -- "$job" exit 3
 name="client returns 3: mpirun exits 3"
 if [ $rc -eq 3 ] && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name"; fi
