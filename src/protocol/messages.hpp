@@ -195,7 +195,7 @@ struct Peer {
 struct WorkerWelcome {
   std::uint32_t version = kProtocolVersion;
   WorkerId worker;
-  std::vector<Peer> peers;
+  std::vector<Peer> peers;  // reserved; peers are learnt from ComputeTask's DepLocations
   std::uint32_t heartbeat_ms = 500;
   DTASK_FIELDS(version, worker, peers, heartbeat_ms)
 };
@@ -204,10 +204,13 @@ struct PeersChanged {
   std::vector<WorkerId> left;
   DTASK_FIELDS(joined, left)
 };
+// Where an input lives. Addresses travel with the task, so workers need no peer directory
+// broadcast (which would cost O(workers^2) messages while a big cluster registers).
 struct DepLocation {
   TaskId task;
   std::vector<WorkerId> holders;
-  DTASK_FIELDS(task, holders)
+  std::vector<std::string> addresses;  // parallel to holders
+  DTASK_FIELDS(task, holders, addresses)
 };
 struct ComputeTask {
   TaskId task;

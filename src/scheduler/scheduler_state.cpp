@@ -37,12 +37,6 @@ std::optional<WorkerId> SchedulerState::add_worker(const RegisterWorker& reg, st
   WorkerWelcome welcome;
   welcome.worker = rec.id;
   welcome.heartbeat_ms = config_.heartbeat_ms;
-  for (const auto& w : workers_) {
-    if (w.alive) {
-      welcome.peers.push_back(Peer{w.id, w.info.address});
-      out.worker(w.id, PeersChanged{{Peer{rec.id, reg.address}}, {}});
-    }
-  }
   welcome.peers.push_back(Peer{rec.id, reg.address});
   WorkerId id = rec.id;
   worker_identities_[identity] = id;
@@ -545,24 +539,26 @@ void SchedulerState::dispatch(Outbox& out) {
 }
 
 void SchedulerState::steal_for_idle(Outbox& out) {
+  // One pass to find the worker with the most tasks waiting behind its threads; with none there
+  // is nothing to steal (the common case), so this stays O(workers) even at 1,000 workers.
+  WorkerRecord* victim = nullptr;
+  std::size_t best_surplus = 1;
+  for (auto& v : workers_) {
+    if (!v.alive) continue;
+    std::size_t surplus = v.processing.size() > v.info.nthreads ? v.processing.size() - v.info.nthreads : 0;
+    if (surplus > best_surplus) {
+      best_surplus = surplus;
+      victim = &v;
+    }
+  }
+  if (!victim) return;
+  std::size_t budget = best_surplus / 2;  // never take more than half of what waits there
   for (auto& thief : workers_) {
-    if (!thief.alive) continue;
+    if (budget == 0) break;
+    if (!thief.alive || thief.id == victim->id) continue;
     std::size_t busy = thief.processing.size() + thief.stealing_in;
     if (busy >= thief.info.nthreads) continue;
-    std::size_t want = thief.info.nthreads - busy;
-    // The victim with the most tasks waiting behind its threads.
-    WorkerRecord* victim = nullptr;
-    std::size_t best_surplus = 1;
-    for (auto& v : workers_) {
-      if (!v.alive || v.id == thief.id) continue;
-      std::size_t surplus = v.processing.size() > v.info.nthreads ? v.processing.size() - v.info.nthreads : 0;
-      if (surplus > best_surplus) {
-        best_surplus = surplus;
-        victim = &v;
-      }
-    }
-    if (!victim) continue;
-    std::size_t take = std::min(want, best_surplus / 2);
+    std::size_t take = std::min(thief.info.nthreads - busy, budget);
     for (auto slot : victim->processing) {
       if (take == 0) break;
       Task& t = tasks_[slot];
@@ -572,6 +568,7 @@ void SchedulerState::steal_for_idle(Outbox& out) {
       ++thief.stealing_in;
       out.worker(victim->id, StealRequest{t.id});
       --take;
+      --budget;
     }
   }
 }
@@ -673,42 +670,48 @@ bool SchedulerState::worker_can_run(const WorkerRecord& w, const Task& t, bool h
 }
 
 std::optional<WorkerId> SchedulerState::decide_worker(const Task& t) const {
-  std::vector<const WorkerRecord*> candidates;
-  for (const auto& w : workers_) {
-    if (worker_can_run(w, t, true)) candidates.push_back(&w);
-  }
-  if (candidates.empty() && t.allow_other) {
-    for (const auto& w : workers_) {
-      if (worker_can_run(w, t, false)) candidates.push_back(&w);
+  // With inputs in memory, only their holders are considered first (Dask's rule): most input
+  // bytes wins, then the least busy. This keeps placement O(holders), not O(workers).
+  auto occupancy = [](const WorkerRecord& w) {
+    return static_cast<double>(w.processing.size()) / w.info.nthreads;
+  };
+  if (!t.deps.empty()) {
+    std::vector<std::pair<WorkerId, std::uint64_t>> local;
+    for (auto d : t.deps) {
+      const Task& dt = tasks_[d];
+      for (auto h : dt.who_has) {
+        auto it = std::find_if(local.begin(), local.end(), [&](const auto& p) { return p.first == h; });
+        if (it == local.end()) local.emplace_back(h, dt.nbytes + 1);
+        else it->second += dt.nbytes + 1;
+      }
     }
-  }
-  if (candidates.empty()) return std::nullopt;
-  if (candidates.size() == 1) return candidates[0]->id;
-  // Prefer the worker already holding the most input bytes (no transfer), then the least busy.
-  std::vector<std::uint64_t> local(workers_.size(), 0);
-  for (auto d : t.deps) {
-    const Task& dt = tasks_[d];
-    for (auto h : dt.who_has) local[h.value] += dt.nbytes + 1;
-  }
-  std::size_t n = candidates.size();
-  std::size_t start = static_cast<std::size_t>(round_robin_++ % n);
-  const WorkerRecord* best = nullptr;
-  for (std::size_t i = 0; i < n; ++i) {
-    const WorkerRecord* w = candidates[(start + i) % n];
-    if (!best) {
-      best = w;
-      continue;
+    const WorkerRecord* best = nullptr;
+    std::uint64_t best_bytes = 0;
+    for (const auto& [h, bytes] : local) {
+      const WorkerRecord& w = workers_[h.value];
+      if (!worker_can_run(w, t, true)) continue;
+      if (!best || bytes > best_bytes || (bytes == best_bytes && occupancy(w) < occupancy(*best))) {
+        best = &w;
+        best_bytes = bytes;
+      }
     }
-    auto lw = local[w->id.value], lb = local[best->id.value];
-    if (lw != lb) {
-      if (lw > lb) best = w;
-      continue;
-    }
-    double ow = static_cast<double>(w->processing.size()) / w->info.nthreads;
-    double ob = static_cast<double>(best->processing.size()) / best->info.nthreads;
-    if (ow < ob) best = w;
+    // Locality wins; imbalance is corrected later by stealing, which costs no transfer up front.
+    if (best) return best->id;
   }
-  return best->id;
+  for (int pass = 0; pass < 2; ++pass) {
+    bool honour = pass == 0;
+    if (!honour && !t.allow_other) break;
+    const WorkerRecord* best = nullptr;
+    std::size_t n = workers_.size();
+    std::size_t start = n ? static_cast<std::size_t>(round_robin_++ % n) : 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const WorkerRecord& w = workers_[(start + i) % n];
+      if (!worker_can_run(w, t, honour)) continue;
+      if (!best || occupancy(w) < occupancy(*best)) best = &w;
+    }
+    if (best) return best->id;
+  }
+  return std::nullopt;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -162,7 +162,12 @@ void SchedulerState::enter_processing(Task& t, Outbox& out) {
   m.resources = t.resources;
   m.priority = t.priority;
   m.deps.reserve(t.deps.size());
-  for (auto d : t.deps) m.deps.push_back(protocol::DepLocation{tasks_[d].id, tasks_[d].who_has});
+  for (auto d : t.deps) {
+    protocol::DepLocation loc{tasks_[d].id, tasks_[d].who_has, {}};
+    loc.addresses.reserve(loc.holders.size());
+    for (auto h : loc.holders) loc.addresses.push_back(workers_[h.value].info.address);
+    m.deps.push_back(std::move(loc));
+  }
   out.worker(w.id, std::move(m));
 }
 

@@ -139,6 +139,10 @@ struct Worker::Impl {
     Pending p;
     p.msg = std::move(m);
     for (const auto& dep : p.msg.deps) {
+      for (std::size_t i = 0; i < dep.holders.size() && i < dep.addresses.size(); ++i) {
+        auto& peer = peers[dep.holders[i].value];
+        if (peer.address.empty()) peer.address = dep.addresses[i];
+      }
       if (store.count(dep.task.value)) continue;
       ++p.missing;
       auto& f = fetches[dep.task.value];

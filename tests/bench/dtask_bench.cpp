@@ -318,6 +318,7 @@ json g_case_record;                  // the failure record to write if the curre
 Clock::time_point g_case_deadline = Clock::time_point::max();
 std::atomic<bool> g_in_case{false};
 std::atomic<pid_t> g_sched_pid{0};  // the current case's scheduler process, for the failure note
+std::atomic<const char*> g_phase{nullptr};  // what the current case was doing, for the failure note
 
 void die_with_case(const std::string& why, int code) {
   {
@@ -329,6 +330,7 @@ void die_with_case(const std::string& why, int code) {
         note += "; scheduler RSS then " + std::to_string(proc_status_kb(sp, "VmRSS") / 1024) + " MB";
       }
       note += ", this process " + std::to_string(proc_status_kb(::getpid(), "VmRSS") / 1024) + " MB";
+      if (const char* ph = g_phase.load()) note += std::string(", while ") + ph;
       g_case_record["error"] = note;
       emit(g_case_record);
     }
@@ -370,6 +372,7 @@ struct CaseGuard {
   ~CaseGuard() {
     std::lock_guard lock(g_case_mutex);
     g_in_case = false;
+    g_phase = nullptr;
     g_case_deadline = Clock::time_point::max();
   }
 };
@@ -1244,6 +1247,7 @@ void w9() {
       // client is raised so that a slow submission is measured, not reported as a lost scheduler.
       SpawnedCluster c(0, g_opt.secure, std::chrono::milliseconds(3600 * 1000));
       long self_rss0 = proc_status_kb(::getpid(), "VmRSS");
+      g_phase = "building the graph in the client";
       auto tb = Clock::now();
       dtask::Delayed<long long> root;
       {
@@ -1261,6 +1265,12 @@ void w9() {
         root = level.at(0);
       }
       r["build_s"] = seconds_since(tb);
+      r["client_graph_mb"] = static_cast<double>(proc_status_kb(::getpid(), "VmRSS") - self_rss0) / 1024.0;
+      {
+        std::lock_guard lock(g_case_mutex);
+        g_case_record["client_graph_mb"] = r["client_graph_mb"];
+      }
+      g_phase = "submitting (client persist + scheduler ingest)";
       pid_t sp = c.scheduler_pid();
       reset_peak_rss(sp);
       long base_kb = proc_status_kb(sp, "VmRSS");
@@ -1273,6 +1283,7 @@ void w9() {
       // every task before it has been taken in.
       auto info = c.client().core().info(std::chrono::milliseconds(static_cast<long long>(g_opt.case_timeout_s * 1000)));
       double sub = seconds_since(t0);
+      g_phase = "releasing the graph";
       long long n_tasks = info.value("n_tasks", 0LL);
       long held_kb = proc_status_kb(sp, "VmRSS");
       long peak_kb = proc_status_kb(sp, "VmHWM");

@@ -111,7 +111,7 @@ TEST_CASE("Protocol.RoundTrip.SchedulerToWorker") {
   c.key = "add-1";
   c.func = "add";
   c.args = {task_arg(TaskArg::value), task_arg(TaskArg::dep), task_arg(TaskArg::dep_list)};
-  c.deps = {DepLocation{make_task_id(3, 1), {WorkerId{0}, WorkerId{2}}}};
+  c.deps = {DepLocation{make_task_id(3, 1), {WorkerId{0}, WorkerId{2}}, {"tcp://a:1", "tcp://b:2"}}};
   c.resources = {{"GPU", 1}};
   c.priority = 5;
   check_round_trip<SchedulerToWorker>(WorkerWelcome{kProtocolVersion, WorkerId{1}, {Peer{WorkerId{0}, "tcp://a:1"}}, 250});
