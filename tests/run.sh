@@ -24,7 +24,8 @@ step() {  # step NAME COMMAND... : runs one suite, counts it, never stops the ru
   fi
 }
 
-bash tests/deps.sh || { echo "cannot install the build dependencies"; echo "0 passed, 1 failed"; exit 1; }
+# python3-distributed: the Dask peer the benchmarks compare against.
+bash tests/deps.sh python3-distributed || { echo "cannot install the build dependencies"; echo "0 passed, 1 failed"; exit 1; }
 if [ ! -f build/build.ninja ]; then
   meson setup build || { echo "0 passed, 1 failed"; exit 1; }
 fi
