@@ -194,7 +194,12 @@ struct SchedulerServer::Impl {
         for (int i = 0; i < kMaxDrain; ++i) {
           auto r = transport::try_recv(router, true);
           if (!r) break;
-          on_message(*r, now, out);
+          // Nothing escapes the loop: a message that makes a handler throw is logged and dropped.
+          try {
+            on_message(*r, now, out);
+          } catch (const std::exception& e) {
+            log->error("dropped a message that could not be handled: {}", e.what());
+          }
         }
       }
       now = transport::now_ms();

@@ -394,14 +394,24 @@ struct Worker::Impl {
             if (d.peer_version != 0 && d.peer_version != kProtocolVersion) return 1;
             continue;
           }
-          for (auto& m : d.messages) std::visit([&](auto& x) { on(x); }, m);
+          for (auto& m : d.messages) {
+            try {
+              std::visit([&](auto& x) { on(x); }, m);
+            } catch (const std::exception& e) {
+              log->error("dropped a scheduler message that could not be handled: {}", e.what());
+            }
+          }
         }
       }
       if (items[1].revents & ZMQ_POLLIN) {
         for (int i = 0; i < kMaxDrain; ++i) {
           auto r = transport::try_recv(data, true);
           if (!r) break;
-          serve(*r);
+          try {
+            serve(*r);
+          } catch (const std::exception& e) {
+            log->error("dropped a data request that could not be served: {}", e.what());
+          }
         }
       }
       for (std::size_t i = 0; i < peer_ids.size(); ++i) {
