@@ -237,8 +237,8 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
           for (auto h : t.who_has) holders.push_back(workers_[h.value].info.address);
           out.client(c, KeyDone{t.key, t.id, std::move(holders), t.nbytes, false, {}});
         } else if (t.state == TaskState::erred) {
-          if (t.cancelled) out.client(c, KeyCancelled{t.key, t.error});
-          else out.client(c, KeyErred{t.key, t.error_func, t.error});
+          if (t.cancelled) out.client(c, KeyCancelled{t.key, t.failure->message});
+          else out.client(c, KeyErred{t.key, t.failure->func, t.failure->message});
         }
       }
       continue;
@@ -306,7 +306,7 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
       if (tasks_[d].state == TaskState::erred) failed_dep = &tasks_[d];
     }
     if (failed_dep) {
-      fail(f.slot, failed_dep->error_func, failed_dep->error, failed_dep->cancelled, out);
+      fail(f.slot, failed_dep->failure->func, failed_dep->failure->message, failed_dep->cancelled, out);
       continue;
     }
     make_ready_or_wait(f.slot, out);
@@ -602,14 +602,14 @@ void SchedulerState::retry_unrunnable(std::uint64_t now, Outbox& out) {
 
 void SchedulerState::fail(std::uint32_t start, const std::string& func, const std::string& message, bool cancelled,
                           Outbox& out) {
+  auto failure = std::make_shared<const Failure>(Failure{func, message});
   std::vector<std::uint32_t> stack{start};
   while (!stack.empty()) {
     std::uint32_t slot = stack.back();
     stack.pop_back();
     Task& t = tasks_[slot];
     if (t.state == TaskState::memory || t.state == TaskState::erred || t.state == TaskState::forgotten) continue;
-    t.error = message;
-    t.error_func = func;
+    t.failure = failure;
     t.cancelled = cancelled;
     if (!transition(slot, TaskState::erred, out).ok) continue;
     for (auto d : tasks_[slot].dependents) stack.push_back(d);

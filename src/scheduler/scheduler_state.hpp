@@ -2,6 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <memory>
+#include <string_view>
 #include <optional>
 #include <queue>
 #include <string>
@@ -48,6 +51,11 @@ struct Outbox {
   bool empty() const { return to_workers.empty() && to_clients.empty(); }
 };
 
+struct Failure {
+  std::string func;     // the task that actually failed
+  std::string message;
+};
+
 struct Task {
   TaskId id;
   TaskState state = TaskState::released;
@@ -72,8 +80,8 @@ struct Task {
   std::uint64_t nbytes = 0;
   std::uint64_t unrunnable_since_ms = 0;
   std::vector<ClientId> wanted_by;
-  std::string error;                      // erred: the message
-  std::string error_func;                 // erred: the task that actually failed
+  // erred: what failed and why; one record shared by a failed task and all its dependents.
+  std::shared_ptr<const Failure> failure;
 };
 
 struct WorkerRecord {
@@ -197,9 +205,11 @@ class SchedulerState {
   std::uint32_t intern_func(const std::string& name);
 
   SchedulerConfig config_;
-  std::vector<Task> tasks_;
+  // A deque: growing never copies the table nor leaves half of it empty, and a task's key stays
+  // where it is, so the key index can hold views of it instead of second copies.
+  std::deque<Task> tasks_;
   std::vector<std::uint32_t> free_slots_;
-  std::unordered_map<std::string, std::uint32_t> key_index_;
+  std::unordered_map<std::string_view, std::uint32_t> key_index_;  // views of Task::key
   std::vector<std::string> func_names_;
   std::unordered_map<std::string, std::uint32_t> func_index_;
   std::size_t counts_[kNumTaskStates] = {};

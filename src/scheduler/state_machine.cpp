@@ -134,8 +134,7 @@ void SchedulerState::leave(Task& t, TaskState from, TaskState to, Outbox& out) {
     }
   }
   if (from == TaskState::erred && to != TaskState::forgotten) {
-    t.error.clear();
-    t.error_func.clear();
+    t.failure.reset();
     t.cancelled = false;
   }
 }
@@ -193,9 +192,9 @@ void SchedulerState::enter_erred(Task& t, Outbox& out) {
   for (auto d : t.deps) --tasks_[d].unfinished_dependents;
   for (ClientId c : t.wanted_by) {
     if (t.cancelled) {
-      out.client(c, protocol::KeyCancelled{t.key, t.error});
+      out.client(c, protocol::KeyCancelled{t.key, t.failure->message});
     } else {
-      out.client(c, protocol::KeyErred{t.key, t.error_func, t.error});
+      out.client(c, protocol::KeyErred{t.key, t.failure->func, t.failure->message});
     }
   }
   for (auto d : std::vector<std::uint32_t>(t.deps)) maybe_release_data(d, out);
