@@ -218,6 +218,10 @@ EOF
   cat >"$S/task_prolog.sh" <<'EOF'
 #!/bin/sh
 [ -n "${OMPI_MCA_mpi_yield_when_idle:-}" ] || echo "export OMPI_MCA_mpi_yield_when_idle=1"
+# The site's MPI network, as a real cluster's admin would set it: the nodes reach each other only
+# over hsn0, and Open MPI's TCP transport otherwise also tries eth0 (unreachable from node2's
+# namespace), which fails the job at random ("connect() to 192.0.2.2 failed").
+[ -n "${OMPI_MCA_btl_tcp_if_include:-}" ] || echo "export OMPI_MCA_btl_tcp_if_include=hsn0"
 EOF
   chmod 0755 "$S/task_prolog.sh"
 }
