@@ -568,7 +568,20 @@ void ClientCore::io_loop() {
       out.swap(outgoing_);
       closing = closing_;
     }
-    if (!out.empty()) transport::send_batch(sched_, nullptr, out);
+    // Batched, but a big graph still goes out in chunks of about kSubmitChunk tasks per
+    // message, so the scheduler takes it in piece by piece and keeps answering meanwhile.
+    std::vector<ClientToScheduler> batch;
+    std::size_t batch_tasks = 0;
+    for (auto& m : out) {
+      if (auto* sub = std::get_if<SubmitTasks>(&m)) batch_tasks += sub->tasks.size();
+      batch.push_back(std::move(m));
+      if (batch_tasks >= kSubmitChunk) {
+        transport::send_batch(sched_, nullptr, batch);
+        batch.clear();
+        batch_tasks = 0;
+      }
+    }
+    if (!batch.empty()) transport::send_batch(sched_, nullptr, batch);
     if (closing) break;
     std::uint64_t now = transport::now_ms();
     send_fetches(now);

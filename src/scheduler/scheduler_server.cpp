@@ -191,7 +191,10 @@ struct SchedulerServer::Impl {
       if (items[1].revents & ZMQ_POLLIN) wakeup.drain();
       now = transport::now_ms();
       if (items[0].revents & ZMQ_POLLIN) {
-        for (int i = 0; i < kMaxDrain; ++i) {
+        // Bounded by count and by time: a huge graph arriving must not starve heartbeats and
+        // replies (peers would think this scheduler dead).
+        const std::uint64_t drain_start = transport::now_ms();
+        for (int i = 0; i < kMaxDrain && transport::now_ms() < drain_start + 100; ++i) {
           auto r = transport::try_recv(router, true);
           if (!r) break;
           // Nothing escapes the loop: a message that makes a handler throw is logged and dropped.
