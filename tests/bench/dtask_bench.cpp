@@ -93,6 +93,8 @@ struct Options {
   std::string plugin, scheduler_exe, worker_exe, dtask_run_exe, mpi_hello_exe;
   std::vector<long long> w2_sizes, w9_sizes;  // --w2-sizes / --w9-sizes override the defaults
   std::vector<long long> w8_counts;          // --w8-workers overrides 8,100,1000
+  std::string w9_variants = "state,graph";   // --w9-variants: which W9 cases run
+  std::string sched_log_level = "error";     // --sched-log-level: the spawned dtask-scheduler's
 };
 Options g_opt;
 
@@ -401,6 +403,7 @@ class SpawnedCluster {
 
   dtask::Client& client() { return *client_; }
   pid_t scheduler_pid() const { return sched_; }
+  std::string scheduler_file() const { return dir_ + "/scheduler.json"; }
   const std::vector<pid_t>& worker_pids() const { return workers_; }
 
   void close() {
@@ -433,7 +436,8 @@ class SpawnedCluster {
     if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
     std::string file = dir_ + "/scheduler.json";
-    std::vector<std::string> sargs = {g_opt.scheduler_exe, "--scheduler-file", file, "--log-level", "error"};
+    std::vector<std::string> sargs = {g_opt.scheduler_exe, "--scheduler-file", file, "--log-level",
+                                      g_opt.sched_log_level};
     if (!secure) sargs.push_back("--insecure");
     sched_ = spawn(sargs);
     while (!std::filesystem::exists(file)) {
@@ -1231,11 +1235,50 @@ void w9_state(long long target) {
   emit(r);
 }
 
+// Waits for the scheduler's answer to an info request sent behind a big submission. A slow
+// answer is fine while the client or the scheduler is still working (CPU time moves); when both
+// sit idle for 30 s with no answer, the submission was lost, and a second client asks the
+// scheduler what it holds, so the failure says what happened instead of hanging.
+json await_info(SpawnedCluster& c, const std::string& what) {
+  pid_t sp = c.scheduler_pid();
+  double last_cpu = proc_cpu_s(sp) + self_cpu_s();
+  auto last_progress = Clock::now();
+  while (true) {
+    try {
+      return c.client().core().info(10s);
+    } catch (const dtask::TimeoutError&) {
+    }
+    double cpu = proc_cpu_s(sp) + self_cpu_s();
+    if (cpu > last_cpu + 0.1) {
+      last_cpu = cpu;
+      last_progress = Clock::now();
+      continue;
+    }
+    if (seconds_since(last_progress) < 30) continue;
+    std::string held = "unknown";
+    try {
+      auto f = dtask::read_scheduler_file(c.scheduler_file());
+      dtask::Client probe(f.connect);
+      held = std::to_string(probe.core().info(30s).value("n_tasks", -1LL));
+    } catch (const std::exception& e) {
+      held = std::string("unknown (") + e.what() + ")";
+    }
+    throw std::runtime_error("stalled: " + what + "; client and scheduler both idle for 30 s; scheduler RSS " +
+                             std::to_string(proc_status_kb(sp, "VmRSS") / 1024) + " MB; a second client sees " +
+                             held + " tasks in the scheduler");
+  }
+}
+
 void w9() {
   std::vector<long long> sizes = g_opt.small ? std::vector<long long>{100000} : std::vector<long long>{1000000, 10000000};
   if (!g_opt.w9_sizes.empty()) sizes = g_opt.w9_sizes;
-  for (long long target : sizes) w9_state(target);
+  bool state = g_opt.w9_variants.find("state") != std::string::npos;
+  bool graph = g_opt.w9_variants.find("graph") != std::string::npos;
   for (long long target : sizes) {
+    if (state) w9_state(target);
+  }
+  for (long long target : sizes) {
+    if (!graph) continue;
     long long leaves = target / 2;  // tree: `leaves` ident tasks + (leaves - 1) adds
     long long ntasks = 2 * leaves - 1;
     json r = record("W9", "graph", target);
@@ -1281,7 +1324,7 @@ void w9() {
       double handed = seconds_since(t0);
       // The info request travels behind the graph on the same connection: its answer means
       // every task before it has been taken in.
-      auto info = c.client().core().info(std::chrono::milliseconds(static_cast<long long>(g_opt.case_timeout_s * 1000)));
+      auto info = await_info(c, "the scheduler did not take the graph in");
       double sub = seconds_since(t0);
       g_phase = "releasing the graph";
       long long n_tasks = info.value("n_tasks", 0LL);
@@ -1307,7 +1350,7 @@ void w9() {
       auto tr = Clock::now();
       fut = {};
       root = {};
-      auto info2 = c.client().core().info(std::chrono::milliseconds(static_cast<long long>(g_opt.case_timeout_s * 1000)));
+      auto info2 = await_info(c, "the scheduler did not answer after the release");
       r["release_s"] = seconds_since(tr);
       r["left_after_release"] = info2.value("n_tasks", -1LL);
       c.close();
@@ -1326,6 +1369,7 @@ void usage() {
       "usage: dtask_bench [--workloads W1,...,W9] [--workers N] [--small] [--json PATH] [--insecure]\n"
       "                   [--case-timeout SECONDS] [--min-free-mb MB]\n"
       "                   [--w2-sizes N,...] [--w8-workers K,...] [--w9-sizes N,...]\n"
+      "                   [--w9-variants state,graph] [--sched-log-level LEVEL]\n"
       "Paths (defaults come from the build; override with these or the environment):\n"
       "  --plugin PATH (DTASK_BENCH_PLUGIN)  --scheduler-exe PATH (DTASK_SCHEDULER_EXE)\n"
       "  --worker-exe PATH (DTASK_WORKER_EXE)  --dtask-run PATH (DTASK_RUN_EXE)  --mpi-hello PATH (MPI_HELLO_EXE)\n");
@@ -1366,6 +1410,8 @@ int main(int argc, char** argv) {
     else if (a == "--insecure") g_opt.secure = false;
     else if (a == "--case-timeout") g_opt.case_timeout_s = std::atof(next().c_str());
     else if (a == "--min-free-mb") g_opt.min_free_mb = std::strtoull(next().c_str(), nullptr, 10);
+    else if (a == "--w9-variants") g_opt.w9_variants = next();
+    else if (a == "--sched-log-level") g_opt.sched_log_level = next();
     else if (a == "--w2-sizes") {
       for (auto& s : split(next())) g_opt.w2_sizes.push_back(std::atoll(s.c_str()));
     } else if (a == "--w8-workers") {
