@@ -2,6 +2,7 @@
 // runtimes do the same (almost no) work per task and the figures measure the runtime itself.
 #include <cstdint>
 #include <numeric>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -42,8 +43,11 @@ std::vector<std::uint8_t> make_bytes(long long n) {
   return v;
 }
 long long len(std::vector<std::uint8_t> v) { return static_cast<long long>(v.size()); }
+// The consumer that reads the bytes where they landed (as Dask hands a NumPy array over its
+// received frame): the transfer itself, without a decode copy on the consumer.
+long long len_view(std::span<const std::uint8_t> v) { return static_cast<long long>(v.size()); }
 
-DTASK_TASKS(inc, dec, add, noop, ident, sum_all, produce, consume, take, make_bytes, len);
+DTASK_TASKS(inc, dec, add, noop, ident, sum_all, produce, consume, take, make_bytes, len, len_view);
 
 // W7: what `mpirun -n 4 dtask-run libbench_tasks.so` runs on the client rank: one task.
 int bench_w7_main(dtask::Client& client, int, char**) {

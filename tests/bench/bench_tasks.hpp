@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 long long inc(long long x);
@@ -15,3 +16,4 @@ long long consume(long long j, std::vector<std::vector<long long>> parts);
 long long take(std::vector<long long> part, long long j);
 std::vector<std::uint8_t> make_bytes(long long n);
 long long len(std::vector<std::uint8_t> v);
+long long len_view(std::span<const std::uint8_t> v);

@@ -181,6 +181,29 @@ TEST_CASE("LocalCluster.Transfer.64MiBBetweenWorkers") {
   CHECK(f.client.submit(sum_doubles, v).result() == doctest::Approx(249750.0));
 }
 
+TEST_CASE("LocalCluster.Transfer.SpanArgumentsReadInPlace") {
+  Fixture f(2);
+  dtask::SubmitOptions on0, on1;
+  on0.workers = {"0"};
+  on1.workers = {"1"};
+  const long long n = 8LL << 20;
+  auto big = f.client.submit(on0, make_bytes, n);
+  CHECK(f.client.submit(on1, check_bytes_view, big).result() == "1:" + std::to_string(n));
+  CHECK(f.client.submit(on0, check_bytes_view, big).result() == "0:" + std::to_string(n));
+  // Small results travel inline in the scheduler's messages; a span still sees them.
+  auto v = f.client.submit(linspace, 7);
+  CHECK(f.client.submit(sum_doubles_view, v).result() == doctest::Approx(10.5));
+  // A value from the client is encoded like a vector.
+  std::vector<double> local = {1.5, 2.5, 3.0};
+  CHECK(f.client.submit(sum_doubles_view, std::span<const double>(local)).result() == doctest::Approx(7.0));
+  CHECK(f.client.submit(sum_doubles_view, local).result() == doctest::Approx(7.0));
+  CHECK(f.client.submit(sum_doubles_view, std::vector<double>{}).result() == doctest::Approx(0.0));
+  // The wrong element type is an error for the client, not garbage.
+  auto bytes = f.client.submit(make_bytes, 16LL);
+  CHECK_THROWS_WITH_AS(f.client.submit(sum_doubles_view, bytes).result(),
+                       doctest::Contains("does not match the expected element type"), dtask::TaskError);
+}
+
 TEST_CASE("LocalCluster.Errors.UnknownTaskNameIsClear") {
   Fixture f(1);
   auto fut = f.client.submit_named<int>({}, "no_such_task", 1);

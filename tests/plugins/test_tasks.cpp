@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <numeric>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -63,8 +64,18 @@ std::vector<double> linspace(int n) {
   return v;
 }
 double sum_doubles(std::vector<double> v) { return std::accumulate(v.begin(), v.end(), 0.0); }
+// The same two, reading their argument in place (zero-copy views).
+std::string check_bytes_view(std::span<const std::uint8_t> v) {
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != static_cast<std::uint8_t>((i * 2654435761u) >> 13)) {
+      throw std::runtime_error("corrupted at byte " + std::to_string(i));
+    }
+  }
+  return dtask::get_worker_name() + ":" + std::to_string(v.size());
+}
+double sum_doubles_view(std::span<const double> v) { return std::accumulate(v.begin(), v.end(), 0.0); }
 std::string concat(std::string a, std::string b) { return a + b; }
 void nothing(int) {}
 
 DTASK_TASKS(inc, dec, add, noop, add64, sum_list, fail_if_negative, flaky, slow_inc, worker_name, hostname, pid,
-            make_bytes, check_bytes, linspace, sum_doubles, concat, nothing);
+            make_bytes, check_bytes, check_bytes_view, linspace, sum_doubles, sum_doubles_view, concat, nothing);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,5 +22,7 @@ std::vector<std::uint8_t> make_bytes(long long n);
 std::string check_bytes(std::vector<std::uint8_t> v);
 std::vector<double> linspace(int n);
 double sum_doubles(std::vector<double> v);
+std::string check_bytes_view(std::span<const std::uint8_t> v);
+double sum_doubles_view(std::span<const double> v);
 std::string concat(std::string a, std::string b);
 void nothing(int);
