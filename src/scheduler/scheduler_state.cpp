@@ -34,6 +34,7 @@ std::optional<WorkerId> SchedulerState::add_worker(const RegisterWorker& reg, st
   rec.identity = identity;
   rec.info = reg;
   rec.last_seen_ms = now;
+  rec.capacity = capacity(rec);
   WorkerWelcome welcome;
   welcome.worker = rec.id;
   welcome.heartbeat_ms = config_.heartbeat_ms;
@@ -41,6 +42,7 @@ std::optional<WorkerId> SchedulerState::add_worker(const RegisterWorker& reg, st
   WorkerId id = rec.id;
   worker_identities_[identity] = id;
   workers_.push_back(std::move(rec));
+  note_room(workers_.back());
   out.worker(id, std::move(welcome));
   retry_unrunnable(now, out);
   dispatch(out);
@@ -515,15 +517,28 @@ std::uint32_t SchedulerState::capacity(const WorkerRecord& w) const {
   return static_cast<std::uint32_t>(std::ceil(w.info.nthreads * config_.saturation)) + config_.saturation_extra;
 }
 
+void SchedulerState::note_room(WorkerRecord& w) {
+  if (w.in_room || !w.alive || w.processing.size() >= w.capacity) return;
+  w.in_room = true;
+  room_.push_back(w.id);
+}
+
 void SchedulerState::dispatch(Outbox& out) {
-  if (root_queue_.empty()) return;
+  if (root_queue_.empty() || room_.empty()) return;
   // Deal queued root tasks round-robin, one per worker with a free slot per pass, so a short
-  // queue is spread over the cluster instead of filling the first worker.
+  // queue is spread over the cluster instead of filling the first worker. Only workers listed in
+  // room_ are visited; a full or dead one is unlisted here and listed again when a task leaves it.
   bool progress = true;
   while (progress && !root_queue_.empty()) {
     progress = false;
-    for (auto& w : workers_) {
-      if (!w.alive || w.processing.size() >= capacity(w)) continue;
+    for (std::size_t i = 0; i < room_.size() && !root_queue_.empty();) {
+      auto& w = workers_[room_[i].value];
+      if (!w.alive || w.processing.size() >= w.capacity) {
+        w.in_room = false;
+        room_[i] = room_.back();
+        room_.pop_back();
+        continue;
+      }
       while (!root_queue_.empty()) {
         QueueEntry e = root_queue_.top();
         root_queue_.pop();
@@ -533,7 +548,7 @@ void SchedulerState::dispatch(Outbox& out) {
         progress = true;
         break;
       }
-      if (root_queue_.empty()) break;
+      ++i;
     }
   }
 }

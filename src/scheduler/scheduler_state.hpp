@@ -94,6 +94,8 @@ struct WorkerRecord {
   std::uint64_t nbytes = 0;
   std::uint64_t last_seen_ms = 0;
   std::uint32_t stealing_in = 0;  // steal requests on their way to this worker
+  std::uint32_t capacity = 0;     // root tasks it may hold at once (nthreads * saturation + extra)
+  bool in_room = false;           // listed in SchedulerState::room_
 };
 
 struct ClientRecord {
@@ -141,6 +143,9 @@ class SchedulerState {
   // ---- decisions ----
   std::optional<WorkerId> decide_worker(const Task& t) const;
   std::uint32_t capacity(const WorkerRecord& w) const;
+  // Lists `w` in room_ if it has a free slot and is not listed yet (state_machine.cpp calls it
+  // when a task leaves a worker).
+  void note_room(WorkerRecord& w);
 
   // ---- queries ----
   const Task* find(const std::string& key) const;
@@ -228,6 +233,11 @@ class SchedulerState {
   std::vector<std::uint32_t> unrunnable_;  // queued tasks no current worker may run
 
   std::vector<WorkerRecord> workers_;  // indexed by WorkerId, never reused
+  // Workers that may have a free slot for a root task. Kept so that dispatching after each
+  // finished task costs O(workers with room), not O(all workers): at 1,000 workers a full scan
+  // per TaskDone was the scheduler's largest cost. Entries go stale (full, dead) and are dropped
+  // lazily by dispatch().
+  std::vector<WorkerId> room_;
   std::unordered_map<std::string, WorkerId> worker_identities_;
   std::vector<ClientRecord> clients_;
   std::unordered_map<std::string, ClientId> client_identities_;

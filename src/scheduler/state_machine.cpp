@@ -98,6 +98,7 @@ void SchedulerState::leave(Task& t, TaskState from, TaskState to, Outbox& out) {
     if (t.processing_on != kNoWorker) {
       auto& w = workers_[t.processing_on.value];
       w.processing.erase(slot);
+      note_room(w);
       // Cancelled or forgotten while running: the worker drops it. (Dead workers hear nothing.)
       if (w.alive && (to == TaskState::forgotten || (to == TaskState::erred && t.cancelled))) {
         out.worker(w.id, protocol::ReleaseTasks{{t.id}});
