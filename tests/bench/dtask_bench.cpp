@@ -18,6 +18,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -1010,53 +1011,97 @@ class SimWorkers {
       reg.pid = ::getpid();
       dtask::transport::send_batch(s, nullptr, std::vector<proto::WorkerToScheduler>{reg});
     }
-    std::vector<zmq::pollitem_t> items;
-    for (auto& s : socks_) items.push_back({s.handle(), 0, ZMQ_POLLIN, 0});
+    // epoll over each socket's ZMQ_FD, so one wake-up costs O(sockets with input), not
+    // O(all sockets) as zmq_poll does: the simulation must stay light at 1,000 workers or it, not
+    // the scheduler, is what is measured. ZMQ_FD is edge-like: a ready socket is drained to EAGAIN
+    // and re-checked (ZMQ_EVENTS) after each send, which may consume its signal.
+    int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) throw std::runtime_error("epoll_create1 failed");
+    for (int i = 0; i < n_; ++i) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u32 = static_cast<std::uint32_t>(i);
+      int fd = socks_[static_cast<std::size_t>(i)].get(zmq::sockopt::fd);
+      ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    }
+    std::vector<epoll_event> events(static_cast<std::size_t>(n_));
+    std::vector<char> queued(static_cast<std::size_t>(n_), 1);
+    std::vector<int> ready(static_cast<std::size_t>(n_));
+    for (int i = 0; i < n_; ++i) ready[static_cast<std::size_t>(i)] = i;  // check all once
     std::vector<proto::WorkerToScheduler> out;
     auto last_beat = Clock::now();
     bool goodbye = false;
-    while (!stop_) {
-      zmq::poll(items.data(), items.size(), 20ms);
-      bool beat = Clock::now() - last_beat > 300ms;
-      if (beat) last_beat = Clock::now();
-      for (int i = 0; i < n_; ++i) {
-        auto& s = socks_[static_cast<std::size_t>(i)];
-        out.clear();
-        if (items[static_cast<std::size_t>(i)].revents & ZMQ_POLLIN) {
-          while (auto rcv = dtask::transport::try_recv(s, false)) {
-            auto d = dtask::transport::decode<proto::SchedulerToWorker>(*rcv);
-            for (auto& m : d.messages) {
-              if (auto* c = std::get_if<proto::ComputeTask>(&m)) {
-                proto::TaskDone done;  // fields by name: the message may grow
-                done.task = c->task;
-                done.nbytes = 1;
-                out.push_back(std::move(done));
-              } else if (auto* st = std::get_if<proto::StealRequest>(&m)) {
-                proto::StealReply reply;
-                reply.task = st->task;
-                reply.stolen = false;
-                out.push_back(std::move(reply));
-              } else if (std::holds_alternative<proto::WorkerWelcome>(m)) {
-                if (!welcomed_[static_cast<std::size_t>(i)]) {
-                  welcomed_[static_cast<std::size_t>(i)] = 1;
-                  if (++n_welcomed_ == n_) register_s_ = seconds_since(t0);
-                }
-              } else if (std::holds_alternative<proto::WorkerShutdown>(m)) {
-                out.push_back(proto::WorkerGoodbye{});
-                goodbye = true;
-              }
+    auto serve = [&](int i, bool beat) {
+      auto& s = socks_[static_cast<std::size_t>(i)];
+      out.clear();
+      while (auto rcv = dtask::transport::try_recv(s, false)) {
+        auto d = dtask::transport::decode<proto::SchedulerToWorker>(*rcv);
+        for (auto& m : d.messages) {
+          if (auto* c = std::get_if<proto::ComputeTask>(&m)) {
+            proto::TaskDone done;  // fields by name: the message may grow
+            done.task = c->task;
+            done.nbytes = 1;
+            out.push_back(std::move(done));
+          } else if (auto* st = std::get_if<proto::StealRequest>(&m)) {
+            proto::StealReply reply;
+            reply.task = st->task;
+            reply.stolen = false;
+            out.push_back(std::move(reply));
+          } else if (std::holds_alternative<proto::WorkerWelcome>(m)) {
+            if (!welcomed_[static_cast<std::size_t>(i)]) {
+              welcomed_[static_cast<std::size_t>(i)] = 1;
+              if (++n_welcomed_ == n_) register_s_ = seconds_since(t0);
             }
+          } else if (std::holds_alternative<proto::WorkerShutdown>(m)) {
+            out.push_back(proto::WorkerGoodbye{});
+            goodbye = true;
           }
         }
-        answered_ += out.size();
-        if (beat && welcomed_[static_cast<std::size_t>(i)] && !goodbye) {
-          proto::Heartbeat hb;
-          hb.sent_ms = dtask::transport::now_ms();
-          out.push_back(hb);
+      }
+      answered_ += out.size();
+      if (beat && welcomed_[static_cast<std::size_t>(i)] && !goodbye) {
+        proto::Heartbeat hb;
+        hb.sent_ms = dtask::transport::now_ms();
+        out.push_back(hb);
+      }
+      if (!out.empty()) dtask::transport::send_batch(s, nullptr, out);
+    };
+    while (!stop_) {
+      // Sockets found ready (by epoll or by a re-check) are served until none is left.
+      while (!ready.empty() && !stop_) {
+        std::vector<int> now;
+        now.swap(ready);
+        for (int i : now) queued[static_cast<std::size_t>(i)] = 0;
+        for (int i : now) {
+          serve(i, false);
+          auto& s = socks_[static_cast<std::size_t>(i)];
+          if ((s.get(zmq::sockopt::events) & ZMQ_POLLIN) && !queued[static_cast<std::size_t>(i)]) {
+            queued[static_cast<std::size_t>(i)] = 1;
+            ready.push_back(i);
+          }
         }
-        if (!out.empty()) dtask::transport::send_batch(s, nullptr, out);
+      }
+      if (Clock::now() - last_beat > 300ms) {
+        last_beat = Clock::now();
+        for (int i = 0; i < n_; ++i) serve(i, true);
+        for (int i = 0; i < n_; ++i) {
+          if ((socks_[static_cast<std::size_t>(i)].get(zmq::sockopt::events) & ZMQ_POLLIN) &&
+              !queued[static_cast<std::size_t>(i)]) {
+            queued[static_cast<std::size_t>(i)] = 1;
+            ready.push_back(i);
+          }
+        }
+      }
+      int k = ::epoll_wait(ep, events.data(), n_, 20);
+      for (int e = 0; e < k; ++e) {
+        int i = static_cast<int>(events[static_cast<std::size_t>(e)].data.u32);
+        if (!queued[static_cast<std::size_t>(i)]) {
+          queued[static_cast<std::size_t>(i)] = 1;
+          ready.push_back(i);
+        }
       }
     }
+    ::close(ep);
   }
 
   std::string address_;
