@@ -46,7 +46,7 @@ std::string name_of_task(const void* fn) {
 FutureRef::FutureRef(std::shared_ptr<ClientCore> core, std::shared_ptr<FutureState> state)
     : core_(std::move(core)), state_(std::move(state)) {}
 FutureRef::~FutureRef() {
-  if (core_) core_->drop_ref(state_->key);
+  if (core_) core_->drop_ref(*state_);
 }
 const std::string& FutureRef::key() const { return state_->key; }
 
@@ -54,15 +54,26 @@ const std::string& FutureRef::key() const { return state_->key; }
 // the type-erased API behind the templates
 
 std::vector<FutureRefPtr> submit_graph(ClientCore& core, const std::vector<DelayedNodePtr>& outputs) {
-  // Post-order walk without recursion: dependencies are emitted before their dependents.
+  // Post-order walk without recursion: dependencies are emitted before their dependents. Nodes
+  // are told apart by address (hashing 100k pointers, not 100k key strings), and a node without
+  // node arguments (every task of a map) is emitted at once, without a walk frame.
   std::vector<TaskSpec> specs;
+  specs.reserve(outputs.size());
   std::unordered_set<const DelayedNode*> seen;
-  std::unordered_set<std::string> wanted;
-  for (const auto& o : outputs) wanted.insert(o->key);
+  seen.reserve(outputs.size());
+  std::unordered_set<const DelayedNode*> wanted;
+  wanted.reserve(outputs.size());
+  for (const auto& o : outputs) wanted.insert(o.get());
   struct Frame {
     const DelayedNode* node;
     std::size_t next_child = 0;
     std::vector<const DelayedNode*> children;
+  };
+  auto has_children = [](const DelayedNode* n) {
+    for (const auto& a : n->args) {
+      if (a.kind == NodeArg::Kind::node || a.kind == NodeArg::Kind::node_list) return true;
+    }
+    return false;
   };
   auto children_of = [](const DelayedNode* n) {
     std::vector<const DelayedNode*> c;
@@ -74,9 +85,50 @@ std::vector<FutureRefPtr> submit_graph(ClientCore& core, const std::vector<Delay
     }
     return c;
   };
+  auto emit = [&](const DelayedNode* n) {
+    TaskSpec& s = specs.emplace_back();
+    s.key = n->key;
+    s.func = n->func;
+    s.priority = n->options.priority;
+    s.retries = static_cast<std::uint32_t>(std::max(0, n->options.retries));
+    s.workers = n->options.workers;
+    s.allow_other_workers = n->options.allow_other_workers;
+    for (const auto& [k, v] : n->options.resources) s.resources.emplace_back(k, v);
+    s.wanted = wanted.count(n) > 0;
+    s.args.reserve(n->args.size());
+    for (const auto& a : n->args) {
+      ClientArg& ca = s.args.emplace_back();
+      switch (a.kind) {
+        case NodeArg::Kind::value:
+          ca.kind = ClientArg::value;
+          ca.data = a.value;
+          break;
+        case NodeArg::Kind::node:
+          ca.kind = ClientArg::dep;
+          ca.refs.push_back(a.node->key);
+          break;
+        case NodeArg::Kind::future:
+          ca.kind = ClientArg::dep;
+          ca.refs.push_back(a.future->key());
+          break;
+        case NodeArg::Kind::node_list:
+          ca.kind = ClientArg::dep_list;
+          for (const auto& x : a.nodes) ca.refs.push_back(x->key);
+          break;
+        case NodeArg::Kind::future_list:
+          ca.kind = ClientArg::dep_list;
+          for (const auto& x : a.futures) ca.refs.push_back(x->key());
+          break;
+      }
+    }
+  };
+  std::vector<Frame> stack;
   for (const auto& out : outputs) {
     if (!seen.insert(out.get()).second) continue;
-    std::vector<Frame> stack;
+    if (!has_children(out.get())) {
+      emit(out.get());
+      continue;
+    }
     stack.push_back({out.get(), 0, children_of(out.get())});
     while (!stack.empty()) {
       Frame& f = stack.back();
@@ -85,44 +137,7 @@ std::vector<FutureRefPtr> submit_graph(ClientCore& core, const std::vector<Delay
         if (seen.insert(c).second) stack.push_back({c, 0, children_of(c)});
         continue;
       }
-      const DelayedNode* n = f.node;
-      TaskSpec s;
-      s.key = n->key;
-      s.func = n->func;
-      s.priority = n->options.priority;
-      s.retries = static_cast<std::uint32_t>(std::max(0, n->options.retries));
-      s.workers = n->options.workers;
-      s.allow_other_workers = n->options.allow_other_workers;
-      for (const auto& [k, v] : n->options.resources) s.resources.emplace_back(k, v);
-      s.wanted = wanted.count(n->key) > 0;
-      s.args.reserve(n->args.size());
-      for (const auto& a : n->args) {
-        ClientArg ca;
-        switch (a.kind) {
-          case NodeArg::Kind::value:
-            ca.kind = ClientArg::value;
-            ca.data = a.value;
-            break;
-          case NodeArg::Kind::node:
-            ca.kind = ClientArg::dep;
-            ca.refs.push_back(a.node->key);
-            break;
-          case NodeArg::Kind::future:
-            ca.kind = ClientArg::dep;
-            ca.refs.push_back(a.future->key());
-            break;
-          case NodeArg::Kind::node_list:
-            ca.kind = ClientArg::dep_list;
-            for (const auto& x : a.nodes) ca.refs.push_back(x->key);
-            break;
-          case NodeArg::Kind::future_list:
-            ca.kind = ClientArg::dep_list;
-            for (const auto& x : a.futures) ca.refs.push_back(x->key());
-            break;
-        }
-        s.args.push_back(std::move(ca));
-      }
-      specs.push_back(std::move(s));
+      emit(f.node);
       stack.pop_back();
     }
   }
@@ -228,7 +243,7 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
         st = std::make_shared<FutureState>();
         st->key = key;
       }
-      ++refs_[key];
+      ++st->refs;
       refs.push_back(std::make_shared<FutureRef>(shared_from_this(), st));
     }
     for (std::size_t i = 0; i < specs.size(); i += kSubmitChunk) {
@@ -243,20 +258,14 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
   return refs;
 }
 
-void ClientCore::add_ref(const std::string& key) {
-  std::lock_guard lock(mutex_);
-  ++refs_[key];
-}
-
-void ClientCore::drop_ref(const std::string& key) {
+void ClientCore::drop_ref(FutureState& s) {
   bool notify = false;
   {
     std::lock_guard lock(mutex_);
-    auto it = refs_.find(key);
-    if (it == refs_.end()) return;
-    if (--it->second > 0) return;
-    refs_.erase(it);
-    states_.erase(key);
+    if (s.refs == 0 || --s.refs > 0) return;
+    const std::string& key = s.key;  // `s` lives on in the FutureRef being destroyed
+    auto it = states_.find(key);
+    if (it != states_.end() && it->second.get() == &s) states_.erase(it);
     if (stopped_ || closing_) return;
     // Releases of many futures dropped together travel as one message.
     if (!outgoing_.empty()) {

@@ -35,6 +35,7 @@ class FutureState {
   bool auto_fetch = false;        // gather() waits for it: fetch as soon as it is done
   std::size_t fetch_attempt = 0;  // which holder to ask next
   std::string fetch_error;
+  std::size_t refs = 0;  // live FutureRefs; at 0 the key is released on the cluster
 };
 
 class ClientCore : public std::enable_shared_from_this<ClientCore> {
@@ -54,8 +55,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void cancel(const std::vector<FutureState*>& states);
   FutureStatus status(const FutureState& s);
   std::string error(const FutureState& s);
-  void add_ref(const std::string& key);
-  void drop_ref(const std::string& key);
+  void drop_ref(FutureState& s);
   nlohmann::json info(std::chrono::milliseconds timeout);
   void shutdown_cluster(int code);
   const std::string& address() const { return opt_.address; }
@@ -91,7 +91,6 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::unordered_map<std::string, std::shared_ptr<FutureState>> states_;
-  std::unordered_map<std::string, std::size_t> refs_;
   std::vector<protocol::ClientToScheduler> outgoing_;
   std::vector<std::shared_ptr<FutureState>> fetch_queue_;
   std::unordered_map<std::uint64_t, nlohmann::json> infos_;
