@@ -639,9 +639,10 @@ void SchedulerState::dispatch(Outbox& out) {
       while (!root_queue_.empty()) {
         QueueEntry e = root_queue_.top();
         root_queue_.pop();
-        Task* t = lookup(e.id);
-        if (!t || t->state != TaskState::queued) continue;  // cancelled or forgotten meanwhile
-        assign(slot_of(e.id), w.id, out);
+        const Task& t = tasks_[e.slot];
+        // Cancelled, forgotten (the slot may hold another task by now) or already placed meanwhile.
+        if (t.seq != e.seq || t.state != TaskState::queued) continue;
+        assign(e.slot, w.id, out);
         progress = true;
         break;
       }

@@ -258,10 +258,11 @@ class SchedulerState {
   std::uint64_t next_seq_ = 0;
 
   // Root tasks waiting for a worker slot: highest priority first, then submission order.
+  // 16 bytes: a slot plus the task's unique seq identify it as well as a TaskId would.
   struct QueueEntry {
     std::int32_t priority;
+    std::uint32_t slot;
     std::uint64_t seq;
-    TaskId id;
     bool operator<(const QueueEntry& o) const {
       return priority != o.priority ? priority < o.priority : seq > o.seq;
     }

@@ -143,7 +143,7 @@ void SchedulerState::enter_waiting(Task&, Outbox&) {}
 
 void SchedulerState::enter_queued(Task& t, Outbox&) {
   if (is_root(t)) {
-    root_queue_.push(QueueEntry{t.priority, t.seq, t.id});
+    root_queue_.push(QueueEntry{t.priority, protocol::slot_of(t.id), t.seq});
   } else {
     unrunnable_.push_back(Unrunnable{protocol::slot_of(t.id), now_ms_});
   }
