@@ -3,10 +3,42 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <unordered_set>
 
 namespace dtask::scheduler {
 
 using namespace protocol;
+
+namespace {
+
+// Arguments in the arena are LEB128-style varints: most lengths and counts fit one byte.
+std::size_t varint_size(std::size_t v) {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+char* put_varint(char* p, std::size_t v) {
+  while (v >= 0x80) {
+    *p++ = static_cast<char>((v & 0x7F) | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<char>(v);
+  return p;
+}
+std::size_t get_varint(const char*& p) {
+  std::size_t v = 0;
+  for (int shift = 0;; shift += 7) {
+    auto b = static_cast<unsigned char>(*p++);
+    v |= static_cast<std::size_t>(b & 0x7F) << shift;
+    if ((b & 0x80) == 0) return v;
+  }
+}
+
+}  // namespace
 
 SchedulerState::SchedulerState(SchedulerConfig config) : config_(config) {}
 
@@ -77,11 +109,11 @@ void SchedulerState::remove_worker(WorkerId wid, const std::string& /*reason*/, 
   // Results whose only copy was there are lost: anything still needing them recomputes them.
   for (auto slot : std::vector<std::uint32_t>(rec.has_what.begin(), rec.has_what.end())) {
     Task& t = tasks_[slot];
-    std::erase(t.who_has, wid);
+    t.who_has.erase_all(wid);
     if (!t.who_has.empty() || t.state != TaskState::memory) continue;
-    for (ClientId c : t.wanted_by) out.client(c, KeyLost{t.key});
+    for (ClientId c : t.wanted_by) out.client(c, KeyLost{std::string(key_of(t))});
     transition(slot, TaskState::released, out);
-    for (auto d : std::vector<std::uint32_t>(tasks_[slot].dependents)) {
+    for (auto d : tasks_[slot].dependents.to_vector()) {
       Task& dt = tasks_[d];
       if (dt.state == TaskState::processing) {
         if (dt.processing_on != kNoWorker && workers_[dt.processing_on.value].alive) {
@@ -120,9 +152,7 @@ void SchedulerState::remove_client(ClientId cid, Outbox& out) {
   for (std::uint32_t slot = 0; slot < tasks_.size(); ++slot) {
     Task& t = tasks_[slot];
     if (t.state == TaskState::forgotten) continue;
-    auto it = std::find(t.wanted_by.begin(), t.wanted_by.end(), cid);
-    if (it == t.wanted_by.end()) continue;
-    t.wanted_by.erase(it);
+    if (!t.wanted_by.erase_first(cid)) continue;
     if (t.wanted_by.empty()) touched.push_back(slot);
   }
   for (auto slot : touched) {
@@ -219,6 +249,113 @@ std::uint32_t SchedulerState::allocate_slot() {
   return slot;
 }
 
+std::uint32_t SchedulerState::slot_of_key(std::string_view key) const {
+  return key_index_.find(key, [this](std::uint32_t slot) { return key_of(tasks_[slot]); });
+}
+
+TaskExtras& SchedulerState::extras_for(std::uint32_t slot) {
+  tasks_[slot].has_extras = true;
+  return extras_[slot];
+}
+
+void SchedulerState::set_failure(std::uint32_t slot, std::shared_ptr<const Failure> f) {
+  failures_[slot] = std::move(f);
+}
+
+void SchedulerState::free_task_storage(std::uint32_t slot) {
+  Task& t = tasks_[slot];
+  arena_.release(t.blob);
+  t.blob = {};
+  t.key_size = 0;
+  t.n_deps = 0;
+  if (t.has_extras) extras_.erase(slot);
+  t.has_extras = false;
+  failures_.erase(slot);
+}
+
+// Blob layout: [input slots, 4 bytes each][key][varint n_args, then per argument: kind byte,
+// and either varint length + MessagePack header (a value) or varint count + slots (inputs)].
+// Inputs are stored as slots, not task ids: an input cannot be forgotten while this task exists,
+// so its current id is always the one the task was submitted against.
+void SchedulerState::store_spec(std::uint32_t slot, TaskSpec& spec, std::string& bad) {
+  auto& refs = scratch_refs_;
+  auto& deps = scratch_deps_;
+  refs.clear();
+  deps.clear();
+  std::unordered_set<std::uint32_t> seen;  // only for long input lists, where a scan would be quadratic
+  bool frames = false;
+  std::size_t args_bytes = varint_size(spec.args.size());
+  for (const auto& a : spec.args) {
+    args_bytes += 1;
+    if (a.kind == ClientArg::value) {
+      if (!a.data.frames.empty()) frames = true;
+      args_bytes += varint_size(a.data.header.size()) + a.data.header.size();
+      continue;
+    }
+    args_bytes += varint_size(a.refs.size()) + 4 * a.refs.size();
+    for (const auto& key : a.refs) {
+      std::uint32_t d = slot_of_key(key);  // this task's own key is not indexed yet: a self-reference is unknown
+      if (d == kNoSlot) {
+        if (bad.empty()) bad = "depends on unknown key '" + key + "' (never submitted, or already released)";
+        refs.push_back(kNoSlot);
+        continue;
+      }
+      refs.push_back(d);
+      bool dup = deps.size() < 16 ? std::find(deps.begin(), deps.end(), d) != deps.end() : false;
+      if (deps.size() == 16 && seen.empty()) seen.insert(deps.begin(), deps.end());
+      if (deps.size() >= 16) dup = !seen.insert(d).second;
+      if (!dup) deps.push_back(d);
+    }
+  }
+  if (frames) args_bytes = 0;
+
+  Task& t = tasks_[slot];
+  t.blob = arena_.allocate(deps.size() * 4 + spec.key.size() + args_bytes);
+  t.n_deps = static_cast<std::uint32_t>(deps.size());
+  t.key_size = static_cast<std::uint32_t>(spec.key.size());
+  char* p = arena_.data(t.blob);
+  if (!deps.empty()) std::memcpy(p, deps.data(), deps.size() * 4);
+  p += deps.size() * 4;
+  if (!spec.key.empty()) std::memcpy(p, spec.key.data(), spec.key.size());
+  p += spec.key.size();
+  std::size_t r = 0;
+  if (frames) {
+    TaskExtras& ex = extras_for(slot);
+    ex.args_here = true;
+    auto& args = ex.args;
+    args.reserve(spec.args.size());
+    for (auto& a : spec.args) {
+      TaskArg ta;
+      ta.kind = a.kind;
+      if (a.kind == ClientArg::value) {
+        ta.data = std::move(a.data);
+      } else {
+        ta.refs.reserve(a.refs.size());
+        for (std::size_t i = 0; i < a.refs.size(); ++i, ++r) {
+          ta.refs.push_back(refs[r] == kNoSlot ? TaskId{} : tasks_[refs[r]].id);
+        }
+      }
+      args.push_back(std::move(ta));
+    }
+  } else {
+    p = put_varint(p, spec.args.size());
+    for (const auto& a : spec.args) {
+      *p++ = static_cast<char>(a.kind);
+      if (a.kind == ClientArg::value) {
+        p = put_varint(p, a.data.header.size());
+        if (!a.data.header.empty()) std::memcpy(p, a.data.header.data(), a.data.header.size());
+        p += a.data.header.size();
+      } else {
+        p = put_varint(p, a.refs.size());
+        if (!a.refs.empty()) std::memcpy(p, refs.data() + r, a.refs.size() * 4);
+        p += a.refs.size() * 4;
+        r += a.refs.size();
+      }
+    }
+  }
+  key_index_.insert(key_of(t), slot);
+}
+
 void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Outbox& out) {
   (void)now;
   struct Fresh {
@@ -228,19 +365,20 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
   std::vector<Fresh> fresh;
   fresh.reserve(m.tasks.size());
   for (auto& spec : m.tasks) {
-    auto existing = key_index_.find(spec.key);
-    if (existing != key_index_.end()) {
+    std::uint32_t existing = slot_of_key(spec.key);
+    if (existing != kNoSlot) {
       // Same key again (Dask: same future). The client now wants it too.
-      Task& t = tasks_[existing->second];
-      if (spec.wanted && std::find(t.wanted_by.begin(), t.wanted_by.end(), c) == t.wanted_by.end()) {
+      Task& t = tasks_[existing];
+      if (spec.wanted && !t.wanted_by.contains(c)) {
         t.wanted_by.push_back(c);
         if (t.state == TaskState::memory) {
           std::vector<std::string> holders;
           for (auto h : t.who_has) holders.push_back(workers_[h.value].info.address);
-          out.client(c, KeyDone{t.key, t.id, std::move(holders), t.nbytes, false, {}});
+          out.client(c, KeyDone{std::string(key_of(t)), t.id, std::move(holders), t.nbytes, false, {}});
         } else if (t.state == TaskState::erred) {
-          if (t.cancelled) out.client(c, KeyCancelled{t.key, t.failure->message});
-          else out.client(c, KeyErred{t.key, t.failure->func, t.failure->message});
+          const Failure* f = failure_of(t);
+          if (t.cancelled) out.client(c, KeyCancelled{std::string(key_of(t)), f->message});
+          else out.client(c, KeyErred{std::string(key_of(t)), f->func, f->message});
         }
       }
       continue;
@@ -252,43 +390,21 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
     t.id = id;
     t.state = TaskState::released;
     ++counts_[static_cast<std::size_t>(TaskState::released)];
-    t.key = std::move(spec.key);
     t.func = intern_func(spec.func);
     t.priority = spec.priority;
     t.seq = next_seq_++;
     t.retries_left = spec.retries;
-    t.restrictions = std::move(spec.workers);
     t.allow_other = spec.allow_other_workers;
-    t.resources = std::move(spec.resources);
-    if (spec.wanted) t.wanted_by.push_back(c);
-    key_index_.emplace(t.key, slot);
-    std::string bad;
-    auto add_dep = [&](const std::string& key) -> TaskId {
-      auto it = key_index_.find(key);
-      if (it == key_index_.end() || it->second == slot) {
-        if (bad.empty()) bad = "depends on unknown key '" + key + "' (never submitted, or already released)";
-        return TaskId{};
-      }
-      std::uint32_t d = it->second;
-      if (std::find(tasks_[slot].deps.begin(), tasks_[slot].deps.end(), d) == tasks_[slot].deps.end()) {
-        tasks_[slot].deps.push_back(d);
-      }
-      return tasks_[d].id;
-    };
-    t.args.reserve(spec.args.size());
-    for (auto& a : spec.args) {
-      TaskArg ta;
-      ta.kind = a.kind;
-      if (a.kind == ClientArg::value) {
-        ta.data = std::move(a.data);
-      } else {
-        ta.refs.reserve(a.refs.size());
-        for (const auto& k : a.refs) ta.refs.push_back(add_dep(k));
-      }
-      tasks_[slot].args.push_back(std::move(ta));
+    if (!spec.workers.empty() || !spec.resources.empty()) {
+      auto& ex = extras_for(slot);
+      ex.restrictions = std::move(spec.workers);
+      ex.resources = std::move(spec.resources);
     }
+    if (spec.wanted) t.wanted_by.push_back(c);
+    std::string bad;
+    store_spec(slot, spec, bad);
     Task& tt = tasks_[slot];
-    for (auto d : tt.deps) {
+    for (auto d : deps_of(tt)) {
       Task& dt = tasks_[d];
       dt.dependents.push_back(slot);
       ++dt.unfinished_dependents;
@@ -304,11 +420,12 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
       continue;
     }
     const Task* failed_dep = nullptr;
-    for (auto d : t.deps) {
+    for (auto d : deps_of(t)) {
       if (tasks_[d].state == TaskState::erred) failed_dep = &tasks_[d];
     }
     if (failed_dep) {
-      fail(f.slot, failed_dep->failure->func, failed_dep->failure->message, failed_dep->cancelled, out);
+      const Failure* why = failure_of(*failed_dep);
+      fail(f.slot, why->func, why->message, failed_dep->cancelled, out);
       continue;
     }
     make_ready_or_wait(f.slot, out);
@@ -318,14 +435,11 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
 
 void SchedulerState::on_release_keys(ClientId c, const ReleaseKeys& m, Outbox& out) {
   for (const auto& key : m.keys) {
-    auto it = key_index_.find(key);
-    if (it == key_index_.end()) continue;
-    Task& t = tasks_[it->second];
-    auto w = std::find(t.wanted_by.begin(), t.wanted_by.end(), c);
-    if (w == t.wanted_by.end()) continue;
-    t.wanted_by.erase(w);
+    std::uint32_t slot = slot_of_key(key);
+    if (slot == kNoSlot) continue;
+    Task& t = tasks_[slot];
+    if (!t.wanted_by.erase_first(c)) continue;
     if (!t.wanted_by.empty()) continue;
-    std::uint32_t slot = it->second;
     maybe_release_data(slot, out);
     forget_queue_.push_back(slot);
   }
@@ -335,12 +449,11 @@ void SchedulerState::on_release_keys(ClientId c, const ReleaseKeys& m, Outbox& o
 
 void SchedulerState::on_cancel_keys(ClientId, const CancelKeys& m, Outbox& out) {
   for (const auto& key : m.keys) {
-    auto it = key_index_.find(key);
-    if (it == key_index_.end()) continue;
-    std::uint32_t slot = it->second;
+    std::uint32_t slot = slot_of_key(key);
+    if (slot == kNoSlot) continue;
     Task& t = tasks_[slot];
     if (t.state == TaskState::memory || t.state == TaskState::erred) {
-      for (ClientId c : t.wanted_by) out.client(c, KeyCancelled{t.key, "cancelled by the client"});
+      for (ClientId c : t.wanted_by) out.client(c, KeyCancelled{std::string(key_of(t)), "cancelled by the client"});
       continue;
     }
     fail(slot, func_names_[t.func], "cancelled by the client", true, out);
@@ -353,8 +466,7 @@ void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
   if (!t || t->state != TaskState::processing || t->processing_on != w) {
     // Late news about a task released, stolen or forgotten meanwhile: the worker drops the copy.
     ++stale_messages_;
-    bool useful = t && t->state == TaskState::memory &&
-                  std::find(t->who_has.begin(), t->who_has.end(), w) != t->who_has.end();
+    bool useful = t && t->state == TaskState::memory && t->who_has.contains(w);
     if (!useful) out.worker(w, ReleaseTasks{{m.task}});
     return;
   }
@@ -362,7 +474,7 @@ void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
   t->nbytes = m.nbytes;
   // Held only until enter_memory has told the waiting clients (notify_done), never stored.
   inline_result_ = m.has_data ? &m.data : nullptr;
-  t->who_has.assign(1, w);
+  t->who_has.assign_one(w);
   auto& rec = workers_[w.value];
   rec.has_what.insert(slot);
   rec.nbytes += m.nbytes;
@@ -396,7 +508,7 @@ void SchedulerState::on_replicas_added(WorkerId w, const ReplicasAdded& m, Outbo
   for (TaskId id : m.tasks) {
     Task* t = lookup(id);
     if (t && t->state == TaskState::memory) {
-      if (std::find(t->who_has.begin(), t->who_has.end(), w) == t->who_has.end()) {
+      if (!t->who_has.contains(w)) {
         t->who_has.push_back(w);
         workers_[w.value].has_what.insert(slot_of(id));
         workers_[w.value].nbytes += t->nbytes;
@@ -488,7 +600,7 @@ void SchedulerState::make_ready_or_wait(std::uint32_t start, Outbox& out) {
     }
     transition(slot, TaskState::waiting, out);
     // Inputs whose data was dropped or lost are computed again.
-    for (auto d : tasks_[slot].deps) {
+    for (auto d : deps_of(tasks_[slot])) {
       if (tasks_[d].state == TaskState::released) stack.push_back(d);
     }
   }
@@ -496,7 +608,7 @@ void SchedulerState::make_ready_or_wait(std::uint32_t start, Outbox& out) {
 
 void SchedulerState::schedule_ready(std::uint32_t slot, Outbox& out) {
   Task& t = tasks_[slot];
-  if (t.deps.empty() && t.restrictions.empty() && t.resources.empty()) {
+  if (is_root(t)) {
     transition(slot, TaskState::queued, out);
     return;
   }
@@ -542,9 +654,10 @@ void SchedulerState::dispatch(Outbox& out) {
       while (!root_queue_.empty()) {
         QueueEntry e = root_queue_.top();
         root_queue_.pop();
-        Task* t = lookup(e.id);
-        if (!t || t->state != TaskState::queued) continue;  // cancelled or forgotten meanwhile
-        assign(slot_of(e.id), w.id, out);
+        const Task& t = tasks_[e.slot];
+        // Cancelled, forgotten (the slot may hold another task by now) or already placed meanwhile.
+        if (t.seq != e.seq || t.state != TaskState::queued) continue;
+        assign(e.slot, w.id, out);
         progress = true;
         break;
       }
@@ -577,7 +690,7 @@ void SchedulerState::steal_for_idle(Outbox& out) {
     for (auto slot : victim->processing) {
       if (take == 0) break;
       Task& t = tasks_[slot];
-      if (t.steal_pending || !t.restrictions.empty() || !worker_can_run(thief, t, true)) continue;
+      if (t.steal_pending || !restrictions_of(t).empty() || !worker_can_run(thief, t, true)) continue;
       t.steal_pending = true;
       t.steal_thief = thief.id;
       ++thief.stealing_in;
@@ -591,7 +704,7 @@ void SchedulerState::steal_for_idle(Outbox& out) {
 void SchedulerState::retry_unrunnable(std::uint64_t now, Outbox& out) {
   if (unrunnable_.empty()) return;
   auto pending = unrunnable_;
-  for (auto slot : pending) {
+  for (auto [slot, since_ms] : pending) {
     Task& t = tasks_[slot];
     if (t.state != TaskState::queued) continue;
     if (auto w = decide_worker(t)) {
@@ -599,15 +712,15 @@ void SchedulerState::retry_unrunnable(std::uint64_t now, Outbox& out) {
       continue;
     }
     bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w.alive; });
-    if (any_alive && now > t.unrunnable_since_ms + config_.no_worker_timeout_ms) {
+    if (any_alive && now > since_ms + config_.no_worker_timeout_ms) {
       std::string names;
       for (const auto& w : workers_) {
         if (w.alive) names += (names.empty() ? "" : ", ") + w.info.name;
       }
       std::string want;
-      for (const auto& r : t.restrictions) want += (want.empty() ? "" : ", ") + r;
+      for (const auto& r : restrictions_of(t)) want += (want.empty() ? "" : ", ") + r;
       std::string res;
-      for (const auto& [k, v] : t.resources) res += (res.empty() ? "" : ", ") + k + "=" + std::to_string(v);
+      for (const auto& [k, v] : resources_of(t)) res += (res.empty() ? "" : ", ") + k + "=" + std::to_string(v);
       fail(slot, func_names_[t.func],
            "no worker can run it (workers=[" + want + "], resources={" + res + "}; workers present: " + names + ")",
            false, out);
@@ -624,9 +737,13 @@ void SchedulerState::fail(std::uint32_t start, const std::string& func, const st
     stack.pop_back();
     Task& t = tasks_[slot];
     if (t.state == TaskState::memory || t.state == TaskState::erred || t.state == TaskState::forgotten) continue;
-    t.failure = failure;
+    set_failure(slot, failure);
     t.cancelled = cancelled;
-    if (!transition(slot, TaskState::erred, out).ok) continue;
+    if (!transition(slot, TaskState::erred, out).ok) {
+      failures_.erase(slot);
+      t.cancelled = false;
+      continue;
+    }
     for (auto d : tasks_[slot].dependents) stack.push_back(d);
   }
 }
@@ -662,7 +779,7 @@ void SchedulerState::notify_done(const Task& t, Outbox& out) {
   std::vector<std::string> holders;
   for (auto h : t.who_has) holders.push_back(workers_[h.value].info.address);
   for (ClientId c : t.wanted_by) {
-    KeyDone m{t.key, t.id, holders, t.nbytes, false, {}};
+    KeyDone m{std::string(key_of(t)), t.id, holders, t.nbytes, false, {}};
     if (inline_result_) {
       m.has_data = true;
       m.data = *inline_result_;
@@ -673,13 +790,15 @@ void SchedulerState::notify_done(const Task& t, Outbox& out) {
 
 bool SchedulerState::worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const {
   if (!w.alive) return false;
-  for (const auto& [name, amount] : t.resources) {
+  if (!t.has_extras) return true;
+  const TaskExtras& ex = extras_.at(slot_of(t.id));
+  for (const auto& [name, amount] : ex.resources) {
     auto it = std::find_if(w.info.resources.begin(), w.info.resources.end(),
                            [&](const auto& r) { return r.first == name; });
     if (it == w.info.resources.end() || it->second < amount) return false;
   }
-  if (honour_restrictions && !t.restrictions.empty()) {
-    return std::find(t.restrictions.begin(), t.restrictions.end(), w.info.name) != t.restrictions.end();
+  if (honour_restrictions && !ex.restrictions.empty()) {
+    return std::find(ex.restrictions.begin(), ex.restrictions.end(), w.info.name) != ex.restrictions.end();
   }
   return true;
 }
@@ -690,9 +809,9 @@ std::optional<WorkerId> SchedulerState::decide_worker(const Task& t) const {
   auto occupancy = [](const WorkerRecord& w) {
     return static_cast<double>(w.processing.size()) / w.info.nthreads;
   };
-  if (!t.deps.empty()) {
+  if (t.n_deps != 0) {
     std::vector<std::pair<WorkerId, std::uint64_t>> local;
-    for (auto d : t.deps) {
+    for (auto d : deps_of(t)) {
       const Task& dt = tasks_[d];
       for (auto h : dt.who_has) {
         auto it = std::find_if(local.begin(), local.end(), [&](const auto& p) { return p.first == h; });
@@ -732,9 +851,53 @@ std::optional<WorkerId> SchedulerState::decide_worker(const Task& t) const {
 // ---------------------------------------------------------------------------------------------
 // queries
 
-const Task* SchedulerState::find(const std::string& key) const {
-  auto it = key_index_.find(key);
-  return it == key_index_.end() ? nullptr : &tasks_[it->second];
+const Task* SchedulerState::find(std::string_view key) const {
+  std::uint32_t slot = slot_of_key(key);
+  return slot == kNoSlot ? nullptr : &tasks_[slot];
+}
+
+std::vector<TaskArg> SchedulerState::args_of(const Task& t) const {
+  if (t.has_extras) {
+    const TaskExtras& ex = extras_.at(slot_of(t.id));
+    if (ex.args_here) return ex.args;
+  }
+  std::vector<TaskArg> args;
+  if (t.blob.empty()) return args;
+  const char* p = arena_.data(t.blob) + t.n_deps * 4 + t.key_size;
+  std::size_t n = get_varint(p);
+  args.resize(n);
+  for (auto& a : args) {
+    a.kind = static_cast<std::uint8_t>(*p++);
+    if (a.kind == TaskArg::value) {
+      std::size_t len = get_varint(p);
+      a.data.header.assign(p, len);
+      p += len;
+    } else {
+      std::size_t refs = get_varint(p);
+      a.refs.reserve(refs);
+      for (std::size_t i = 0; i < refs; ++i, p += 4) {
+        std::uint32_t d;
+        std::memcpy(&d, p, 4);
+        a.refs.push_back(d == kNoSlot ? TaskId{} : tasks_[d].id);
+      }
+    }
+  }
+  return args;
+}
+
+const std::vector<std::string>& SchedulerState::restrictions_of(const Task& t) const {
+  static const std::vector<std::string> none;
+  return t.has_extras ? extras_.at(slot_of(t.id)).restrictions : none;
+}
+
+const Resources& SchedulerState::resources_of(const Task& t) const {
+  static const Resources none;
+  return t.has_extras ? extras_.at(slot_of(t.id)).resources : none;
+}
+
+const Failure* SchedulerState::failure_of(const Task& t) const {
+  auto it = failures_.find(slot_of(t.id));
+  return it == failures_.end() ? nullptr : it->second.get();
 }
 const Task* SchedulerState::task(std::uint32_t slot) const {
   return slot < tasks_.size() && tasks_[slot].state != TaskState::forgotten ? &tasks_[slot] : nullptr;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string_view>
 #include <optional>
+#include <span>
 #include <queue>
 #include <string>
 #include <unordered_map>
@@ -17,6 +18,7 @@
 
 #include "protocol/messages.hpp"
 #include "scheduler/task_state.hpp"
+#include "scheduler/task_storage.hpp"
 
 namespace dtask::scheduler {
 
@@ -25,7 +27,6 @@ using protocol::TaskId;
 using protocol::WorkerId;
 
 inline constexpr WorkerId kNoWorker{0xFFFFFFFFu};
-inline constexpr std::uint32_t kNoSlot = 0xFFFFFFFFu;
 
 struct SchedulerConfig {
   // Tasks without dependencies wait in the scheduler's queue; a worker holds at most
@@ -59,32 +60,44 @@ struct Failure {
   std::string message;
 };
 
+// One task as the scheduler keeps it. Sized for 10M-task graphs: only what every task needs sits
+// here (120 bytes); its key, dependency slots and arguments are one blob in the arena (see
+// SchedulerState::key_of / deps_of), and what few tasks have (restrictions, resources, arguments
+// with side frames, the failure of an erred task) lives in side tables keyed by slot.
 struct Task {
   TaskId id;
-  TaskState state = TaskState::released;
-  std::string key;
+  std::uint64_t seq = 0;      // submission order, for the root queue
+  std::uint64_t nbytes = 0;
+  SmallList<std::uint32_t> dependents;  // slots
+  SmallList<WorkerId> who_has;
+  SmallList<ClientId> wanted_by;
+  TaskArena::Ref blob;                  // [deps: n_deps slots][key: key_size bytes][encoded args]
+  std::uint32_t key_size = 0;
+  std::uint32_t n_deps = 0;
   std::uint32_t func = 0;                 // index into func_names_
-  std::vector<protocol::TaskArg> args;
-  std::vector<std::uint32_t> deps;        // slots
-  std::vector<std::uint32_t> dependents;  // slots
   std::uint32_t waiting_on = 0;           // deps not in memory
   std::uint32_t unfinished_dependents = 0;  // dependents not in memory or erred
   std::int32_t priority = 0;
-  std::uint64_t seq = 0;
   std::uint32_t retries_left = 0;
-  bool allow_other = false;
-  bool steal_pending = false;
-  bool cancelled = false;
-  std::vector<std::string> restrictions;
-  protocol::Resources resources;
   WorkerId processing_on = kNoWorker;
   WorkerId steal_thief = kNoWorker;
-  std::vector<WorkerId> who_has;
-  std::uint64_t nbytes = 0;
-  std::uint64_t unrunnable_since_ms = 0;
-  std::vector<ClientId> wanted_by;
-  // erred: what failed and why; one record shared by a failed task and all its dependents.
-  std::shared_ptr<const Failure> failure;
+  TaskState state = TaskState::released;
+  bool allow_other : 1 = false;
+  bool steal_pending : 1 = false;
+  bool cancelled : 1 = false;
+  bool has_extras : 1 = false;  // an entry in SchedulerState::extras_
+};
+// Every byte here is paid 10M times in a big graph (issue 4, W9: <= 300 bytes per task in all).
+static_assert(sizeof(Task) <= 120, "Task grew: measure W9 (dtask_bench --workloads W9) before relaxing this");
+
+// The rarely used part of a task, kept beside the table so that the common task pays one bit.
+struct TaskExtras {
+  std::vector<std::string> restrictions;  // worker names
+  protocol::Resources resources;
+  // Arguments carrying side frames (bulk data) are kept as they came instead of in the arena:
+  // the frames are shared buffers, and flattening them would copy the data.
+  bool args_here = false;
+  std::vector<protocol::TaskArg> args;
 };
 
 struct WorkerRecord {
@@ -151,14 +164,28 @@ class SchedulerState {
   void note_room(WorkerRecord& w);
 
   // ---- queries ----
-  const Task* find(const std::string& key) const;
+  const Task* find(std::string_view key) const;
   const Task* task(std::uint32_t slot) const;
+  std::string_view key_of(const Task& t) const {
+    return t.blob.empty() ? std::string_view{} : std::string_view(arena_.data(t.blob) + t.n_deps * 4, t.key_size);
+  }
+  // Slots of the task's inputs, each once, in the order the arguments name them.
+  std::span<const std::uint32_t> deps_of(const Task& t) const {
+    if (t.n_deps == 0) return {};
+    return {reinterpret_cast<const std::uint32_t*>(arena_.data(t.blob)), t.n_deps};
+  }
+  // The arguments as a worker gets them: dependencies named by task id.
+  std::vector<protocol::TaskArg> args_of(const Task& t) const;
+  const std::vector<std::string>& restrictions_of(const Task& t) const;
+  const protocol::Resources& resources_of(const Task& t) const;
+  const Failure* failure_of(const Task& t) const;
   const WorkerRecord* worker(WorkerId id) const;
   const WorkerRecord* worker_by_identity(const std::string& identity) const;
   const ClientRecord* client(ClientId id) const;
   const ClientRecord* client_by_identity(const std::string& identity) const;
   std::size_t count(TaskState s) const { return counts_[static_cast<std::size_t>(s)]; }
   std::size_t n_tasks() const { return key_index_.size(); }
+  std::size_t arena_chunks() const { return arena_.chunks_held(); }
   std::vector<WorkerId> alive_workers() const;
   std::vector<ClientId> alive_clients() const;
   nlohmann::json info() const;  // scheduler_info(): workers and task counts (also the dashboard's feed)
@@ -198,6 +225,13 @@ class SchedulerState {
   Task* lookup(TaskId id);
   Task& at(std::uint32_t slot) { return tasks_[slot]; }
   std::uint32_t allocate_slot();
+  std::uint32_t slot_of_key(std::string_view key) const;
+  // Lays out a new task's key, inputs and arguments in the arena; the error says why it cannot run.
+  void store_spec(std::uint32_t slot, protocol::TaskSpec& spec, std::string& bad);
+  TaskExtras& extras_for(std::uint32_t slot);
+  void set_failure(std::uint32_t slot, std::shared_ptr<const Failure> f);
+  // Drops everything the task owns outside its record (arena bytes, side tables).
+  void free_task_storage(std::uint32_t slot);
   void make_ready_or_wait(std::uint32_t slot, Outbox& out);
   void schedule_ready(std::uint32_t slot, Outbox& out);
   void assign(std::uint32_t slot, WorkerId w, Outbox& out);
@@ -208,32 +242,46 @@ class SchedulerState {
   void maybe_release_data(std::uint32_t slot, Outbox& out);
   void maybe_forget(std::uint32_t slot, Outbox& out);
   bool needed(const Task& t) const { return !t.wanted_by.empty() || t.unfinished_dependents > 0; }
+  bool is_root(const Task& t) const {
+    return t.n_deps == 0 && restrictions_of(t).empty() && resources_of(t).empty();
+  }
   void notify_done(const Task& t, Outbox& out);
   bool worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const;
   std::uint32_t intern_func(const std::string& name);
 
   SchedulerConfig config_;
-  // A deque: growing never copies the table nor leaves half of it empty, and a task's key stays
-  // where it is, so the key index can hold views of it instead of second copies.
+  // A deque: growing never copies the table nor leaves half of it empty, and a Task& stays valid
+  // while new tasks are added.
   std::deque<Task> tasks_;
   std::vector<std::uint32_t> free_slots_;
-  std::unordered_map<std::string_view, std::uint32_t> key_index_;  // views of Task::key
+  TaskArena arena_;      // every task's key, input slots and encoded arguments
+  KeyIndex key_index_;   // key (in the arena) -> slot
+  std::unordered_map<std::uint32_t, TaskExtras> extras_;                      // by slot, has_extras
+  std::unordered_map<std::uint32_t, std::shared_ptr<const Failure>> failures_;  // by slot, erred only
+  std::vector<std::uint32_t> scratch_refs_;  // on_submit's per-task working space, kept to spare allocations
+  std::vector<std::uint32_t> scratch_deps_;
   std::vector<std::string> func_names_;
   std::unordered_map<std::string, std::uint32_t> func_index_;
   std::size_t counts_[kNumTaskStates] = {};
   std::uint64_t next_seq_ = 0;
 
   // Root tasks waiting for a worker slot: highest priority first, then submission order.
+  // 16 bytes: a slot plus the task's unique seq identify it as well as a TaskId would.
   struct QueueEntry {
     std::int32_t priority;
+    std::uint32_t slot;
     std::uint64_t seq;
-    TaskId id;
     bool operator<(const QueueEntry& o) const {
       return priority != o.priority ? priority < o.priority : seq > o.seq;
     }
   };
   std::priority_queue<QueueEntry> root_queue_;
-  std::vector<std::uint32_t> unrunnable_;  // queued tasks no current worker may run
+  // Queued tasks no current worker may run, and since when (for no_worker_timeout_ms).
+  struct Unrunnable {
+    std::uint32_t slot;
+    std::uint64_t since_ms;
+  };
+  std::vector<Unrunnable> unrunnable_;
 
   std::vector<WorkerRecord> workers_;  // indexed by WorkerId, never reused
   // Workers that may have a free slot for a root task. Kept so that dispatching after each

@@ -80,7 +80,7 @@ TransitionResult SchedulerState::transition(std::uint32_t slot, TaskState to, Ou
   TaskState from = t.state;
   auto action = kTable[static_cast<std::size_t>(from)][static_cast<std::size_t>(to)];
   if (action == nullptr) {
-    return {false, std::string("illegal transition ") + to_string(from) + " -> " + to_string(to) + " for key " + t.key};
+    return {false, std::string("illegal transition ") + to_string(from) + " -> " + to_string(to) + " for key " + std::string(key_of(t))};
   }
   leave(t, from, to, out);
   --counts_[static_cast<std::size_t>(from)];
@@ -123,11 +123,11 @@ void SchedulerState::leave(Task& t, TaskState from, TaskState to, Outbox& out) {
     t.who_has.clear();
   }
   if (finished(from) && !finished(to)) {
-    for (auto d : t.deps) ++tasks_[d].unfinished_dependents;
+    for (auto d : deps_of(t)) ++tasks_[d].unfinished_dependents;
   }
   if (from == TaskState::queued) {
     for (std::size_t i = 0; i < unrunnable_.size(); ++i) {
-      if (unrunnable_[i] == slot) {
+      if (unrunnable_[i].slot == slot) {
         unrunnable_[i] = unrunnable_.back();
         unrunnable_.pop_back();
         break;
@@ -135,7 +135,7 @@ void SchedulerState::leave(Task& t, TaskState from, TaskState to, Outbox& out) {
     }
   }
   if (from == TaskState::erred && to != TaskState::forgotten) {
-    t.failure.reset();
+    failures_.erase(slot);
     t.cancelled = false;
   }
 }
@@ -143,11 +143,10 @@ void SchedulerState::leave(Task& t, TaskState from, TaskState to, Outbox& out) {
 void SchedulerState::enter_waiting(Task&, Outbox&) {}
 
 void SchedulerState::enter_queued(Task& t, Outbox&) {
-  if (t.deps.empty() && t.restrictions.empty() && t.resources.empty()) {
-    root_queue_.push(QueueEntry{t.priority, t.seq, t.id});
+  if (is_root(t)) {
+    root_queue_.push(QueueEntry{t.priority, protocol::slot_of(t.id), t.seq});
   } else {
-    t.unrunnable_since_ms = now_ms_;
-    unrunnable_.push_back(protocol::slot_of(t.id));
+    unrunnable_.push_back(Unrunnable{protocol::slot_of(t.id), now_ms_});
   }
 }
 
@@ -156,14 +155,14 @@ void SchedulerState::enter_processing(Task& t, Outbox& out) {
   w.processing.insert(protocol::slot_of(t.id));
   protocol::ComputeTask m;
   m.task = t.id;
-  m.key = t.key;
+  m.key = key_of(t);
   m.func = func_names_[t.func];
-  m.args = t.args;
-  m.resources = t.resources;
+  m.args = args_of(t);
+  m.resources = resources_of(t);
   m.priority = t.priority;
-  m.deps.reserve(t.deps.size());
-  for (auto d : t.deps) {
-    protocol::DepLocation loc{tasks_[d].id, tasks_[d].who_has, {}};
+  m.deps.reserve(t.n_deps);
+  for (auto d : deps_of(t)) {
+    protocol::DepLocation loc{tasks_[d].id, tasks_[d].who_has.to_vector(), {}};
     loc.addresses.reserve(loc.holders.size());
     for (auto h : loc.holders) loc.addresses.push_back(workers_[h.value].info.address);
     m.deps.push_back(std::move(loc));
@@ -173,7 +172,7 @@ void SchedulerState::enter_processing(Task& t, Outbox& out) {
 
 void SchedulerState::enter_memory(Task& t, Outbox& out) {
   const std::uint32_t slot = protocol::slot_of(t.id);
-  for (auto d : t.deps) --tasks_[d].unfinished_dependents;
+  for (auto d : deps_of(t)) --tasks_[d].unfinished_dependents;
   std::vector<std::uint32_t> ready;
   for (auto d : t.dependents) {
     Task& dt = tasks_[d];
@@ -185,20 +184,23 @@ void SchedulerState::enter_memory(Task& t, Outbox& out) {
     if (tasks_[d].state == TaskState::waiting && tasks_[d].waiting_on == 0) schedule_ready(d, out);
   }
   // Inputs nobody needs any more are dropped from the workers.
-  for (auto d : std::vector<std::uint32_t>(tasks_[slot].deps)) maybe_release_data(d, out);
+  auto deps = deps_of(tasks_[slot]);
+  for (auto d : std::vector<std::uint32_t>(deps.begin(), deps.end())) maybe_release_data(d, out);
   maybe_release_data(slot, out);
 }
 
 void SchedulerState::enter_erred(Task& t, Outbox& out) {
-  for (auto d : t.deps) --tasks_[d].unfinished_dependents;
+  auto deps = deps_of(t);
+  for (auto d : deps) --tasks_[d].unfinished_dependents;
+  const Failure* f = failure_of(t);
   for (ClientId c : t.wanted_by) {
     if (t.cancelled) {
-      out.client(c, protocol::KeyCancelled{t.key, t.failure->message});
+      out.client(c, protocol::KeyCancelled{std::string(key_of(t)), f->message});
     } else {
-      out.client(c, protocol::KeyErred{t.key, t.failure->func, t.failure->message});
+      out.client(c, protocol::KeyErred{std::string(key_of(t)), f->func, f->message});
     }
   }
-  for (auto d : std::vector<std::uint32_t>(t.deps)) maybe_release_data(d, out);
+  for (auto d : std::vector<std::uint32_t>(deps.begin(), deps.end())) maybe_release_data(d, out);
 }
 
 void SchedulerState::enter_released(Task&, TaskState, Outbox&) {}
@@ -206,9 +208,9 @@ void SchedulerState::enter_released(Task&, TaskState, Outbox&) {}
 void SchedulerState::enter_forgotten(Task& t, TaskState from, Outbox& out) {
   (void)out;
   const std::uint32_t slot = protocol::slot_of(t.id);
-  key_index_.erase(t.key);
+  key_index_.erase(key_of(t), slot);
   bool was_finished = from == TaskState::memory || from == TaskState::erred;
-  for (auto d : t.deps) {
+  for (auto d : deps_of(t)) {
     Task& dt = tasks_[d];
     for (std::size_t i = 0; i < dt.dependents.size(); ++i) {
       if (dt.dependents[i] == slot) {
@@ -221,6 +223,7 @@ void SchedulerState::enter_forgotten(Task& t, TaskState from, Outbox& out) {
     forget_queue_.push_back(d);
   }
   std::uint32_t gen = protocol::generation_of(t.id) + 1;
+  free_task_storage(slot);
   tasks_[slot] = Task{};
   tasks_[slot].id = protocol::make_task_id(slot, gen);
   tasks_[slot].state = TaskState::forgotten;

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "scheduler/scheduler_state.hpp"
@@ -372,4 +373,97 @@ TEST_CASE("Scheduler.Release.DroppedFutureIsForgottenWhileQueued") {
   CHECK(h.s.n_tasks() == 0);
   h.worker("0");
   CHECK(h.computes().empty());  // the stale queue entry is skipped
+}
+
+TEST_CASE("Scheduler.Storage.ArgumentsReachTheWorkerAsSubmitted") {
+  Harness h;
+  h.worker("0");
+  auto x = Harness::spec("x", "inc", {}, false);
+  TaskSpec bulk = Harness::spec("b", "sum", {}, false);
+  bulk.args[0].data = Codec<std::vector<double>>::encode(std::vector<double>{1, 2, 3});
+  REQUIRE(bulk.args[0].data.frames.size() == 1);  // kept beside the arena, frames and all
+  TaskSpec y;
+  y.key = "y";
+  y.func = "mix";
+  ClientArg v;
+  v.data = Codec<int>::encode(70000);
+  y.args.push_back(v);
+  for (std::vector<std::string> refs : {std::vector<std::string>{"x"}, {"x", "b"}, {"x"}}) {
+    ClientArg a;
+    a.kind = refs.size() == 1 ? ClientArg::dep : ClientArg::dep_list;
+    a.refs = refs;
+    y.args.push_back(a);
+  }
+  std::string long_key(20000, 'k');  // bigger than a quarter arena chunk: a chunk of its own
+  h.submit({x, bulk, y, Harness::spec(long_key, "inc")});
+  auto cs = h.computes();
+  REQUIRE(cs.size() == 3);
+  std::map<std::string, std::pair<WorkerId, ComputeTask>> by_key;
+  for (auto& c : cs) by_key[c.second.key] = c;
+  REQUIRE(by_key.count(long_key) == 1);
+  CHECK(h.s.find(long_key) != nullptr);
+  auto& [wb, cb] = by_key.at("b");
+  REQUIRE(cb.args.size() == 1);
+  CHECK(decode<std::vector<double>>(cb.args[0].data) == std::vector<double>{1, 2, 3});
+  auto& [wx, cx] = by_key.at("x");
+  CHECK(decode<int>(cx.args.at(0).data) == 1);
+  h.done(wx, cx);
+  h.done(wb, cb);
+  auto [wy, cy] = h.compute_of("y");
+  REQUIRE(cy.args.size() == 4);
+  CHECK(cy.args[0].kind == TaskArg::value);
+  CHECK(decode<int>(cy.args[0].data) == 70000);
+  CHECK(cy.args[1].refs == std::vector<TaskId>{cx.task});
+  CHECK(cy.args[2].kind == TaskArg::dep_list);
+  CHECK(cy.args[2].refs == std::vector<TaskId>{cx.task, cb.task});
+  CHECK(cy.args[3].refs == std::vector<TaskId>{cx.task});
+  REQUIRE(cy.deps.size() == 2);  // each input once
+  CHECK(cy.deps[0].task == cx.task);
+  CHECK(cy.deps[1].task == cb.task);
+  // A lost result is recomputed from the same stored arguments.
+  h.s.remove_worker(wy, "killed", h.out);
+  auto w2 = h.worker("1");
+  auto [wb2, cb2] = h.compute_of("b");
+  CHECK(wb2 == w2);
+  CHECK(decode<std::vector<double>>(cb2.args.at(0).data) == std::vector<double>{1, 2, 3});
+}
+
+TEST_CASE("Scheduler.Storage.KeyIndexAndArenaSurviveChurn") {
+  Harness h;  // no workers: every task stays queued until released
+  const int n = 5000;
+  auto key = [](int i) { return "key-" + std::to_string(i * 7919 % 100003); };
+  std::vector<TaskSpec> specs;
+  for (int i = 0; i < n; ++i) specs.push_back(Harness::spec(key(i), "inc"));
+  h.submit(specs);
+  REQUIRE(h.s.n_tasks() == static_cast<std::size_t>(n));
+  // Release in a scattered order, so deletions land in the middle of probe runs.
+  std::vector<std::string> gone;
+  for (int i = 0; i < n; ++i) {
+    if (i % 3 != 0) gone.push_back(key(i));
+  }
+  std::reverse(gone.begin(), gone.end());
+  h.s.handle(h.client, ReleaseKeys{gone}, h.now, h.out);
+  for (int i = 0; i < n; ++i) {
+    CAPTURE(i);
+    CHECK((h.s.find(key(i)) != nullptr) == (i % 3 == 0));
+  }
+  // Freed slots are reused under new keys, and the old keys stay unknown.
+  std::vector<TaskSpec> again;
+  for (int i = 0; i < n; i += 3) again.push_back(Harness::spec("new-" + std::to_string(i), "inc"));
+  h.submit(again);
+  for (int i = 0; i < n; i += 3) {
+    const Task* t = h.s.find("new-" + std::to_string(i));
+    REQUIRE(t != nullptr);
+    CHECK(h.s.key_of(*t) == "new-" + std::to_string(i));
+  }
+  CHECK(h.s.find(key(1)) == nullptr);
+  // Forgetting everything gives the arena back (at most the chunk being filled stays).
+  std::vector<std::string> all;
+  for (int i = 0; i < n; i += 3) {
+    all.push_back(key(i));
+    all.push_back("new-" + std::to_string(i));
+  }
+  h.s.handle(h.client, ReleaseKeys{all}, h.now, h.out);
+  CHECK(h.s.n_tasks() == 0);
+  CHECK(h.s.arena_chunks() <= 1);
 }
