@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "protocol/messages.hpp"
+#include "scheduler/slot_set.hpp"
 #include "scheduler/task_state.hpp"
 #include "scheduler/task_storage.hpp"
 
@@ -105,8 +106,8 @@ struct WorkerRecord {
   std::string identity;  // ZeroMQ routing id
   protocol::RegisterWorker info;
   bool alive = true;
-  std::unordered_set<std::uint32_t> processing;  // slots
-  std::unordered_set<std::uint32_t> has_what;    // slots
+  SlotSet processing;  // slots
+  SlotSet has_what;    // slots
   std::uint64_t nbytes = 0;
   std::uint64_t last_seen_ms = 0;
   std::uint32_t stealing_in = 0;  // steal requests on their way to this worker

@@ -467,3 +467,34 @@ TEST_CASE("Scheduler.Storage.KeyIndexAndArenaSurviveChurn") {
   CHECK(h.s.n_tasks() == 0);
   CHECK(h.s.arena_chunks() <= 1);
 }
+
+TEST_CASE("Scheduler.SlotSet.MatchesAReferenceSetUnderChurn") {
+  // Random inserts and erases (clustered slots force long probe runs and wrap-around), checked
+  // against std::set after every step: membership, size and the iterated contents.
+  dtask::scheduler::SlotSet s;
+  std::set<std::uint32_t> ref;
+  std::uint64_t x = 88172645463325252ull;
+  auto next = [&] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  for (int step = 0; step < 200000; ++step) {
+    auto slot = static_cast<std::uint32_t>(next() % (step < 100000 ? 512 : 70000));
+    if (next() % 3 == 0) {
+      CHECK(s.erase(slot) == (ref.erase(slot) == 1));
+    } else {
+      CHECK(s.insert(slot) == ref.insert(slot).second);
+    }
+    if (step % 997 == 0) {
+      REQUIRE(s.size() == ref.size());
+      std::set<std::uint32_t> seen(s.begin(), s.end());
+      REQUIRE(seen == ref);
+      for (std::uint32_t probe = 0; probe < 600; ++probe) REQUIRE(s.contains(probe) == (ref.count(probe) == 1));
+    }
+  }
+  for (auto v : std::vector<std::uint32_t>(ref.begin(), ref.end())) CHECK(s.erase(v));
+  CHECK(s.empty());
+  CHECK(s.begin() == s.end());
+}
