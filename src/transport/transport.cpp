@@ -106,6 +106,10 @@ void make_curve_client(zmq::socket_t& s, const Security& sec) {
 
 std::string bind_tcp(zmq::socket_t& s, const std::string& host, int port) {
   std::string ep = "tcp://" + host + ":" + (port == 0 ? std::string("*") : std::to_string(port));
+  // ZeroMQ listens with a backlog of 100: when a whole allocation's workers start at once, the
+  // connections beyond it are dropped and retried by TCP a second later (1,000 workers took
+  // 1.3 s to register, most of it that retry). The kernel caps this at net.core.somaxconn.
+  s.set(zmq::sockopt::backlog, 4096);
   s.bind(ep);
   return s.get(zmq::sockopt::last_endpoint);
 }
