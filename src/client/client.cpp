@@ -249,7 +249,6 @@ void ClientCore::add_ref(const std::string& key) {
 }
 
 void ClientCore::drop_ref(const std::string& key) {
-  bool notify = false;
   {
     std::lock_guard lock(mutex_);
     auto it = refs_.find(key);
@@ -265,13 +264,18 @@ void ClientCore::drop_ref(const std::string& key) {
         return;
       }
     }
+    // Not urgent, so no wake-up: it rides with the next message or the I/O thread's next
+    // pass (at most its poll timeout). Waking it here cost every result() a second hand-off.
     outgoing_.push_back(ReleaseKeys{{key}});
-    notify = true;
   }
-  if (notify) wakeup_.notify();
 }
 
 bool ClientCore::settled(const FutureState& s) const { return s.status != FutureStatus::pending; }
+
+void ClientCore::wake_waiters() {
+  progress_.fetch_add(1, std::memory_order_release);
+  cv_.notify_all();
+}
 
 FutureStatus ClientCore::status(const FutureState& s) {
   std::lock_guard lock(mutex_);
@@ -302,13 +306,30 @@ void ClientCore::request_fetch(FutureState& s) {
 
 const Payload& ClientCore::fetch(FutureState& s, std::optional<std::chrono::milliseconds> timeout) {
   const bool bounded = timeout.has_value();
-  const auto deadline = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout.value_or(std::chrono::milliseconds(0));
+  // A short round trip is cheaper spun than slept (see SpinPolicy); never past the deadline.
+  auto spin_until = start + result_spin_.budget();
+  if (bounded) spin_until = std::min(spin_until, deadline);
+  bool waited = false;
   std::unique_lock lock(mutex_);
   while (true) {
-    if (s.data) return *s.data;
+    if (s.data) {
+      if (waited) result_spin_.record(std::chrono::steady_clock::now() - start);
+      return *s.data;
+    }
     if (s.status == FutureStatus::error || s.status == FutureStatus::cancelled) throw_for(s);
     if (!s.fetch_error.empty()) throw ConnectionError(s.fetch_error);
     if (s.status == FutureStatus::finished) request_fetch(s);
+    waited = true;
+    auto now = std::chrono::steady_clock::now();
+    if (now < spin_until) {
+      auto seen = progress_.load(std::memory_order_acquire);
+      lock.unlock();
+      transport::spin_until([&] { return progress_.load(std::memory_order_acquire) != seen; }, spin_until - now);
+      lock.lock();
+      continue;
+    }
     if (bounded) {
       if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && !s.data && s.status == FutureStatus::pending) {
         throw TimeoutError("future " + s.key + " did not finish within the timeout");
@@ -391,7 +412,7 @@ void ClientCore::cancel(const std::vector<FutureState*>& states) {
       m.keys.push_back(s->key);
     }
   }
-  cv_.notify_all();
+  wake_waiters();
   post(std::move(m));
 }
 
@@ -432,7 +453,7 @@ void ClientCore::fail_all_pending(const std::string& why) {
       }
     }
   }
-  cv_.notify_all();
+  wake_waiters();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -664,13 +685,13 @@ void ClientCore::io_loop() {
       }
       if (handler) handler(1, connection_error_);
     }
-    if (changed) cv_.notify_all();
+    if (changed) wake_waiters();
   }
   {
     std::lock_guard lock(mutex_);
     stopped_ = true;
   }
-  cv_.notify_all();
+  wake_waiters();
 }
 
 }  // namespace dtask::detail

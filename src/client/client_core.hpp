@@ -18,6 +18,7 @@
 
 #include "common/log.hpp"
 #include "protocol/messages.hpp"
+#include "transport/spin.hpp"
 #include "transport/transport.hpp"
 
 namespace dtask::detail {
@@ -80,6 +81,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void send_fetches(std::uint64_t now);
   void on_data(protocol::DataReply& reply);
   bool settled(const FutureState& s) const;  // done and, if finished, data fetchable/fetched
+  void wake_waiters();  // after future states changed (any thread, mutex_ not held)
 
   ConnectOptions opt_;
   std::shared_ptr<spdlog::logger> log_;
@@ -90,6 +92,10 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   std::mutex mutex_;
   std::condition_variable cv_;
+  // Bumped with every cv_ notification, so a waiter can spin on it instead of sleeping.
+  std::atomic<std::uint64_t> progress_{0};
+  // result() of one future spins this long before sleeping while results come back quickly.
+  transport::SpinPolicy result_spin_{std::chrono::microseconds(200)};
   std::unordered_map<std::string, std::shared_ptr<FutureState>> states_;
   std::unordered_map<std::string, std::size_t> refs_;
   std::vector<protocol::ClientToScheduler> outgoing_;
