@@ -14,6 +14,9 @@ using namespace protocol;
 namespace {
 constexpr std::size_t kSubmitChunk = 10000;      // tasks per SubmitTasks message
 constexpr std::uint64_t kFetchTimeoutMs = 15000; // a worker that does not answer a fetch
+// Submissions up to this many tasks are sent by the submitting thread; bigger ones are
+// encoded and sent by the I/O thread, so map() of a million tasks returns promptly.
+constexpr std::size_t kDirectSendTasks = 64;
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -239,8 +242,46 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
       outgoing_.push_back(std::move(m));
     }
   }
-  wakeup_.notify();
+  if (specs.size() <= kDirectSendTasks) {
+    flush_outgoing();
+  } else {
+    wakeup_.notify();
+  }
   return refs;
+}
+
+void ClientCore::flush_outgoing() {
+  std::lock_guard sock(sock_mutex_);
+  std::vector<ClientToScheduler> out;
+  {
+    std::lock_guard lock(mutex_);
+    out.swap(outgoing_);
+  }
+  if (out.empty()) return;
+  // Batched, but a big graph still goes out in chunks of about kSubmitChunk tasks per
+  // message, so the scheduler takes it in piece by piece and keeps answering meanwhile.
+  std::vector<ClientToScheduler> batch;
+  std::size_t batch_tasks = 0;
+  for (auto& m : out) {
+    if (auto* sub = std::get_if<SubmitTasks>(&m)) batch_tasks += sub->tasks.size();
+    batch.push_back(std::move(m));
+    if (batch_tasks >= kSubmitChunk) {
+      transport::send_batch(sched_, nullptr, batch);
+      batch.clear();
+      batch_tasks = 0;
+    }
+  }
+  if (!batch.empty()) transport::send_batch(sched_, nullptr, batch);
+  rearm_io_poll();
+}
+
+void ClientCore::rearm_io_poll() {
+  if (std::this_thread::get_id() == io_.get_id()) return;  // it looks before it polls
+  try {
+    if (sched_.get(zmq::sockopt::events) & ZMQ_POLLIN) wakeup_.notify();
+  } catch (const zmq::error_t&) {
+    wakeup_.notify();
+  }
 }
 
 void ClientCore::add_ref(const std::string& key) {
@@ -581,59 +622,58 @@ void ClientCore::on_data(DataReply& reply) {
 
 void ClientCore::io_loop() {
   std::uint64_t last_heard = transport::now_ms(), last_beat = 0;
+  const int sched_fd = [&] {
+    std::lock_guard sock(sock_mutex_);
+    return static_cast<int>(sched_.get(zmq::sockopt::fd));
+  }();
   while (true) {
-    std::vector<ClientToScheduler> out;
     bool closing;
     {
       std::lock_guard lock(mutex_);
-      out.swap(outgoing_);
       closing = closing_;
     }
-    // Batched, but a big graph still goes out in chunks of about kSubmitChunk tasks per
-    // message, so the scheduler takes it in piece by piece and keeps answering meanwhile.
-    std::vector<ClientToScheduler> batch;
-    std::size_t batch_tasks = 0;
-    for (auto& m : out) {
-      if (auto* sub = std::get_if<SubmitTasks>(&m)) batch_tasks += sub->tasks.size();
-      batch.push_back(std::move(m));
-      if (batch_tasks >= kSubmitChunk) {
-        transport::send_batch(sched_, nullptr, batch);
-        batch.clear();
-        batch_tasks = 0;
-      }
-    }
-    if (!batch.empty()) transport::send_batch(sched_, nullptr, batch);
+    flush_outgoing();
     if (closing) break;
     std::uint64_t now = transport::now_ms();
     send_fetches(now);
 
-    std::vector<zmq::pollitem_t> items = {{sched_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
+    // sched_ is polled through its bare ZMQ_FD (see sock_mutex_), which only signals changes:
+    // when a message is already waiting, the poll must not block.
+    bool readable;
+    {
+      std::lock_guard sock(sock_mutex_);
+      readable = (sched_.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+    }
+    std::vector<zmq::pollitem_t> items = {{nullptr, sched_fd, ZMQ_POLLIN, 0}, {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
     std::vector<zmq::socket_t*> data_socks;
     for (auto& [_, c] : data_conns_) {
       items.push_back({c.socket->handle(), 0, ZMQ_POLLIN, 0});
       data_socks.push_back(c.socket.get());
     }
-    transport::poll(items.data(), items.size(), std::chrono::milliseconds(250));
+    transport::poll(items.data(), items.size(), std::chrono::milliseconds(readable ? 0 : 250));
     now = transport::now_ms();
     if (items[1].revents & ZMQ_POLLIN) wakeup_.drain();
     bool changed = false;
-    if (items[0].revents & ZMQ_POLLIN) {
-      while (auto r = transport::try_recv(sched_, false)) {
-        last_heard = now;
-        auto d = transport::decode<SchedulerToClient>(*r);
-        if (!d.ok()) {
-          if (d.peer_version != 0 && d.peer_version != kProtocolVersion) {
-            std::lock_guard lock(mutex_);
-            connection_error_ = d.error;
-          } else {
-            log_->warn("dropping a bad message from the scheduler: {}", d.error);
-          }
-          changed = true;
-          continue;
+    std::vector<transport::Received> received;
+    {
+      std::lock_guard sock(sock_mutex_);
+      while (auto r = transport::try_recv(sched_, false)) received.push_back(std::move(*r));
+    }
+    if (!received.empty()) last_heard = now;
+    for (auto& r : received) {
+      auto d = transport::decode<SchedulerToClient>(r);
+      if (!d.ok()) {
+        if (d.peer_version != 0 && d.peer_version != kProtocolVersion) {
+          std::lock_guard lock(mutex_);
+          connection_error_ = d.error;
+        } else {
+          log_->warn("dropping a bad message from the scheduler: {}", d.error);
         }
-        for (auto& m : d.messages) std::visit([&](auto& x) { on(x); }, m);
         changed = true;
+        continue;
       }
+      for (auto& m : d.messages) std::visit([&](auto& x) { on(x); }, m);
+      changed = true;
     }
     for (std::size_t i = 0; i < data_socks.size(); ++i) {
       if (!(items[2 + i].revents & ZMQ_POLLIN)) continue;
@@ -662,6 +702,7 @@ void ClientCore::io_loop() {
       changed = true;
     }
     if (now >= last_beat + 500) {
+      std::lock_guard sock(sock_mutex_);
       transport::send_batch(sched_, nullptr, std::vector<ClientToScheduler>{Heartbeat{now}});
       last_beat = now;
     }

@@ -66,6 +66,11 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
  private:
   void post(protocol::ClientToScheduler m);
+  // Sends everything in outgoing_, in order; any thread. Takes sock_mutex_ then mutex_.
+  void flush_outgoing();
+  // sock_mutex_ held: after another thread used sched_, ZMQ_FD may have been reset with a
+  // message still waiting, so the I/O thread (polling the bare fd) must look again.
+  void rearm_io_poll();
   void io_loop();
   void on(protocol::ClientWelcome& m);
   void on(protocol::Rejected& m);
@@ -86,7 +91,12 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   ConnectOptions opt_;
   std::shared_ptr<spdlog::logger> log_;
   zmq::context_t ctx_{1};
+  // The scheduler connection. The I/O thread receives on it; small submissions are sent by the
+  // submitting thread itself (one hand-off less per round trip), so every use of it holds
+  // sock_mutex_, and the I/O thread polls its ZMQ_FD without holding the mutex. Lock order:
+  // sock_mutex_ before mutex_.
   zmq::socket_t sched_{ctx_, zmq::socket_type::dealer};
+  std::mutex sock_mutex_;
   transport::Wakeup wakeup_;
   std::thread io_;
 

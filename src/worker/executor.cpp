@@ -44,11 +44,6 @@ std::vector<Completion> Executor::take_completions() {
   return out;
 }
 
-Executor::Load Executor::load() const {
-  std::lock_guard lock(mutex_);
-  return {static_cast<std::size_t>(running_), ready_.size()};
-}
-
 std::size_t Executor::queued() const {
   std::lock_guard lock(mutex_);
   return ready_.size();
@@ -97,7 +92,6 @@ void Executor::run() {
       for (const auto& [name, amount] : job.resources) available_[name] += amount;
       --running_;
     }
-    completed_.fetch_add(1, std::memory_order_release);
     if (!job.resources.empty()) cv_.notify_all();
     idle_cv_.notify_all();
     on_complete_();

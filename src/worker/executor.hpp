@@ -1,7 +1,6 @@
 // A worker's executor threads: run ready tasks by priority within the declared resources.
 #pragma once
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -51,14 +50,6 @@ class Executor {
   // Removes a job that has not started (steal, release); false if it is running or gone.
   bool withdraw(protocol::TaskId id);
   std::vector<Completion> take_completions();
-  // Bumped after each completion is queued: the worker loop can spin on it without the mutex.
-  std::uint64_t completed() const { return completed_.load(std::memory_order_acquire); }
-  // Tasks running now, and tasks waiting for a thread.
-  struct Load {
-    std::size_t running = 0;
-    std::size_t queued = 0;
-  };
-  Load load() const;
   std::size_t queued() const;
   // Stops taking work; waits up to `grace` for running tasks, then leaves them behind.
   void shutdown(std::chrono::milliseconds grace);
@@ -82,7 +73,6 @@ class Executor {
   std::uint64_t seq_ = 0;
   bool stop_ = false;
   int running_ = 0;
-  std::atomic<std::uint64_t> completed_{0};
   std::condition_variable idle_cv_;
   std::vector<std::thread> threads_;
 };

@@ -11,7 +11,6 @@
 #include <zmq.hpp>
 
 #include "common/log.hpp"
-#include "transport/spin.hpp"
 #include "transport/transport.hpp"
 #include "worker/executor.hpp"
 
@@ -25,9 +24,6 @@ constexpr int kMaxDrain = 20000;
 constexpr std::uint64_t kTrimThreshold = 1 << 20;
 // Results up to this size are copied into TaskDone (see protocol::TaskDone).
 constexpr std::uint64_t kInlineResultBytes = 1024;
-// While tasks finish this soon after being handed to the executor, the loop spins for them
-// instead of sleeping in poll: the executor's wake-up of a sleeping loop costs more than that.
-constexpr auto kTaskSpin = std::chrono::microseconds(50);
 }  // namespace
 
 struct Worker::Impl {
@@ -36,7 +32,6 @@ struct Worker::Impl {
     ComputeTask msg;
     std::size_t missing = 0;   // inputs still being fetched
     bool submitted = false;    // handed to the executor
-    std::chrono::steady_clock::time_point submitted_at;
   };
   struct Fetch {
     std::vector<WorkerId> holders;   // still to try
@@ -77,7 +72,6 @@ struct Worker::Impl {
   std::vector<WorkerToScheduler> outgoing;
   std::vector<TaskId> replicas;
   std::uint64_t freed_since_trim = 0;
-  transport::SpinPolicy task_spin{kTaskSpin};
 
   explicit Impl(WorkerOptions o) : opt(std::move(o)) {
     log = log::make("worker", opt.where.empty() ? opt.name : opt.where);
@@ -197,7 +191,6 @@ struct Worker::Impl {
 
   void submit(Pending& p) {
     p.submitted = true;
-    p.submitted_at = std::chrono::steady_clock::now();
     const dtask_task_v1* entry = opt.plugin->find(p.msg.func);
     if (!entry) {
       std::string names;
@@ -240,13 +233,9 @@ struct Worker::Impl {
   }
 
   void on_completions() {
-    auto completions = exec->take_completions();
-    if (completions.empty()) return;
-    const auto now = std::chrono::steady_clock::now();
-    for (auto& c : completions) {
+    for (auto& c : exec->take_completions()) {
       auto it = pending.find(c.id.value);
       if (it == pending.end()) continue;  // released while it ran
-      task_spin.record(now - it->second.submitted_at);
       pending.erase(it);
       if (c.ok) {
         auto nbytes = c.result.nbytes();
@@ -364,20 +353,6 @@ struct Worker::Impl {
     }
   }
 
-  // A task running on an otherwise idle executor, while tasks finish within kTaskSpin of being
-  // handed over: spin until it completes or the scheduler has something, then let the loop go
-  // round. Long tasks turn this off (SpinPolicy); a queue means throughput matters more than
-  // one task's latency, and the loop had better collect completions in batches.
-  void wait_briefly_for_completion() {
-    auto budget = task_spin.budget();
-    if (budget.count() == 0) return;
-    auto load = exec->load();
-    if (load.running == 0 || load.queued > 0) return;
-    const auto seen = exec->completed();
-    transport::spin_until(
-        [&] { return exec->completed() != seen || (sched.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0; }, budget);
-  }
-
   int run() {
     exec = std::make_unique<Executor>(opt.nthreads, opt.resources, opt.name, [this] { wakeup.notify(); });
     RegisterWorker reg;
@@ -462,7 +437,6 @@ struct Worker::Impl {
         last_beat = now;
       }
       send_to_scheduler();
-      wait_briefly_for_completion();
       if (!welcomed && now > started + opt.connect_timeout_ms) {
         log->error("no answer from the scheduler at {} within {} s", opt.scheduler_address,
                    opt.connect_timeout_ms / 1000);
