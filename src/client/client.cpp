@@ -14,6 +14,9 @@ using namespace protocol;
 namespace {
 constexpr std::size_t kSubmitChunk = 10000;      // tasks per SubmitTasks message
 constexpr std::uint64_t kFetchTimeoutMs = 15000; // a worker that does not answer a fetch
+// Submissions up to this many tasks are sent by the submitting thread; bigger ones are
+// encoded and sent by the I/O thread, so map() of a million tasks returns promptly.
+constexpr std::size_t kDirectSendTasks = 64;
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -254,12 +257,49 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
       outgoing_.push_back(std::move(m));
     }
   }
-  wakeup_.notify();
+  if (specs.size() <= kDirectSendTasks) {
+    flush_outgoing();
+  } else {
+    wakeup_.notify();
+  }
   return refs;
 }
 
+void ClientCore::flush_outgoing() {
+  std::lock_guard sock(sock_mutex_);
+  std::vector<ClientToScheduler> out;
+  {
+    std::lock_guard lock(mutex_);
+    out.swap(outgoing_);
+  }
+  if (out.empty()) return;
+  // Batched, but a big graph still goes out in chunks of about kSubmitChunk tasks per
+  // message, so the scheduler takes it in piece by piece and keeps answering meanwhile.
+  std::vector<ClientToScheduler> batch;
+  std::size_t batch_tasks = 0;
+  for (auto& m : out) {
+    if (auto* sub = std::get_if<SubmitTasks>(&m)) batch_tasks += sub->tasks.size();
+    batch.push_back(std::move(m));
+    if (batch_tasks >= kSubmitChunk) {
+      transport::send_batch(sched_, nullptr, batch);
+      batch.clear();
+      batch_tasks = 0;
+    }
+  }
+  if (!batch.empty()) transport::send_batch(sched_, nullptr, batch);
+  rearm_io_poll();
+}
+
+void ClientCore::rearm_io_poll() {
+  if (std::this_thread::get_id() == io_.get_id()) return;  // it looks before it polls
+  try {
+    if (sched_.get(zmq::sockopt::events) & ZMQ_POLLIN) wakeup_.notify();
+  } catch (const zmq::error_t&) {
+    wakeup_.notify();
+  }
+}
+
 void ClientCore::drop_ref(FutureState& s) {
-  bool notify = false;
   {
     std::lock_guard lock(mutex_);
     if (s.refs == 0 || --s.refs > 0) return;
@@ -274,13 +314,18 @@ void ClientCore::drop_ref(FutureState& s) {
         return;
       }
     }
+    // Not urgent, so no wake-up: it rides with the next message or the I/O thread's next
+    // pass (at most its poll timeout). Waking it here cost every result() a second hand-off.
     outgoing_.push_back(ReleaseKeys{{key}});
-    notify = true;
   }
-  if (notify) wakeup_.notify();
 }
 
 bool ClientCore::settled(const FutureState& s) const { return s.status != FutureStatus::pending; }
+
+void ClientCore::wake_waiters() {
+  progress_.fetch_add(1, std::memory_order_release);
+  cv_.notify_all();
+}
 
 FutureStatus ClientCore::status(const FutureState& s) {
   std::lock_guard lock(mutex_);
@@ -311,13 +356,30 @@ void ClientCore::request_fetch(FutureState& s) {
 
 const Payload& ClientCore::fetch(FutureState& s, std::optional<std::chrono::milliseconds> timeout) {
   const bool bounded = timeout.has_value();
-  const auto deadline = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout.value_or(std::chrono::milliseconds(0));
+  // A short round trip is cheaper spun than slept (see SpinPolicy); never past the deadline.
+  auto spin_until = start + result_spin_.budget();
+  if (bounded) spin_until = std::min(spin_until, deadline);
+  bool waited = false;
   std::unique_lock lock(mutex_);
   while (true) {
-    if (s.data) return *s.data;
+    if (s.data) {
+      if (waited) result_spin_.record(std::chrono::steady_clock::now() - start);
+      return *s.data;
+    }
     if (s.status == FutureStatus::error || s.status == FutureStatus::cancelled) throw_for(s);
     if (!s.fetch_error.empty()) throw ConnectionError(s.fetch_error);
     if (s.status == FutureStatus::finished) request_fetch(s);
+    waited = true;
+    auto now = std::chrono::steady_clock::now();
+    if (now < spin_until) {
+      auto seen = progress_.load(std::memory_order_acquire);
+      lock.unlock();
+      transport::spin_until([&] { return progress_.load(std::memory_order_acquire) != seen; }, spin_until - now);
+      lock.lock();
+      continue;
+    }
     if (bounded) {
       if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && !s.data && s.status == FutureStatus::pending) {
         throw TimeoutError("future " + s.key + " did not finish within the timeout");
@@ -400,7 +462,7 @@ void ClientCore::cancel(const std::vector<FutureState*>& states) {
       m.keys.push_back(s->key);
     }
   }
-  cv_.notify_all();
+  wake_waiters();
   post(std::move(m));
 }
 
@@ -441,7 +503,7 @@ void ClientCore::fail_all_pending(const std::string& why) {
       }
     }
   }
-  cv_.notify_all();
+  wake_waiters();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,59 +631,58 @@ void ClientCore::on_data(DataReply& reply) {
 
 void ClientCore::io_loop() {
   std::uint64_t last_heard = transport::now_ms(), last_beat = 0;
+  const int sched_fd = [&] {
+    std::lock_guard sock(sock_mutex_);
+    return static_cast<int>(sched_.get(zmq::sockopt::fd));
+  }();
   while (true) {
-    std::vector<ClientToScheduler> out;
     bool closing;
     {
       std::lock_guard lock(mutex_);
-      out.swap(outgoing_);
       closing = closing_;
     }
-    // Batched, but a big graph still goes out in chunks of about kSubmitChunk tasks per
-    // message, so the scheduler takes it in piece by piece and keeps answering meanwhile.
-    std::vector<ClientToScheduler> batch;
-    std::size_t batch_tasks = 0;
-    for (auto& m : out) {
-      if (auto* sub = std::get_if<SubmitTasks>(&m)) batch_tasks += sub->tasks.size();
-      batch.push_back(std::move(m));
-      if (batch_tasks >= kSubmitChunk) {
-        transport::send_batch(sched_, nullptr, batch);
-        batch.clear();
-        batch_tasks = 0;
-      }
-    }
-    if (!batch.empty()) transport::send_batch(sched_, nullptr, batch);
+    flush_outgoing();
     if (closing) break;
     std::uint64_t now = transport::now_ms();
     send_fetches(now);
 
-    std::vector<zmq::pollitem_t> items = {{sched_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
+    // sched_ is polled through its bare ZMQ_FD (see sock_mutex_), which only signals changes:
+    // when a message is already waiting, the poll must not block.
+    bool readable;
+    {
+      std::lock_guard sock(sock_mutex_);
+      readable = (sched_.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+    }
+    std::vector<zmq::pollitem_t> items = {{nullptr, sched_fd, ZMQ_POLLIN, 0}, {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
     std::vector<zmq::socket_t*> data_socks;
     for (auto& [_, c] : data_conns_) {
       items.push_back({c.socket->handle(), 0, ZMQ_POLLIN, 0});
       data_socks.push_back(c.socket.get());
     }
-    transport::poll(items.data(), items.size(), std::chrono::milliseconds(250));
+    transport::poll(items.data(), items.size(), std::chrono::milliseconds(readable ? 0 : 250));
     now = transport::now_ms();
     if (items[1].revents & ZMQ_POLLIN) wakeup_.drain();
     bool changed = false;
-    if (items[0].revents & ZMQ_POLLIN) {
-      while (auto r = transport::try_recv(sched_, false)) {
-        last_heard = now;
-        auto d = transport::decode<SchedulerToClient>(*r);
-        if (!d.ok()) {
-          if (d.peer_version != 0 && d.peer_version != kProtocolVersion) {
-            std::lock_guard lock(mutex_);
-            connection_error_ = d.error;
-          } else {
-            log_->warn("dropping a bad message from the scheduler: {}", d.error);
-          }
-          changed = true;
-          continue;
+    std::vector<transport::Received> received;
+    {
+      std::lock_guard sock(sock_mutex_);
+      while (auto r = transport::try_recv(sched_, false)) received.push_back(std::move(*r));
+    }
+    if (!received.empty()) last_heard = now;
+    for (auto& r : received) {
+      auto d = transport::decode<SchedulerToClient>(r);
+      if (!d.ok()) {
+        if (d.peer_version != 0 && d.peer_version != kProtocolVersion) {
+          std::lock_guard lock(mutex_);
+          connection_error_ = d.error;
+        } else {
+          log_->warn("dropping a bad message from the scheduler: {}", d.error);
         }
-        for (auto& m : d.messages) std::visit([&](auto& x) { on(x); }, m);
         changed = true;
+        continue;
       }
+      for (auto& m : d.messages) std::visit([&](auto& x) { on(x); }, m);
+      changed = true;
     }
     for (std::size_t i = 0; i < data_socks.size(); ++i) {
       if (!(items[2 + i].revents & ZMQ_POLLIN)) continue;
@@ -650,6 +711,7 @@ void ClientCore::io_loop() {
       changed = true;
     }
     if (now >= last_beat + 500) {
+      std::lock_guard sock(sock_mutex_);
       transport::send_batch(sched_, nullptr, std::vector<ClientToScheduler>{Heartbeat{now}});
       last_beat = now;
     }
@@ -673,13 +735,13 @@ void ClientCore::io_loop() {
       }
       if (handler) handler(1, connection_error_);
     }
-    if (changed) cv_.notify_all();
+    if (changed) wake_waiters();
   }
   {
     std::lock_guard lock(mutex_);
     stopped_ = true;
   }
-  cv_.notify_all();
+  wake_waiters();
 }
 
 }  // namespace dtask::detail

@@ -18,6 +18,7 @@
 
 #include "common/log.hpp"
 #include "protocol/messages.hpp"
+#include "transport/spin.hpp"
 #include "transport/transport.hpp"
 
 namespace dtask::detail {
@@ -65,6 +66,11 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
  private:
   void post(protocol::ClientToScheduler m);
+  // Sends everything in outgoing_, in order; any thread. Takes sock_mutex_ then mutex_.
+  void flush_outgoing();
+  // sock_mutex_ held: after another thread used sched_, ZMQ_FD may have been reset with a
+  // message still waiting, so the I/O thread (polling the bare fd) must look again.
+  void rearm_io_poll();
   void io_loop();
   void on(protocol::ClientWelcome& m);
   void on(protocol::Rejected& m);
@@ -80,16 +86,26 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void send_fetches(std::uint64_t now);
   void on_data(protocol::DataReply& reply);
   bool settled(const FutureState& s) const;  // done and, if finished, data fetchable/fetched
+  void wake_waiters();  // after future states changed (any thread, mutex_ not held)
 
   ConnectOptions opt_;
   std::shared_ptr<spdlog::logger> log_;
   zmq::context_t ctx_{1};
+  // The scheduler connection. The I/O thread receives on it; small submissions are sent by the
+  // submitting thread itself (one hand-off less per round trip), so every use of it holds
+  // sock_mutex_, and the I/O thread polls its ZMQ_FD without holding the mutex. Lock order:
+  // sock_mutex_ before mutex_.
   zmq::socket_t sched_{ctx_, zmq::socket_type::dealer};
+  std::mutex sock_mutex_;
   transport::Wakeup wakeup_;
   std::thread io_;
 
   std::mutex mutex_;
   std::condition_variable cv_;
+  // Bumped with every cv_ notification, so a waiter can spin on it instead of sleeping.
+  std::atomic<std::uint64_t> progress_{0};
+  // result() of one future spins this long before sleeping while results come back quickly.
+  transport::SpinPolicy result_spin_{std::chrono::microseconds(200)};
   std::unordered_map<std::string, std::shared_ptr<FutureState>> states_;
   std::vector<protocol::ClientToScheduler> outgoing_;
   std::vector<std::shared_ptr<FutureState>> fetch_queue_;
