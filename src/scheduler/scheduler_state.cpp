@@ -478,6 +478,9 @@ void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
   auto& rec = workers_[w.value];
   rec.has_what.insert(slot);
   rec.nbytes += m.nbytes;
+  // An exponential average (weight 1/8): one big result is enough to stop dealing ahead.
+  rec.result_bytes_avg = (rec.result_bytes_avg * 7 + m.nbytes) / 8;
+  rec.capacity = capacity(rec);
   transition(slot, TaskState::memory, out);
   inline_result_ = nullptr;
   maybe_forget(kNoSlot, out);
@@ -626,7 +629,9 @@ void SchedulerState::assign(std::uint32_t slot, WorkerId w, Outbox& out) {
 }
 
 std::uint32_t SchedulerState::capacity(const WorkerRecord& w) const {
-  return static_cast<std::uint32_t>(std::ceil(w.info.nthreads * config_.saturation)) + config_.saturation_extra;
+  auto base = static_cast<std::uint32_t>(std::ceil(w.info.nthreads * config_.saturation));
+  bool small_results = w.result_bytes_avg <= config_.saturation_extra_max_result_bytes;
+  return std::max<std::uint32_t>(1, base + (small_results ? config_.saturation_extra : 0));
 }
 
 void SchedulerState::note_room(WorkerRecord& w) {

@@ -37,6 +37,11 @@ struct SchedulerConfig {
   // ~120k tasks/s with 32, ~170-185k with 128, no gain beyond). Stealing evens out long tasks.
   double saturation = 2.0;
   std::uint32_t saturation_extra = 128;
+  // ...but only while the results a worker produces are small: once its recent results average
+  // more than this, it is dealt no extra slots (nthreads * saturation only), so tasks that load
+  // big chunks are not run far ahead of the tasks that consume them (Dask's "root task
+  // overproduction", which its queuing exists to prevent).
+  std::uint64_t saturation_extra_max_result_bytes = 64 * 1024;
   std::uint64_t worker_timeout_ms = 5000;     // silent this long: the worker is dead
   std::uint64_t client_timeout_ms = 5000;     // silent this long: the client is gone
   std::uint64_t no_worker_timeout_ms = 10000; // restricted task with no matching worker: error
@@ -112,6 +117,7 @@ struct WorkerRecord {
   std::uint64_t last_seen_ms = 0;
   std::uint32_t stealing_in = 0;  // steal requests on their way to this worker
   std::uint32_t capacity = 0;     // root tasks it may hold at once (nthreads * saturation + extra)
+  std::uint64_t result_bytes_avg = 0;  // moving average of its results' sizes (decides the extra)
   bool in_room = false;           // listed in SchedulerState::room_
 };
 

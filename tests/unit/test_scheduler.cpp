@@ -198,6 +198,42 @@ TEST_CASE("Scheduler.Queue.RootTasksSpreadAndHonourPriority") {
   CHECK(third[0].second.key == "lo");
 }
 
+TEST_CASE("Scheduler.Queue.BigResultsStopDealingAhead") {
+  // Small results: a worker is dealt nthreads * saturation + extra roots at once. Once its
+  // results are big, it gets only nthreads * saturation, so loaders do not run far ahead.
+  SchedulerConfig cfg;
+  cfg.saturation = 2;
+  cfg.saturation_extra = 10;
+  cfg.saturation_extra_max_result_bytes = 1000;
+  Harness h(cfg);
+  auto w = h.worker("0");
+  std::vector<TaskSpec> specs;
+  for (int i = 0; i < 100; ++i) specs.push_back(Harness::spec("r" + std::to_string(i), "inc"));
+  h.submit(specs);
+  auto first = h.computes();
+  REQUIRE(first.size() == 12);  // 1 thread * 2 + 10
+  // Small results keep it topped up to 12.
+  h.done(w, first[0].second, 8);
+  auto refill = h.computes();
+  CHECK(refill.size() == 1);
+  // A big result: no more roots until fewer than 2 are in flight.
+  h.done(w, first[1].second, 1 << 20);
+  CHECK(h.computes().empty());
+  for (std::size_t i = 2; i < first.size(); ++i) h.done(w, first[i].second, 1 << 20);
+  h.done(w, refill[0].second, 1 << 20);
+  auto after = h.computes();
+  CHECK(after.size() == 2);  // back to nthreads * saturation
+  // Small results again: the average decays and the extra slots come back.
+  std::size_t in_flight = after.size();
+  for (int round = 0; round < 60 && in_flight < 12; ++round) {
+    auto batch = std::move(after);
+    for (auto& c : batch) h.done(w, c.second, 8);
+    after = h.computes();
+    in_flight = after.size();
+  }
+  CHECK(in_flight == 12);
+}
+
 TEST_CASE("Scheduler.Restrictions.WorkersPinAndResourcesMatch") {
   Harness h;
   h.worker("0");
