@@ -108,22 +108,30 @@ struct Codec<T, std::enable_if_t<detail::is_bulk_vector<T>::value>> {
   }
   static T decode(const Payload& p) {
     auto h = detail::from_msgpack(p.header);
-    if (!h.is_array() || h.size() != 3 || h[0] != "__bulk") {
-      // A bulk vector may also arrive as an ordinary MessagePack array (e.g. built by another type).
-      return h.template get<T>();
+    const auto* first = bulk_data(p, h);
+    // A bulk vector may also arrive as an ordinary MessagePack array (e.g. built by another type).
+    if (!first) return h.template get<T>();
+    std::size_t count = p.frames[0].size() / sizeof(Elem);
+    // One pass: constructing from the range copies without first zero-filling (which, for a
+    // fresh multi-MiB vector, would touch every page twice).
+    if (reinterpret_cast<std::uintptr_t>(first) % alignof(Elem) == 0) {
+      const auto* elems = reinterpret_cast<const Elem*>(first);
+      return T(elems, elems + count);
     }
+    T out(count);
+    if (count != 0) std::memcpy(out.data(), first, count * sizeof(Elem));
+    return out;
+  }
+  // The bulk frame's bytes, or nullptr when `h` is not a bulk header; a bulk header of another
+  // element type or size is an error, not garbage.
+  static const std::byte* bulk_data(const Payload& p, const nlohmann::json& h) {
+    if (!h.is_array() || h.size() != 3 || h[0] != "__bulk") return nullptr;
     auto elem_size = h[1].get<std::size_t>();
     auto count = h[2].get<std::size_t>();
     if (elem_size != sizeof(Elem) || p.frames.size() != 1 || p.frames[0].size() != elem_size * count) {
       throw std::runtime_error("bulk vector payload does not match the expected element type");
     }
-    // One pass: constructing from the range copies without first zero-filling (which, for a
-    // fresh multi-MiB vector, would touch every page twice).
-    const auto* first = reinterpret_cast<const Elem*>(p.frames[0].data());
-    if (reinterpret_cast<std::uintptr_t>(first) % alignof(Elem) == 0) return T(first, first + count);
-    T out(count);
-    if (count != 0) std::memcpy(out.data(), p.frames[0].data(), p.frames[0].size());
-    return out;
+    return p.frames[0].data();
   }
 
  private:
@@ -133,12 +141,12 @@ struct Codec<T, std::enable_if_t<detail::is_bulk_vector<T>::value>> {
 };
 
 namespace detail {
-// Storage for span arguments whose bytes could not be viewed in place (a frame not aligned for
-// the element type). One per executor thread; cleared before each task runs, so what a span
-// points into lives exactly as long as the call (the worker keeps the payloads alive as well).
-inline std::vector<std::vector<std::max_align_t>>& span_scratch() {
-  thread_local std::vector<std::vector<std::max_align_t>> scratch;
-  return scratch;
+// Vectors that span arguments point into when their bytes could not be viewed in place (a frame
+// not aligned for the element type, or a plain MessagePack array). One list per executor thread,
+// cleared before each task runs: what a span points into lives exactly as long as the call.
+inline std::vector<std::shared_ptr<const void>>& span_keepalive() {
+  thread_local std::vector<std::shared_ptr<const void>> kept;
+  return kept;
 }
 }  // namespace detail
 
@@ -148,32 +156,19 @@ inline std::vector<std::vector<std::max_align_t>>& span_scratch() {
 // valid for the duration of the call. As a value the client passes, it is encoded like a vector.
 template <class T>
 struct Codec<std::span<const T>, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>>> {
-  static Payload encode(std::span<const T> v) { return Codec<std::vector<T>>::encode(std::vector<T>(v.begin(), v.end())); }
+  using VectorCodec = Codec<std::vector<T>>;
+  static Payload encode(std::span<const T> v) { return VectorCodec::encode(std::vector<T>(v.begin(), v.end())); }
   static std::span<const T> decode(const Payload& p) {
     auto h = detail::from_msgpack(p.header);
-    if (h.is_array() && h.size() == 3 && h[0] == "__bulk") {
-      auto elem_size = h[1].get<std::size_t>();
-      auto count = h[2].get<std::size_t>();
-      if (elem_size != sizeof(T) || p.frames.size() != 1 || p.frames[0].size() != elem_size * count) {
-        throw std::runtime_error("bulk vector payload does not match the expected element type");
-      }
+    if (const std::byte* data = VectorCodec::bulk_data(p, h)) {
+      std::size_t count = p.frames[0].size() / sizeof(T);
       if (count == 0) return {};
-      const std::byte* data = p.frames[0].data();
-      if (reinterpret_cast<std::uintptr_t>(data) % alignof(T) == 0) {
-        return {reinterpret_cast<const T*>(data), count};
-      }
-      auto& slot = detail::span_scratch().emplace_back((count * sizeof(T) + sizeof(std::max_align_t) - 1) /
-                                                       sizeof(std::max_align_t));
-      std::memcpy(slot.data(), data, count * sizeof(T));
-      return {reinterpret_cast<const T*>(slot.data()), count};
+      if (reinterpret_cast<std::uintptr_t>(data) % alignof(T) == 0) return {reinterpret_cast<const T*>(data), count};
     }
-    // An ordinary MessagePack array (a by-name submission): decoded into scratch storage.
-    auto v = h.template get<std::vector<T>>();
-    if (v.empty()) return {};
-    auto& slot = detail::span_scratch().emplace_back((v.size() * sizeof(T) + sizeof(std::max_align_t) - 1) /
-                                                     sizeof(std::max_align_t));
-    std::memcpy(slot.data(), v.data(), v.size() * sizeof(T));
-    return {reinterpret_cast<const T*>(slot.data()), v.size()};
+    // Not viewable in place: decoded as a vector that lives until the call ends.
+    auto v = std::make_shared<const std::vector<T>>(VectorCodec::decode(p));
+    detail::span_keepalive().push_back(v);
+    return {v->data(), v->size()};
   }
 };
 

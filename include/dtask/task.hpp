@@ -74,7 +74,7 @@ void invoke_impl(Call& call, std::index_sequence<I...>) {
 template <class R, class... A>
 void invoke(dtask_call* raw) {
   auto& call = *reinterpret_cast<Call*>(raw);
-  span_scratch().clear();  // the previous task's span arguments are gone
+  span_keepalive().clear();  // the previous task's span arguments are gone
   try {
     if (call.args.size() != sizeof...(A)) {
       call.error = "expects " + std::to_string(sizeof...(A)) + " argument(s), got " +

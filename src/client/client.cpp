@@ -72,12 +72,6 @@ std::vector<FutureRefPtr> submit_graph(ClientCore& core, const std::vector<Delay
     std::size_t next_child = 0;
     std::vector<const DelayedNode*> children;
   };
-  auto has_children = [](const DelayedNode* n) {
-    for (const auto& a : n->args) {
-      if (a.kind == NodeArg::Kind::node || a.kind == NodeArg::Kind::node_list) return true;
-    }
-    return false;
-  };
   auto children_of = [](const DelayedNode* n) {
     std::vector<const DelayedNode*> c;
     for (const auto& a : n->args) {
@@ -128,11 +122,12 @@ std::vector<FutureRefPtr> submit_graph(ClientCore& core, const std::vector<Delay
   std::vector<Frame> stack;
   for (const auto& out : outputs) {
     if (!seen.insert(out.get()).second) continue;
-    if (!has_children(out.get())) {
+    auto children = children_of(out.get());  // an empty vector allocates nothing
+    if (children.empty()) {
       emit(out.get());
       continue;
     }
-    stack.push_back({out.get(), 0, children_of(out.get())});
+    stack.push_back({out.get(), 0, std::move(children)});
     while (!stack.empty()) {
       Frame& f = stack.back();
       if (f.next_child < f.children.size()) {

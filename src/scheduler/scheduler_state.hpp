@@ -17,7 +17,6 @@
 #include <nlohmann/json.hpp>
 
 #include "protocol/messages.hpp"
-#include "scheduler/slot_set.hpp"
 #include "scheduler/task_state.hpp"
 #include "scheduler/task_storage.hpp"
 

@@ -198,6 +198,9 @@ TEST_CASE("LocalCluster.Transfer.SpanArgumentsReadInPlace") {
   CHECK(f.client.submit(sum_doubles_view, std::span<const double>(local)).result() == doctest::Approx(7.0));
   CHECK(f.client.submit(sum_doubles_view, local).result() == doctest::Approx(7.0));
   CHECK(f.client.submit(sum_doubles_view, std::vector<double>{}).result() == doctest::Approx(0.0));
+  // By name with a plain MessagePack array: not viewable in place, decoded for the call.
+  auto named = f.client.submit_named<double>({}, "sum_doubles_view", nlohmann::json::array({1.5, 2.5, 4.0}));
+  CHECK(named.result() == doctest::Approx(8.0));
   // The wrong element type is an error for the client, not garbage.
   auto bytes = f.client.submit(make_bytes, 16LL);
   CHECK_THROWS_WITH_AS(f.client.submit(sum_doubles_view, bytes).result(),
