@@ -12,6 +12,14 @@ namespace dtask::detail {
 using namespace protocol;
 
 namespace {
+std::string random_identity() {
+  std::random_device rd;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "client-%08x%08x%08x", static_cast<unsigned>(rd()), static_cast<unsigned>(rd()),
+                static_cast<unsigned>(rd()));
+  return buf;
+}
+
 constexpr std::size_t kSubmitChunk = 10000;      // tasks per SubmitTasks message
 constexpr std::uint64_t kFetchTimeoutMs = 15000; // a worker that does not answer a fetch
 // Submissions up to this many tasks are sent by the submitting thread; bigger ones are
@@ -179,7 +187,7 @@ void cancel(const std::vector<const FutureRef*>& refs) {
 // ---------------------------------------------------------------------------------------------
 // ClientCore: user-thread side
 
-ClientCore::ClientCore(ConnectOptions options) : opt_(std::move(options)) {
+ClientCore::ClientCore(ConnectOptions options) : opt_(std::move(options)), data_identity_(random_identity()) {
   log_ = log::make("client", opt_.name);
   transport::configure_socket(sched_);
   transport::make_curve_client(sched_, opt_.security);
@@ -193,7 +201,7 @@ void ClientCore::start() {
   } catch (const zmq::error_t& e) {
     throw ConnectionError("cannot connect to scheduler at '" + opt_.address + "': " + e.what());
   }
-  post(RegisterClient{kProtocolVersion, opt_.name});
+  post(RegisterClient{kProtocolVersion, opt_.name, data_identity_});
   io_ = std::thread([this] { io_loop(); });
   std::unique_lock lock(mutex_);
   bool ok = cv_.wait_for(lock, opt_.connect_timeout, [&] { return welcomed_ || !connection_error_.empty(); });
@@ -231,6 +239,12 @@ void ClientCore::post(ClientToScheduler m) {
 std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const std::vector<std::string>& outputs) {
   std::vector<FutureRefPtr> refs;
   refs.reserve(outputs.size());
+  // A small submit is usually waited for at once (submit().result()): its results come
+  // straight from the worker. Big ones would only double the messages arriving here.
+  const bool push = specs.size() <= kDirectSendTasks;
+  if (push) {
+    for (auto& spec : specs) spec.push_result = spec.wanted;
+  }
   {
     std::lock_guard lock(mutex_);
     if (stopped_ || closing_) throw ConnectionError("the client is closed");
@@ -242,6 +256,7 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
         st->key = key;
       }
       ++st->refs;
+      if (push) st->push = true;
       refs.push_back(std::make_shared<FutureRef>(shared_from_this(), st));
     }
     for (std::size_t i = 0; i < specs.size(); i += kSubmitChunk) {
@@ -524,6 +539,36 @@ void ClientCore::on(KeyDone& m) {
   s.fetch_attempt = 0;
   if (m.has_data && !s.data) s.data = std::move(m.data);
   if (s.auto_fetch && !s.data) request_fetch(s);
+  // Be connected to where it ran, so the next results pushed from there reach us.
+  if (s.push && !s.holders.empty()) data_conn(s.holders.front());
+}
+void ClientCore::on_pushed(ResultPushed& m) {
+  std::lock_guard lock(mutex_);
+  auto it = states_.find(m.key);
+  if (it == states_.end()) return;  // released meanwhile
+  auto& s = *it->second;
+  if (s.status != FutureStatus::pending || s.data) return;  // KeyDone was first, or cancelled
+  s.status = FutureStatus::finished;
+  s.task = m.task;
+  s.data = std::move(m.data);
+  ++results_pushed_;
+}
+
+std::uint64_t ClientCore::results_pushed() {
+  std::lock_guard lock(mutex_);
+  return results_pushed_;
+}
+
+zmq::socket_t& ClientCore::data_conn(const std::string& address) {
+  auto& conn = data_conns_[address];
+  if (!conn.socket) {
+    conn.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+    transport::configure_socket(*conn.socket);
+    conn.socket->set(zmq::sockopt::routing_id, data_identity_);
+    transport::make_curve_client(*conn.socket, opt_.security);
+    conn.socket->connect(address);
+  }
+  return *conn.socket;
 }
 void ClientCore::on(KeyErred& m) {
   std::lock_guard lock(mutex_);
@@ -588,17 +633,11 @@ void ClientCore::send_fetches(std::uint64_t now) {
     }
   }
   for (auto& [address, states] : by_address) {
-    auto& conn = data_conns_[address];
-    if (!conn.socket) {
-      conn.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
-      transport::configure_socket(*conn.socket);
-      transport::make_curve_client(*conn.socket, opt_.security);
-      conn.socket->connect(address);
-    }
+    auto& socket = data_conn(address);
     GetData req;
     req.request_id = next_data_request_++;
     for (auto& s : states) req.tasks.push_back(s->task);
-    transport::send_batch(*conn.socket, nullptr, std::vector<PeerRequest>{req});
+    transport::send_batch(socket, nullptr, std::vector<PeerRequest>{req});
     data_requests_[req.request_id] = DataRequest{address, std::move(states), now};
   }
 }
@@ -686,6 +725,7 @@ void ClientCore::io_loop() {
         if (!d.ok()) continue;
         for (auto& m : d.messages) {
           if (auto* reply = std::get_if<DataReply>(&m)) on_data(*reply);
+          else if (auto* pushed = std::get_if<ResultPushed>(&m)) on_pushed(*pushed);
         }
         changed = true;
       }

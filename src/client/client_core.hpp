@@ -37,6 +37,7 @@ class FutureState {
   std::size_t fetch_attempt = 0;  // which holder to ask next
   std::string fetch_error;
   std::size_t refs = 0;  // live FutureRefs; at 0 the key is released on the cluster
+  bool push = false;     // submitted with push_result: connect to the worker that computes it
 };
 
 class ClientCore : public std::enable_shared_from_this<ClientCore> {
@@ -60,6 +61,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   nlohmann::json info(std::chrono::milliseconds timeout);
   void shutdown_cluster(int code);
   const std::string& address() const { return opt_.address; }
+  // How many results reached this client straight from a worker (ResultPushed) before the
+  // scheduler's KeyDone: what tests and the latency benchmark check the short path with.
+  std::uint64_t results_pushed();
   // Called on the I/O thread when the cluster announces shutdown or the scheduler is lost
   // (code 1). The MPI runner uses it to end a client whose user code is still busy.
   void set_end_handler(std::function<void(int code, const std::string& reason)> handler);
@@ -85,6 +89,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void request_fetch(FutureState& s);  // mutex_ held
   void send_fetches(std::uint64_t now);
   void on_data(protocol::DataReply& reply);
+  void on_pushed(protocol::ResultPushed& m);
+  // The connection to a worker's data server, made on first use (I/O thread only).
+  zmq::socket_t& data_conn(const std::string& address);
   bool settled(const FutureState& s) const;  // done and, if finished, data fetchable/fetched
   void wake_waiters();  // after future states changed (any thread, mutex_ not held)
 
@@ -117,6 +124,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   bool cluster_closing_ = false;
   std::string connection_error_;
   std::function<void(int, const std::string&)> end_handler_;
+  // Random, so two clients never share it: workers push small results to this routing id.
+  const std::string data_identity_;
+  std::uint64_t results_pushed_ = 0;  // results that arrived from a worker before KeyDone
 
   // I/O-thread-only state
   struct DataConn {

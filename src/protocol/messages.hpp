@@ -23,7 +23,7 @@ namespace dtask::protocol {
 
 // Bump on any change to a message below. Peers with another version are refused with a message
 // that says which versions met (see wire.hpp: the envelope carries the version).
-inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::uint32_t kProtocolVersion = 2;
 
 using Resources = std::vector<std::pair<std::string, double>>;
 
@@ -53,7 +53,10 @@ struct Heartbeat {
 struct RegisterClient {
   std::uint32_t version = kProtocolVersion;
   std::string name;
-  DTASK_FIELDS(version, name)
+  // The routing id of this client's connections to workers' data servers: workers push small
+  // results of `push_result` tasks to it (see ResultPushed).
+  std::string data_identity;
+  DTASK_FIELDS(version, name, data_identity)
 };
 struct TaskSpec {
   std::string key;
@@ -65,7 +68,10 @@ struct TaskSpec {
   bool allow_other_workers = false;
   Resources resources;
   bool wanted = true;                // the client holds a future for it
-  DTASK_FIELDS(key, func, args, priority, retries, workers, allow_other_workers, resources, wanted)
+  // Someone is about to wait for it (a small submit): the worker sends a small result straight
+  // to the client as well, one network hop sooner than the scheduler's KeyDone.
+  bool push_result = false;
+  DTASK_FIELDS(key, func, args, priority, retries, workers, allow_other_workers, resources, wanted, push_result)
 };
 struct SubmitTasks {
   std::vector<TaskSpec> tasks;  // dependencies come before their dependents
@@ -157,7 +163,10 @@ struct TaskDone {
   // Small results ride along, so a client waiting for one needs no extra fetch round trip.
   bool has_data = false;
   Payload data;
-  DTASK_FIELDS(task, nbytes, has_data, data)
+  // Clients (data identities) the result was handed to directly (ResultPushed), connected at
+  // the time: their KeyDone is not urgent any more.
+  std::vector<std::string> pushed_to;
+  DTASK_FIELDS(task, nbytes, has_data, data, pushed_to)
 };
 struct TaskFailed {
   TaskId task;
@@ -220,7 +229,9 @@ struct ComputeTask {
   std::vector<DepLocation> deps;
   Resources resources;
   std::int32_t priority = 0;
-  DTASK_FIELDS(task, key, func, args, deps, resources, priority)
+  // Clients' data identities to send a small result to directly (ResultPushed); usually empty.
+  std::vector<std::string> push_to;
+  DTASK_FIELDS(task, key, func, args, deps, resources, priority, push_to)
 };
 struct ReleaseTasks {
   std::vector<TaskId> tasks;
@@ -254,8 +265,17 @@ struct DataReply {
   std::vector<DataItem> items;
   DTASK_FIELDS(request_id, items)
 };
+// Worker -> client, unasked: a small result of a task the client is waiting for. Only a head
+// start: the scheduler's KeyDone follows regardless (it stays the source of truth, and a push
+// to a client that is not connected yet is dropped by ZeroMQ).
+struct ResultPushed {
+  TaskId task;
+  std::string key;
+  Payload data;
+  DTASK_FIELDS(task, key, data)
+};
 using PeerRequest = std::variant<GetData>;
-using PeerReply = std::variant<DataReply, Rejected>;
+using PeerReply = std::variant<DataReply, Rejected, ResultPushed>;
 
 // Envelope direction tags: which variant the messages of a frame decode as.
 enum class Direction : char {

@@ -23,6 +23,9 @@ namespace {
 constexpr int kMaxDrain = 20000;
 // Upper bound of messages per outgoing batch, so one giant graph does not become one giant frame.
 constexpr std::size_t kMaxBatch = 20000;
+// Held-back client messages (Outbox::to_clients_later) go out at the latest with the next tick
+// or when this many have piled up.
+constexpr std::size_t kMaxHeldBack = 4096;
 }  // namespace
 
 struct SchedulerServer::Impl {
@@ -36,6 +39,9 @@ struct SchedulerServer::Impl {
   transport::Wakeup wakeup;
   std::atomic<int> stop_code{0};
   std::atomic<bool> stop_requested{false};
+  // Outbox::to_clients_later, per client, in the order they were made.
+  std::unordered_map<std::uint32_t, std::vector<SchedulerToClient>> held_back;
+  std::size_t n_held_back = 0;
 
   explicit Impl(SchedulerOptions o) : opt(std::move(o)), state(opt.config) {
     log = log::make("scheduler", opt.where);
@@ -120,7 +126,15 @@ struct SchedulerServer::Impl {
     }
   }
 
-  void flush(Outbox& out) {
+  // Sends the outbox. Held-back client messages go first to a client that gets anything else,
+  // and to everyone when `release_all` (the tick, shutdown) or when too many have piled up.
+  void flush(Outbox& out, bool release_all = false) {
+    for (auto& [c, m] : out.to_clients_later) {
+      held_back[c.value].push_back(std::move(m));
+      ++n_held_back;
+    }
+    out.to_clients_later.clear();
+    if (n_held_back > kMaxHeldBack) release_all = true;
     if (!out.to_workers.empty()) {
       std::unordered_map<std::uint32_t, std::vector<SchedulerToWorker>> by;
       std::vector<std::uint32_t> order;
@@ -141,14 +155,32 @@ struct SchedulerServer::Impl {
       }
       out.to_workers.clear();
     }
-    if (!out.to_clients.empty()) {
+    if (!out.to_clients.empty() || (release_all && n_held_back > 0)) {
       std::unordered_map<std::uint32_t, std::vector<SchedulerToClient>> by;
       std::vector<std::uint32_t> order;
+      auto take_held_back = [&](std::uint32_t c, std::vector<SchedulerToClient>& v) {
+        auto it = held_back.find(c);
+        if (it == held_back.end()) return;
+        n_held_back -= it->second.size();
+        v = std::move(it->second);
+        held_back.erase(it);
+      };
       for (auto& [c, m] : out.to_clients) {
         if (auto* info = std::get_if<InfoReply>(&m)) info->info["address"] = address;
-        auto& v = by[c.value];
-        if (v.empty()) order.push_back(c.value);
-        v.push_back(std::move(m));
+        auto [it, fresh] = by.try_emplace(c.value);
+        if (fresh) {
+          order.push_back(c.value);
+          take_held_back(c.value, it->second);
+        }
+        it->second.push_back(std::move(m));
+      }
+      if (release_all) {
+        std::vector<std::uint32_t> rest;
+        for (auto& [c, _] : held_back) rest.push_back(c);
+        for (auto c : rest) {
+          order.push_back(c);
+          take_held_back(c, by[c]);
+        }
       }
       for (auto c : order) {
         const auto* rec = state.client(ClientId{c});
@@ -177,7 +209,7 @@ struct SchedulerServer::Impl {
       std::uint64_t now = transport::now_ms();
       if (state.shutdown_requested()) {
         if (shutdown_deadline == 0) shutdown_deadline = now + opt.shutdown_grace_ms;
-        flush(out);
+        flush(out, true);
         // Live workers answer within a heartbeat; one silent for three is dead and not waited for.
         bool anyone_talking = false;
         for (auto w : state.alive_workers()) {
@@ -206,7 +238,9 @@ struct SchedulerServer::Impl {
         }
       }
       now = transport::now_ms();
+      bool ticked = false;
       if (now >= last_tick + hb) {
+        ticked = true;
         // A loop that was stalled (a huge graph arriving) must not declare its peers dead.
         if (now > last_tick + 4 * hb) state.forgive_silence(now);
         last_tick = now;
@@ -225,9 +259,9 @@ struct SchedulerServer::Impl {
         // Goodbye without asking for shutdown: the job is over all the same.
         state.request_shutdown(0, "the client left", out);
       }
-      flush(out);
+      flush(out, ticked);
     }
-    flush(out);
+    flush(out, true);
     return state.shutdown_code();
   }
 };

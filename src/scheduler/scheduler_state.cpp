@@ -88,6 +88,7 @@ std::optional<ClientId> SchedulerState::add_client(const RegisterClient& reg, st
   rec.id = ClientId{static_cast<std::uint32_t>(clients_.size())};
   rec.identity = identity;
   rec.name = reg.name;
+  rec.data_identity = reg.data_identity;
   rec.last_seen_ms = now;
   client_identities_[identity] = rec.id;
   clients_.push_back(rec);
@@ -395,6 +396,7 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
     t.seq = next_seq_++;
     t.retries_left = spec.retries;
     t.allow_other = spec.allow_other_workers;
+    t.push_result = spec.push_result && spec.wanted && !clients_[c.value].data_identity.empty();
     if (!spec.workers.empty() || !spec.resources.empty()) {
       auto& ex = extras_for(slot);
       ex.restrictions = std::move(spec.workers);
@@ -474,6 +476,7 @@ void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
   t->nbytes = m.nbytes;
   // Held only until enter_memory has told the waiting clients (notify_done), never stored.
   inline_result_ = m.has_data ? &m.data : nullptr;
+  pushed_to_ = m.has_data && !m.pushed_to.empty() ? &m.pushed_to : nullptr;
   t->who_has.assign_one(w);
   auto& rec = workers_[w.value];
   rec.has_what.insert(slot);
@@ -483,6 +486,7 @@ void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
   rec.capacity = capacity(rec);
   transition(slot, TaskState::memory, out);
   inline_result_ = nullptr;
+  pushed_to_ = nullptr;
   maybe_forget(kNoSlot, out);
   dispatch(out);
   if (root_queue_.empty() && rec.processing.size() < rec.info.nthreads) steal_for_idle(out);
@@ -789,7 +793,14 @@ void SchedulerState::notify_done(const Task& t, Outbox& out) {
       m.has_data = true;
       m.data = *inline_result_;
     }
-    out.client(c, std::move(m));
+    // Still sent (it is the fallback if the pushed copy was lost in a broken connection), but
+    // it need not cost the client, the scheduler and the network a message of its own now.
+    const auto& id = clients_[c.value].data_identity;
+    if (pushed_to_ && !id.empty() && std::find(pushed_to_->begin(), pushed_to_->end(), id) != pushed_to_->end()) {
+      out.client_later(c, std::move(m));
+    } else {
+      out.client(c, std::move(m));
+    }
   }
 }
 

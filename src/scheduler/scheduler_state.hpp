@@ -55,9 +55,14 @@ struct SchedulerConfig {
 struct Outbox {
   std::vector<std::pair<WorkerId, protocol::SchedulerToWorker>> to_workers;
   std::vector<std::pair<ClientId, protocol::SchedulerToClient>> to_clients;
+  // Not urgent: news the client already has another way (a result pushed to it by the worker).
+  // The server may hold these back until the next message to that client or its next tick, and
+  // then sends them before it, so one client's messages stay in the order they were made.
+  std::vector<std::pair<ClientId, protocol::SchedulerToClient>> to_clients_later;
   void worker(WorkerId w, protocol::SchedulerToWorker m) { to_workers.emplace_back(w, std::move(m)); }
   void client(ClientId c, protocol::SchedulerToClient m) { to_clients.emplace_back(c, std::move(m)); }
-  bool empty() const { return to_workers.empty() && to_clients.empty(); }
+  void client_later(ClientId c, protocol::SchedulerToClient m) { to_clients_later.emplace_back(c, std::move(m)); }
+  bool empty() const { return to_workers.empty() && to_clients.empty() && to_clients_later.empty(); }
 };
 
 struct Failure {
@@ -91,6 +96,7 @@ struct Task {
   bool steal_pending : 1 = false;
   bool cancelled : 1 = false;
   bool has_extras : 1 = false;  // an entry in SchedulerState::extras_
+  bool push_result : 1 = false;  // ComputeTask names the wanting clients (protocol::ResultPushed)
 };
 // Every byte here is paid 10M times in a big graph (issue 4, W9: <= 300 bytes per task in all).
 static_assert(sizeof(Task) <= 120, "Task grew: measure W9 (dtask_bench --workloads W9) before relaxing this");
@@ -124,6 +130,7 @@ struct ClientRecord {
   ClientId id;
   std::string identity;
   std::string name;
+  std::string data_identity;  // its routing id at workers' data servers (results pushed there)
   bool alive = true;
   std::uint64_t last_seen_ms = 0;
 };
@@ -303,6 +310,7 @@ class SchedulerState {
   std::vector<std::uint32_t> forget_queue_;  // slots to re-check after a forget (no recursion)
   bool forgetting_ = false;
   const Payload* inline_result_ = nullptr;  // the result inside the TaskDone being handled
+  const std::vector<std::string>* pushed_to_ = nullptr;  // ...and who got it from the worker
   std::uint64_t stale_messages_ = 0;
 
   bool shutdown_requested_ = false;

@@ -160,6 +160,12 @@ void SchedulerState::enter_processing(Task& t, Outbox& out) {
   m.args = args_of(t);
   m.resources = resources_of(t);
   m.priority = t.priority;
+  if (t.push_result) {
+    for (ClientId c : t.wanted_by) {
+      const auto& rec = clients_[c.value];
+      if (rec.alive && !rec.data_identity.empty()) m.push_to.push_back(rec.data_identity);
+    }
+  }
   m.deps.reserve(t.n_deps);
   for (auto d : deps_of(t)) {
     protocol::DepLocation loc{tasks_[d].id, tasks_[d].who_has.to_vector(), {}};

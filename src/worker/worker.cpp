@@ -80,6 +80,12 @@ struct Worker::Impl {
     if (!host.ok()) throw std::runtime_error(host.error);
     if (opt.security.enabled) zap = std::make_unique<transport::ZapAuthenticator>(ctx, opt.security.client_public);
     transport::configure_socket(data);
+    // Clients reuse one routing id at every worker (results are pushed to it): a client that
+    // reconnects takes its id over instead of being refused while the old pipe lingers.
+    data.set(zmq::sockopt::router_handover, 1);
+    // A send to a peer that is not connected fails instead of vanishing: a pushed result that
+    // could not be handed over must not let the scheduler think the client has it.
+    data.set(zmq::sockopt::router_mandatory, 1);
     transport::make_curve_server(data, opt.security);
     try {
       address = transport::bind_tcp(data, host.address, 0);
@@ -236,13 +242,21 @@ struct Worker::Impl {
     for (auto& c : exec->take_completions()) {
       auto it = pending.find(c.id.value);
       if (it == pending.end()) continue;  // released while it ran
+      ComputeTask msg = std::move(it->second.msg);
       pending.erase(it);
       if (c.ok) {
         auto nbytes = c.result.nbytes();
-        TaskDone done{c.id, nbytes, false, {}};
+        TaskDone done{c.id, nbytes, false, {}, {}};
         if (nbytes <= kInlineResultBytes) {
           done.has_data = true;
           done.data = c.result;
+          // Before TaskDone leaves: the waiting client hears one hop sooner. A client not
+          // connected here (yet) is refused by ZeroMQ and hears from the scheduler as usual.
+          for (auto& client : msg.push_to) {
+            if (transport::send_batch(data, &client, std::vector<PeerReply>{ResultPushed{c.id, msg.key, c.result}})) {
+              done.pushed_to.push_back(std::move(client));
+            }
+          }
         }
         store[c.id.value] = std::make_shared<const Payload>(std::move(c.result));
         outgoing.push_back(std::move(done));

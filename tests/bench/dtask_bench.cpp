@@ -676,6 +676,8 @@ void w3() {
     r["p90_us"] = percentile(lat, 90);
     r["p99_us"] = percentile(lat, 99);
     r["max_us"] = percentile(lat, 100);
+    // Results that came straight from the worker (3 hops) rather than through the scheduler.
+    r["results_pushed"] = c.client().core().results_pushed();
     fail_unless(bad == 0, r, std::to_string(bad) + " wrong");
   });
 }

@@ -10,6 +10,7 @@
 
 #include <dtask/dtask.hpp>
 
+#include "client/client_core.hpp"
 #include "test_tasks.hpp"
 
 using namespace std::chrono_literals;
@@ -71,6 +72,31 @@ TEST_CASE("LocalCluster.Submit.ResultGatherWaitAsCompleted") {
   auto k = f.client.submit(keyed, inc, 1);
   CHECK(k.key() == "my-explicit-key");
   CHECK(k.result() == 2);
+}
+
+TEST_CASE("LocalCluster.Submit.SmallResultsComeStraightFromTheWorker") {
+  Fixture f(2);
+  auto& core = f.client.core();
+  // The first results come through the scheduler; once the client is connected to the workers
+  // that ran them, a waited-for small result comes straight from the worker (one hop fewer).
+  std::uint64_t pushed = 0;
+  for (int i = 0; i < 2000 && pushed < 20; ++i) {
+    REQUIRE(f.client.submit(inc, i).result() == i + 1);
+    pushed = core.results_pushed();
+  }
+  CHECK(pushed >= 20);
+  // A pushed result is a normal future: an input to the next task, on either worker.
+  auto a = f.client.submit(inc, 41);
+  CHECK(a.result() == 42);
+  CHECK(f.client.submit(add, a, 8).result() == 50);
+  // Big submissions are not pushed (they would double the messages the client takes in).
+  std::vector<int> xs(1000);
+  for (int i = 0; i < 1000; ++i) xs[static_cast<std::size_t>(i)] = i;
+  auto before = core.results_pushed();
+  auto ys = f.client.gather(f.client.map(inc, xs));
+  REQUIRE(ys.size() == 1000);
+  for (int i = 0; i < 1000; ++i) CHECK(ys[static_cast<std::size_t>(i)] == i + 1);
+  CHECK(core.results_pushed() == before);
 }
 
 TEST_CASE("LocalCluster.NoOp.100000") {

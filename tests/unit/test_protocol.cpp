@@ -61,7 +61,8 @@ TEST_CASE("Protocol.RoundTrip.ClientToScheduler") {
   spec.allow_other_workers = true;
   spec.resources = {{"GPU", 2.0}};
   spec.wanted = false;
-  check_round_trip<ClientToScheduler>(RegisterClient{kProtocolVersion, "me"});
+  spec.push_result = true;
+  check_round_trip<ClientToScheduler>(RegisterClient{kProtocolVersion, "me", "client-0badc0de"});
   check_round_trip<ClientToScheduler>(SubmitTasks{{spec, spec}});
   check_round_trip<ClientToScheduler>(ReleaseKeys{{"a", "b"}});
   check_round_trip<ClientToScheduler>(CancelKeys{{"c"}});
@@ -95,8 +96,8 @@ TEST_CASE("Protocol.RoundTrip.WorkerToScheduler") {
   r.resources = {{"GPU", 2}};
   r.pid = 1234;
   check_round_trip<WorkerToScheduler>(r);
-  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, false, {}});
-  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, true, sample_payload(true)});
+  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, false, {}, {}});
+  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, true, sample_payload(true), {"client-1"}});
   check_round_trip<WorkerToScheduler>(TaskFailed{make_task_id(1, 1), "boom"});
   check_round_trip<WorkerToScheduler>(ReplicasAdded{{make_task_id(1, 1), make_task_id(2, 0)}});
   check_round_trip<WorkerToScheduler>(StealReply{make_task_id(1, 0), true});
@@ -114,6 +115,7 @@ TEST_CASE("Protocol.RoundTrip.SchedulerToWorker") {
   c.deps = {DepLocation{make_task_id(3, 1), {WorkerId{0}, WorkerId{2}}, {"tcp://a:1", "tcp://b:2"}}};
   c.resources = {{"GPU", 1}};
   c.priority = 5;
+  c.push_to = {"client-1", "client-2"};
   check_round_trip<SchedulerToWorker>(WorkerWelcome{kProtocolVersion, WorkerId{1}, {Peer{WorkerId{0}, "tcp://a:1"}}, 250});
   check_round_trip<SchedulerToWorker>(Rejected{"duplicate"});
   check_round_trip<SchedulerToWorker>(PeersChanged{{Peer{WorkerId{3}, "tcp://b:2"}}, {WorkerId{1}}});
@@ -130,6 +132,7 @@ TEST_CASE("Protocol.RoundTrip.PeerData") {
   DataItem missing{make_task_id(2, 0), false, {}};
   check_round_trip<PeerReply>(DataReply{4, {found, missing}});
   check_round_trip<PeerReply>(Rejected{"x"});
+  check_round_trip<PeerReply>(ResultPushed{make_task_id(7, 1), "inc-7", sample_payload(false)});
 }
 
 TEST_CASE("Protocol.Payload.BulkFramesAreNotCopiedIntoTheEnvelope") {
@@ -168,7 +171,7 @@ TEST_CASE("Protocol.Envelope.RejectsGarbageAndForeignVersions") {
   CHECK_FALSE(w.ok());
 
   // A payload pointing at a frame that is not there.
-  Frames g = encode_batch(std::vector<SchedulerToWorker>{ComputeTask{make_task_id(1, 0), "k", "f", {task_arg(TaskArg::value)}, {}, {}, 0}});
+  Frames g = encode_batch(std::vector<SchedulerToWorker>{ComputeTask{make_task_id(1, 0), "k", "f", {task_arg(TaskArg::value)}, {}, {}, 0, {}}});
   auto missing = decode_batch<SchedulerToWorker>(g.head.data(), g.head.size(), {});
   CHECK_FALSE(missing.ok());
 }

@@ -21,7 +21,7 @@ struct Harness {
   ClientId client{};
 
   explicit Harness(SchedulerConfig cfg = {}) : s(cfg) {
-    client = *s.add_client(RegisterClient{kProtocolVersion, "c"}, "client-id", now, out);
+    client = *s.add_client(RegisterClient{kProtocolVersion, "c", "client-data-id"}, "client-id", now, out);
   }
   WorkerId worker(const std::string& name, std::uint32_t nthreads = 1, Resources res = {}) {
     RegisterWorker r;
@@ -93,7 +93,7 @@ struct Harness {
     return r;
   }
   void done(WorkerId w, const ComputeTask& c, std::uint64_t nbytes = 8) {
-    s.handle(w, TaskDone{c.task, nbytes, false, {}}, now, out);
+    s.handle(w, TaskDone{c.task, nbytes, false, {}, {}}, now, out);
   }
   TaskState state_of(const std::string& key) {
     const Task* t = s.find(key);
@@ -384,6 +384,38 @@ TEST_CASE("Scheduler.Submit.UnknownDependencyAndCancel") {
   REQUIRE(cancelled.size() == 1);
   CHECK(cancelled[0].key == "b");  // the wanted dependent hears of it
   CHECK(h.state_of("b") == TaskState::erred);
+}
+
+TEST_CASE("Scheduler.Push.WaitingClientNamedAndItsKeyDoneHeldBack") {
+  Harness h;
+  WorkerId w = h.worker("a");
+  auto pushed = Harness::spec("p", "inc");
+  pushed.push_result = true;
+  h.submit({pushed, Harness::spec("q", "inc")});
+  std::map<std::string, ComputeTask> c;
+  for (auto& [_, m] : h.computes()) c[m.key] = m;
+  REQUIRE(c.size() == 2);
+  CHECK(c["p"].push_to == std::vector<std::string>{"client-data-id"});
+  CHECK(c["q"].push_to.empty());
+
+  // The worker handed p over: its KeyDone still goes, but may wait (to_clients_later).
+  h.out = {};
+  Payload small = Codec<int>::encode(2);
+  h.s.handle(w, TaskDone{c["p"].task, small.nbytes(), true, small, {"client-data-id"}}, h.now, h.out);
+  REQUIRE(h.out.to_clients_later.size() == 1);
+  auto* later = std::get_if<KeyDone>(&h.out.to_clients_later[0].second);
+  REQUIRE(later != nullptr);
+  CHECK(later->key == "p");
+  CHECK(later->has_data);  // the fallback carries the value too
+  CHECK(h.to_client<KeyDone>().empty());
+
+  // The push did not get through (client not connected): KeyDone is urgent as before.
+  h.out = {};
+  h.s.handle(w, TaskDone{c["q"].task, small.nbytes(), true, small, {}}, h.now, h.out);
+  CHECK(h.out.to_clients_later.empty());
+  auto done = h.to_client<KeyDone>();
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].key == "q");
 }
 
 TEST_CASE("Scheduler.Registration.RefusesDuplicatesAndOtherVersions") {
