@@ -1,6 +1,8 @@
 // A worker's executor threads: run ready tasks by priority within the declared resources.
 #include "worker/executor.hpp"
 
+#include <chrono>
+
 #include <dtask/worker_context.hpp>
 
 namespace dtask::worker {
@@ -49,6 +51,27 @@ std::size_t Executor::queued() const {
   return ready_.size();
 }
 
+bool Executor::idle() const {
+  std::lock_guard lock(mutex_);
+  return ready_.empty() && running_ == 0;
+}
+
+Completion Executor::invoke(Job& job) {
+  detail::Call call;
+  call.fn = job.entry->fn;
+  call.args = std::span<const detail::CallArg>(job.args.data(), job.args.size());
+  const auto start = std::chrono::steady_clock::now();
+  job.entry->invoke(reinterpret_cast<dtask_call*>(&call));
+  const auto took = std::chrono::steady_clock::now() - start;
+  return Completion{job.id, call.ok, std::move(call.result), std::move(call.error), job.entry,
+                    static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count())};
+}
+
+Completion Executor::run_here(Job job) {
+  if (t_worker_name != worker_name_) t_worker_name = worker_name_;  // get_worker_name() in the task
+  return invoke(job);
+}
+
 bool Executor::fits(const Job& j) const {
   for (const auto& [name, amount] : j.resources) {
     auto it = available_.find(name);
@@ -81,11 +104,7 @@ void Executor::run() {
       for (const auto& [name, amount] : job.resources) available_[name] -= amount;
       ++running_;
     }
-    detail::Call call;
-    call.fn = job.entry->fn;
-    call.args = std::span<const detail::CallArg>(job.args.data(), job.args.size());
-    job.entry->invoke(reinterpret_cast<dtask_call*>(&call));
-    Completion c{job.id, call.ok, std::move(call.result), std::move(call.error)};
+    Completion c = invoke(job);
     {
       std::lock_guard lock(mutex_);
       completions_.push_back(std::move(c));

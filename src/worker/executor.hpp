@@ -36,6 +36,8 @@ struct Completion {
   bool ok = false;
   Payload result;
   std::string error;
+  const dtask_task_v1* entry = nullptr;
+  std::uint64_t run_ns = 0;  // how long the task function ran
 };
 
 class Executor {
@@ -51,11 +53,18 @@ class Executor {
   bool withdraw(protocol::TaskId id);
   std::vector<Completion> take_completions();
   std::size_t queued() const;
+  // Nothing queued and nothing running.
+  bool idle() const;
+  // Runs a job on the calling thread (the worker's loop, for a task known to take microseconds:
+  // two thread hand-offs cost more than the task). The caller makes sure the executor is idle,
+  // so no more than nthreads tasks ever run at once.
+  Completion run_here(Job job);
   // Stops taking work; waits up to `grace` for running tasks, then leaves them behind.
   void shutdown(std::chrono::milliseconds grace);
 
  private:
   void run();
+  Completion invoke(Job& job);
   bool fits(const Job& j) const;
   struct Order {
     std::int32_t priority;

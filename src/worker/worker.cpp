@@ -24,6 +24,10 @@ constexpr int kMaxDrain = 20000;
 constexpr std::uint64_t kTrimThreshold = 1 << 20;
 // Results up to this size are copied into TaskDone (see protocol::TaskDone).
 constexpr std::uint64_t kInlineResultBytes = 1024;
+// A task function that has finished this quickly this many times in a row may run on the loop
+// thread when it is the only work here (see start_ready). Once it overruns there, never again.
+constexpr std::uint64_t kRunHereMaxNs = 50'000;
+constexpr std::uint32_t kRunHereAfterQuickRuns = 8;
 }  // namespace
 
 struct Worker::Impl {
@@ -70,6 +74,13 @@ struct Worker::Impl {
   std::unordered_map<std::uint64_t, Request> requests;
   std::uint64_t next_request = 1;
   std::vector<WorkerToScheduler> outgoing;
+  // Jobs made ready while handling this pass's messages; start_ready() hands them over.
+  std::vector<Job> ready_jobs;
+  struct FnRuns {
+    std::uint32_t quick_in_a_row = 0;
+    bool overran_here = false;  // ran on the loop thread and took too long: not again
+  };
+  std::unordered_map<const dtask_task_v1*, FnRuns> fn_runs;
   std::vector<TaskId> replicas;
   std::uint64_t freed_since_trim = 0;
 
@@ -172,7 +183,7 @@ struct Worker::Impl {
       }
       if (auto it = pending.find(id.value); it != pending.end()) {
         // Not started: gone. Running: its result is dropped when it completes.
-        if (!it->second.submitted || exec->withdraw(id)) pending.erase(it);
+        if (!it->second.submitted || withdraw(id)) pending.erase(it);
       }
     }
     if (freed_since_trim >= kTrimThreshold) {
@@ -183,7 +194,7 @@ struct Worker::Impl {
   void on(StealRequest& m) {
     auto it = pending.find(m.task.value);
     bool stolen = false;
-    if (it != pending.end() && (!it->second.submitted || exec->withdraw(m.task))) {
+    if (it != pending.end() && (!it->second.submitted || withdraw(m.task))) {
       pending.erase(it);
       stolen = true;
     }
@@ -235,34 +246,72 @@ struct Worker::Impl {
         }
       }
     }
-    exec->submit(std::move(job));
+    ready_jobs.push_back(std::move(job));
+  }
+
+  // A job not yet started, taken back (steal, release).
+  bool withdraw(TaskId id) {
+    for (auto it = ready_jobs.begin(); it != ready_jobs.end(); ++it) {
+      if (it->id == id) {
+        ready_jobs.erase(it);
+        return true;
+      }
+    }
+    return exec->withdraw(id);
+  }
+
+  // Hands this pass's ready jobs to the executor -- or, when there is exactly one, nothing else
+  // is here and its function has always been quick, runs it on this thread: the two thread
+  // hand-offs (to an executor thread and back) would cost more than the task (issue 4, W3).
+  void start_ready() {
+    if (ready_jobs.empty()) return;
+    if (ready_jobs.size() == 1 && ready_jobs.front().resources.empty()) {
+      auto& runs = fn_runs[ready_jobs.front().entry];
+      if (!runs.overran_here && runs.quick_in_a_row >= kRunHereAfterQuickRuns && exec->idle()) {
+        Job job = std::move(ready_jobs.front());
+        ready_jobs.clear();
+        Completion c = exec->run_here(std::move(job));
+        if (c.run_ns > kRunHereMaxNs) runs.overran_here = true;
+        finish(c);
+        return;
+      }
+    }
+    for (auto& job : ready_jobs) exec->submit(std::move(job));
+    ready_jobs.clear();
   }
 
   void on_completions() {
-    for (auto& c : exec->take_completions()) {
-      auto it = pending.find(c.id.value);
-      if (it == pending.end()) continue;  // released while it ran
-      ComputeTask msg = std::move(it->second.msg);
-      pending.erase(it);
-      if (c.ok) {
-        auto nbytes = c.result.nbytes();
-        TaskDone done{c.id, nbytes, false, {}, {}};
-        if (nbytes <= kInlineResultBytes) {
-          done.has_data = true;
-          done.data = c.result;
-          // Before TaskDone leaves: the waiting client hears one hop sooner. A client not
-          // connected here (yet) is refused by ZeroMQ and hears from the scheduler as usual.
-          for (auto& client : msg.push_to) {
-            if (transport::send_batch(data, &client, std::vector<PeerReply>{ResultPushed{c.id, msg.key, c.result}})) {
-              done.pushed_to.push_back(std::move(client));
-            }
+    for (auto& c : exec->take_completions()) finish(c);
+  }
+
+  void finish(Completion& c) {
+    {
+      auto& runs = fn_runs[c.entry];
+      if (c.run_ns <= kRunHereMaxNs) runs.quick_in_a_row = std::min(runs.quick_in_a_row + 1, kRunHereAfterQuickRuns);
+      else runs.quick_in_a_row = 0;
+    }
+    auto it = pending.find(c.id.value);
+    if (it == pending.end()) return;  // released while it ran
+    ComputeTask msg = std::move(it->second.msg);
+    pending.erase(it);
+    if (c.ok) {
+      auto nbytes = c.result.nbytes();
+      TaskDone done{c.id, nbytes, false, {}, {}};
+      if (nbytes <= kInlineResultBytes) {
+        done.has_data = true;
+        done.data = c.result;
+        // Before TaskDone leaves: the waiting client hears one hop sooner. A client not
+        // connected here (yet) is refused by ZeroMQ and hears from the scheduler as usual.
+        for (auto& client : msg.push_to) {
+          if (transport::send_batch(data, &client, std::vector<PeerReply>{ResultPushed{c.id, msg.key, c.result}})) {
+            done.pushed_to.push_back(std::move(client));
           }
         }
-        store[c.id.value] = std::make_shared<const Payload>(std::move(c.result));
-        outgoing.push_back(std::move(done));
-      } else {
-        outgoing.push_back(TaskFailed{c.id, std::move(c.error)});
       }
+      store[c.id.value] = std::make_shared<const Payload>(std::move(c.result));
+      outgoing.push_back(std::move(done));
+    } else {
+      outgoing.push_back(TaskFailed{c.id, std::move(c.error)});
     }
   }
 
@@ -443,6 +492,7 @@ struct Worker::Impl {
           }
         }
       }
+      start_ready();
       on_completions();
       if (!fetches.empty()) start_fetches(now);
       if (!requests.empty()) expire_requests(now);
