@@ -13,7 +13,7 @@ thread_local std::string t_worker_name;
 
 Executor::Executor(int nthreads, protocol::Resources available, std::string worker_name,
                    std::function<void()> on_complete)
-    : on_complete_(std::move(on_complete)), worker_name_(std::move(worker_name)) {
+    : on_complete_(std::move(on_complete)), worker_name_(std::move(worker_name)), nthreads_(nthreads) {
   for (const auto& [name, amount] : available) available_[name] += amount;
   for (int i = 0; i < nthreads; ++i) threads_.emplace_back([this] { run(); });
 }
@@ -69,7 +69,30 @@ Completion Executor::invoke(Job& job) {
 
 Completion Executor::run_here(Job job) {
   if (t_worker_name != worker_name_) t_worker_name = worker_name_;  // get_worker_name() in the task
-  return invoke(job);
+  {
+    std::lock_guard lock(mutex_);
+    ++running_;
+  }
+  Completion c = invoke(job);
+  bool waiting_work;
+  {
+    std::lock_guard lock(mutex_);
+    --running_;
+    waiting_work = !ready_.empty();
+  }
+  // A place is free again. Only worth a wake-up if work waited for it: waking an idle executor
+  // thread for nothing would cost the very hand-off that running here saves.
+  if (waiting_work) cv_.notify_one();
+  idle_cv_.notify_all();
+  return c;
+}
+
+void Executor::complete_elsewhere(Completion c) {
+  {
+    std::lock_guard lock(mutex_);
+    completions_.push_back(std::move(c));
+  }
+  on_complete_();
 }
 
 bool Executor::fits(const Job& j) const {
@@ -89,6 +112,7 @@ void Executor::run() {
       auto pick = ready_.end();
       cv_.wait(lock, [&] {
         if (stop_) return true;
+        if (running_ >= nthreads_) return false;  // a run_here() holds the free place
         for (auto it = ready_.begin(); it != ready_.end(); ++it) {
           if (fits(it->second)) {
             pick = it;

@@ -56,9 +56,12 @@ class Executor {
   // Nothing queued and nothing running.
   bool idle() const;
   // Runs a job on the calling thread (the worker's loop, for a task known to take microseconds:
-  // two thread hand-offs cost more than the task). The caller makes sure the executor is idle,
-  // so no more than nthreads tasks ever run at once.
+  // two thread hand-offs cost more than the task). It takes one of the nthreads places while it
+  // runs, so no more than nthreads tasks ever run at once.
   Completion run_here(Job job);
+  // A run_here() whose thread no longer runs the worker's loop hands its result in here, like
+  // an executor thread would.
+  void complete_elsewhere(Completion c);
   // Stops taking work; waits up to `grace` for running tasks, then leaves them behind.
   void shutdown(std::chrono::milliseconds grace);
 
@@ -79,6 +82,7 @@ class Executor {
   std::deque<Completion> completions_;
   std::function<void()> on_complete_;
   std::string worker_name_;
+  int nthreads_ = 1;
   std::uint64_t seq_ = 0;
   bool stop_ = false;
   int running_ = 0;

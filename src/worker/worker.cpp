@@ -28,6 +28,11 @@ constexpr std::uint64_t kInlineResultBytes = 1024;
 // thread when it is the only work here (see start_ready). Once it overruns there, never again.
 constexpr std::uint64_t kRunHereMaxNs = 50'000;
 constexpr std::uint32_t kRunHereAfterQuickRuns = 8;
+// ...and if it runs there for longer than about this (one to two periods), the loop moves to a
+// standby thread so heartbeats and data requests keep being answered.
+constexpr std::chrono::milliseconds kTakeoverPeriod{50};
+// Value of Impl::here once the loop was taken over: no task runs on the loop thread any more.
+constexpr std::uint64_t kHereTaken = ~std::uint64_t{0} - 1;
 }  // namespace
 
 struct Worker::Impl {
@@ -81,6 +86,16 @@ struct Worker::Impl {
     bool overran_here = false;  // ran on the loop thread and took too long: not again
   };
   std::unordered_map<const dtask_task_v1*, FnRuns> fn_runs;
+  // Running a task on the loop thread, safely (see start_ready, standby_main): odd = that run is
+  // going on, even = none is, kHereTaken = the standby thread took the loop over. Whoever wins
+  // the compare-exchange on a run's number owns the loop afterwards.
+  std::atomic<std::uint64_t> here{0};
+  std::thread standby;
+  std::mutex standby_mutex;
+  std::condition_variable standby_cv;
+  bool standby_stop = false;           // guarded by standby_mutex
+  std::optional<int> standby_result;   // guarded by standby_mutex: the loop's end, if it moved
+  std::uint64_t started_ms = 0, last_heard = 0, last_beat = 0;  // the loop's clocks
   std::vector<TaskId> replicas;
   std::uint64_t freed_since_trim = 0;
 
@@ -263,21 +278,52 @@ struct Worker::Impl {
   // Hands this pass's ready jobs to the executor -- or, when there is exactly one, nothing else
   // is here and its function has always been quick, runs it on this thread: the two thread
   // hand-offs (to an executor thread and back) would cost more than the task (issue 4, W3).
-  void start_ready() {
-    if (ready_jobs.empty()) return;
-    if (ready_jobs.size() == 1 && ready_jobs.front().resources.empty()) {
+  // False if this thread no longer runs the loop (a task run here took it too long).
+  bool start_ready() {
+    if (ready_jobs.empty()) return true;
+    if (ready_jobs.size() == 1 && ready_jobs.front().resources.empty() && here.load() != kHereTaken) {
       auto& runs = fn_runs[ready_jobs.front().entry];
       if (!runs.overran_here && runs.quick_in_a_row >= kRunHereAfterQuickRuns && exec->idle()) {
         Job job = std::move(ready_jobs.front());
         ready_jobs.clear();
+        if (!standby.joinable()) standby = std::thread([this] { standby_main(); });
+        std::uint64_t run = here.load() + 1;  // odd: running
+        here.store(run);
         Completion c = exec->run_here(std::move(job));
+        if (!here.compare_exchange_strong(run, run + 1)) {
+          // The standby thread runs the loop now; it picks the result up like any other.
+          exec->complete_elsewhere(std::move(c));
+          return false;
+        }
         if (c.run_ns > kRunHereMaxNs) runs.overran_here = true;
         finish(c);
-        return;
+        return true;
       }
     }
     for (auto& job : ready_jobs) exec->submit(std::move(job));
     ready_jobs.clear();
+    return true;
+  }
+
+  // Looks in every kTakeoverPeriod; a run seen going on twice in a row has had the loop for at
+  // least that long, so this thread takes the loop over (once: after that nothing runs there).
+  void standby_main() {
+    std::unique_lock lock(standby_mutex);
+    std::uint64_t seen = 0;
+    while (!standby_cv.wait_for(lock, kTakeoverPeriod, [&] { return standby_stop; })) {
+      std::uint64_t now_here = here.load();
+      if (now_here % 2 == 1 && now_here == seen && here.compare_exchange_strong(now_here, kHereTaken)) {
+        lock.unlock();
+        log->warn("a task that is usually quick ran on the event loop for over {} ms; the loop goes on on another thread",
+                  kTakeoverPeriod.count());
+        int code = run_loop().value_or(1);
+        lock.lock();
+        standby_result = code;
+        standby_cv.notify_all();
+        return;
+      }
+      seen = now_here;
+    }
   }
 
   void on_completions() {
@@ -428,8 +474,27 @@ struct Worker::Impl {
     reg.resources = opt.resources;
     reg.pid = ::getpid();
     transport::send_batch(sched, nullptr, std::vector<WorkerToScheduler>{reg});
-    const std::uint64_t started = transport::now_ms();
-    std::uint64_t last_heard = started, last_beat = started;
+    started_ms = last_heard = last_beat = transport::now_ms();
+    std::optional<int> code = run_loop();
+    {
+      std::unique_lock lock(standby_mutex);
+      // The loop moved to the standby thread: it ends there.
+      if (!code) standby_cv.wait(lock, [&] { return standby_result.has_value(); });
+      if (!code) code = standby_result;
+      standby_stop = true;
+    }
+    standby_cv.notify_all();
+    if (standby.joinable()) standby.join();
+    if (stop_requested) code = stop_code.load();
+    exec->shutdown(std::chrono::milliseconds(2000));
+    if (welcomed) {
+      transport::send_batch(sched, nullptr, std::vector<WorkerToScheduler>{WorkerGoodbye{*code}});
+    }
+    return *code;
+  }
+
+  // The event loop; nullopt when this thread handed it over (see start_ready).
+  std::optional<int> run_loop() {
     int code = 0;
     while (!stop_requested) {
       std::vector<zmq::pollitem_t> items = {{sched.handle(), 0, ZMQ_POLLIN, 0},
@@ -492,7 +557,7 @@ struct Worker::Impl {
           }
         }
       }
-      start_ready();
+      if (!start_ready()) return std::nullopt;
       on_completions();
       if (!fetches.empty()) start_fetches(now);
       if (!requests.empty()) expire_requests(now);
@@ -501,7 +566,7 @@ struct Worker::Impl {
         last_beat = now;
       }
       send_to_scheduler();
-      if (!welcomed && now > started + opt.connect_timeout_ms) {
+      if (!welcomed && now > started_ms + opt.connect_timeout_ms) {
         log->error("no answer from the scheduler at {} within {} s", opt.scheduler_address,
                    opt.connect_timeout_ms / 1000);
         code = 1;
@@ -512,11 +577,6 @@ struct Worker::Impl {
         code = 1;
         break;
       }
-    }
-    if (stop_requested) code = stop_code;
-    exec->shutdown(std::chrono::milliseconds(2000));
-    if (welcomed) {
-      transport::send_batch(sched, nullptr, std::vector<WorkerToScheduler>{WorkerGoodbye{code}});
     }
     return code;
   }

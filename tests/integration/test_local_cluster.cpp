@@ -99,6 +99,20 @@ TEST_CASE("LocalCluster.Submit.SmallResultsComeStraightFromTheWorker") {
   CHECK(core.results_pushed() == before);
 }
 
+TEST_CASE("LocalCluster.Worker.QuickTaskTurnedSlowDoesNotSilenceIt") {
+  Fixture f(1);
+  // Quick every time so far: the worker now runs slow_inc on its event loop thread...
+  for (int i = 0; i < 20; ++i) REQUIRE(f.client.submit(slow_inc, i, 0).result() == i + 1);
+  // ...and this call takes longer than the scheduler waits for a silent worker (5 s). The loop
+  // must move to another thread and go on answering, or the only worker is declared dead and
+  // the result never comes.
+  auto slow = f.client.submit(slow_inc, 100, 6000);
+  CHECK(slow.result(20s) == 101);
+  CHECK(f.client.scheduler_info().workers.size() == 1);
+  CHECK(f.client.submit(inc, 1).result(20s) == 2);
+  CHECK(f.client.submit(slow_inc, 7, 0).result(20s) == 8);
+}
+
 TEST_CASE("LocalCluster.NoOp.100000") {
   Fixture f(2);
   std::vector<int> xs(100000);
