@@ -128,6 +128,16 @@ struct Worker::Impl {
     sched.connect(opt.scheduler_address);
   }
 
+  ~Impl() {
+    // run() joins the standby thread; this covers a run() that ended by an exception.
+    {
+      std::lock_guard lock(standby_mutex);
+      standby_stop = true;
+    }
+    standby_cv.notify_all();
+    if (standby.joinable() && standby.get_id() != std::this_thread::get_id()) standby.join();
+  }
+
   void send_to_scheduler() {
     if (outgoing.empty() && replicas.empty()) return;
     if (!replicas.empty()) {
@@ -316,7 +326,12 @@ struct Worker::Impl {
         lock.unlock();
         log->warn("a task that is usually quick ran on the event loop for over {} ms; the loop goes on on another thread",
                   kTakeoverPeriod.count());
-        int code = run_loop().value_or(1);
+        int code = 1;
+        try {
+          code = run_loop().value_or(1);
+        } catch (const std::exception& e) {  // as run() would have let it out: end the worker
+          log->error("the worker's event loop failed: {}", e.what());
+        }
         lock.lock();
         standby_result = code;
         standby_cv.notify_all();
