@@ -396,7 +396,7 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
     t.seq = next_seq_++;
     t.retries_left = spec.retries;
     t.allow_other = spec.allow_other_workers;
-    t.push_result = spec.push_result && spec.wanted && !clients_[c.value].data_identity.empty();
+    t.push_result = spec.push_result && spec.wanted;  // enter_processing names who can take it
     if (!spec.workers.empty() || !spec.resources.empty()) {
       auto& ex = extras_for(slot);
       ex.restrictions = std::move(spec.workers);

@@ -40,7 +40,7 @@ struct Worker::Impl {
   struct Pending {
     ComputeTask msg;
     std::size_t missing = 0;   // inputs still being fetched
-    bool submitted = false;    // handed to the executor
+    bool submitted = false;    // handed to the executor (or run on the loop), see start_ready
   };
   struct Fetch {
     std::vector<WorkerId> holders;   // still to try
@@ -208,7 +208,7 @@ struct Worker::Impl {
       }
       if (auto it = pending.find(id.value); it != pending.end()) {
         // Not started: gone. Running: its result is dropped when it completes.
-        if (!it->second.submitted || withdraw(id)) pending.erase(it);
+        if (!it->second.submitted || exec->withdraw(id)) pending.erase(it);
       }
     }
     if (freed_since_trim >= kTrimThreshold) {
@@ -219,7 +219,7 @@ struct Worker::Impl {
   void on(StealRequest& m) {
     auto it = pending.find(m.task.value);
     bool stolen = false;
-    if (it != pending.end() && (!it->second.submitted || withdraw(m.task))) {
+    if (it != pending.end() && (!it->second.submitted || exec->withdraw(m.task))) {
       pending.erase(it);
       stolen = true;
     }
@@ -232,7 +232,6 @@ struct Worker::Impl {
   }
 
   void submit(Pending& p) {
-    p.submitted = true;
     const dtask_task_v1* entry = opt.plugin->find(p.msg.func);
     if (!entry) {
       std::string names;
@@ -274,22 +273,19 @@ struct Worker::Impl {
     ready_jobs.push_back(std::move(job));
   }
 
-  // A job not yet started, taken back (steal, release).
-  bool withdraw(TaskId id) {
-    for (auto it = ready_jobs.begin(); it != ready_jobs.end(); ++it) {
-      if (it->id == id) {
-        ready_jobs.erase(it);
-        return true;
-      }
-    }
-    return exec->withdraw(id);
-  }
-
   // Hands this pass's ready jobs to the executor -- or, when there is exactly one, nothing else
   // is here and its function has always been quick, runs it on this thread: the two thread
   // hand-offs (to an executor thread and back) would cost more than the task (issue 4, W3).
   // False if this thread no longer runs the loop (a task run here took it too long).
   bool start_ready() {
+    // A job whose task was released or stolen in this same pass (its Pending is gone, having not
+    // been submitted yet) is dropped here; a Pending is submitted once.
+    std::erase_if(ready_jobs, [&](const Job& job) {
+      auto it = pending.find(job.id.value);
+      if (it == pending.end() || it->second.submitted) return true;
+      it->second.submitted = true;
+      return false;
+    });
     if (ready_jobs.empty()) return true;
     if (ready_jobs.size() == 1 && ready_jobs.front().resources.empty() && here.load() != kHereTaken) {
       auto& runs = fn_runs[ready_jobs.front().entry];
@@ -353,8 +349,7 @@ struct Worker::Impl {
     }
     auto it = pending.find(c.id.value);
     if (it == pending.end()) return;  // released while it ran
-    ComputeTask msg = std::move(it->second.msg);
-    pending.erase(it);
+    const ComputeTask& msg = it->second.msg;
     if (c.ok) {
       auto nbytes = c.result.nbytes();
       TaskDone done{c.id, nbytes, false, {}, {}};
@@ -363,9 +358,9 @@ struct Worker::Impl {
         done.data = c.result;
         // Before TaskDone leaves: the waiting client hears one hop sooner. A client not
         // connected here (yet) is refused by ZeroMQ and hears from the scheduler as usual.
-        for (auto& client : msg.push_to) {
+        for (const auto& client : msg.push_to) {
           if (transport::send_batch(data, &client, std::vector<PeerReply>{ResultPushed{c.id, msg.key, c.result}})) {
-            done.pushed_to.push_back(std::move(client));
+            done.pushed_to.push_back(client);
           }
         }
       }
@@ -374,6 +369,7 @@ struct Worker::Impl {
     } else {
       outgoing.push_back(TaskFailed{c.id, std::move(c.error)});
     }
+    pending.erase(it);
   }
 
   // ---- fetching inputs from peers ----

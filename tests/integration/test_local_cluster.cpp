@@ -32,6 +32,13 @@ struct Fixture {
   }
 };
 
+// Submit options that pin a task to the worker of that name ("0", "1", ...).
+dtask::SubmitOptions on_worker(const std::string& name) {
+  dtask::SubmitOptions o;
+  o.workers = {name};
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("LocalCluster.Chains.256") {
@@ -171,8 +178,7 @@ TEST_CASE("LocalCluster.Retries.FlakyTaskSucceeds") {
 
 TEST_CASE("LocalCluster.Placement.WorkersPinsToNamedWorker") {
   Fixture f(3);
-  dtask::SubmitOptions on1;
-  on1.workers = {"1"};
+  const auto on1 = on_worker("1");
   std::vector<dtask::Future<std::string>> fs;
   for (int i = 0; i < 20; ++i) fs.push_back(f.client.submit(on1, worker_name, i));
   for (auto& name : f.client.gather(fs)) CHECK(name == "1");
@@ -206,9 +212,7 @@ TEST_CASE("LocalCluster.Placement.ResourcesAndPriorities") {
 
 TEST_CASE("LocalCluster.Transfer.64MiBBetweenWorkers") {
   Fixture f(2);
-  dtask::SubmitOptions on0, on1;
-  on0.workers = {"0"};
-  on1.workers = {"1"};
+  const auto on0 = on_worker("0"), on1 = on_worker("1");
   const long long n = 64LL << 20;
   auto big = f.client.submit(on0, make_bytes, n);
   auto checked = f.client.submit(on1, check_bytes, big);
@@ -223,9 +227,7 @@ TEST_CASE("LocalCluster.Transfer.64MiBBetweenWorkers") {
 
 TEST_CASE("LocalCluster.Transfer.SpanArgumentsReadInPlace") {
   Fixture f(2);
-  dtask::SubmitOptions on0, on1;
-  on0.workers = {"0"};
-  on1.workers = {"1"};
+  const auto on0 = on_worker("0"), on1 = on_worker("1");
   const long long n = 8LL << 20;
   auto big = f.client.submit(on0, make_bytes, n);
   CHECK(f.client.submit(on1, check_bytes_view, big).result() == "1:" + std::to_string(n));

@@ -55,6 +55,12 @@ struct Harness {
     }
     return t;
   }
+  // n independent root tasks: prefix0, prefix1, ...
+  static std::vector<TaskSpec> roots(const std::string& prefix, int n, const std::string& func) {
+    std::vector<TaskSpec> r;
+    for (int i = 0; i < n; ++i) r.push_back(spec(prefix + std::to_string(i), func));
+    return r;
+  }
   void submit(std::vector<TaskSpec> specs) { s.handle(client, SubmitTasks{std::move(specs)}, now, out); }
 
   // Takes every ComputeTask sent so far, by worker.
@@ -207,9 +213,7 @@ TEST_CASE("Scheduler.Queue.BigResultsStopDealingAhead") {
   cfg.saturation_extra_max_result_bytes = 1000;
   Harness h(cfg);
   auto w = h.worker("0");
-  std::vector<TaskSpec> specs;
-  for (int i = 0; i < 100; ++i) specs.push_back(Harness::spec("r" + std::to_string(i), "inc"));
-  h.submit(specs);
+  h.submit(Harness::roots("r", 100, "inc"));
   auto first = h.computes();
   REQUIRE(first.size() == 12);  // 1 thread * 2 + 10
   // Small results keep it topped up to 12.
@@ -346,9 +350,7 @@ TEST_CASE("Scheduler.Steal.4workers.IdleWorkersTakeWaitingWork") {
   cfg.saturation_extra = 20;
   Harness h(cfg);
   auto busy = h.worker("0");
-  std::vector<TaskSpec> specs;
-  for (int i = 0; i < 12; ++i) specs.push_back(Harness::spec("t" + std::to_string(i), "slow_inc"));
-  h.submit(specs);
+  h.submit(Harness::roots("t", 12, "slow_inc"));
   CHECK(h.computes().size() == 12);  // all on the only worker
   std::vector<WorkerId> idle = {h.worker("1"), h.worker("2"), h.worker("3")};
   h.s.tick(h.now, h.out);
