@@ -9,6 +9,7 @@
 #include <dtask/mpi.hpp>
 
 #include "cli/parse.hpp"
+#include "common/hugepages.hpp"
 #include "common/log.hpp"
 #include "plugin/plugin.hpp"
 
@@ -24,6 +25,7 @@ bool probably_rank0() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dtask::reexec_with_hugepage_malloc(argv);  // big transfers: see common/hugepages.hpp
   CLI::App app{"dtask-run: run a dtask job under srun/mpirun. Rank 0 schedules, rank 1 runs the plugin's\n"
                "DTASK_MAIN client code, every other rank is a worker. All ranks exit with the client's code."};
   dtask::mpi::RunOptions opt;

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/parse.hpp"
+#include "common/hugepages.hpp"
 #include "cli/signals.hpp"
 #include "common/log.hpp"
 #include "common/scheduler_file.hpp"
@@ -22,6 +23,7 @@ void stop(int code) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dtask::reexec_with_hugepage_malloc(argv);  // big transfers: see common/hugepages.hpp
   CLI::App app{"dtask worker: runs tasks from a plugin for a dtask scheduler"};
   dtask::worker::WorkerOptions opt;
   std::string scheduler_file, plugin_path, memory_limit = "0", resources, log_level = "warn";

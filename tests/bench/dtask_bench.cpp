@@ -50,6 +50,7 @@
 
 #include "bench_tasks.hpp"
 #include "client/client_core.hpp"
+#include "common/hugepages.hpp"
 #include "common/log.hpp"
 #include "common/scheduler_file.hpp"
 #include "protocol/wire.hpp"
@@ -1439,6 +1440,7 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dtask::reexec_with_hugepage_malloc(argv);  // big transfers: see common/hugepages.hpp
   g_opt.workloads = {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"};
   g_opt.plugin = env_or("DTASK_BENCH_PLUGIN", BENCH_PLUGIN_PATH);
   g_opt.scheduler_exe = env_or("DTASK_SCHEDULER_EXE", DTASK_SCHEDULER_EXE_PATH);

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <thread>
 #include <map>
 #include <set>
@@ -308,6 +310,36 @@ TEST_CASE("LocalCluster.Processes.WorkersAsChildProcesses") {
   CHECK(distinct.count(static_cast<long long>(getpid())) == 0);
   CHECK(distinct.size() >= 1);
   CHECK(f.client.compute(dtask::delayed(add, dtask::delayed(inc, 1), dtask::delayed(dec, 10))) == 11);
+}
+
+// Workers re-execute themselves with glibc's hugetlb malloc tunable (common/hugepages.hpp), so
+// the buffers big transfers land in are advised for transparent huge pages; DTASK_HUGEPAGES=0
+// opts out. Only meaningful where THP is in madvise mode (the default on Debian).
+TEST_CASE("LocalCluster.Processes.LargeBuffersAdvisedForHugePages") {
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode;
+  std::getline(thp, mode);
+  if (mode.find("[madvise]") == std::string::npos) {
+    MESSAGE("transparent huge pages are not in madvise mode here (" << mode << "): nothing to check");
+    return;
+  }
+  const char* before = std::getenv("GLIBC_TUNABLES");
+  if (before && std::string(before).find("glibc.malloc.hugetlb") != std::string::npos) {
+    MESSAGE("GLIBC_TUNABLES already sets glibc.malloc.hugetlb in this environment: nothing to check");
+    return;
+  }
+  dtask::LocalClusterOptions o;
+  o.processes = true;
+  {
+    Fixture f(1, o);
+    CHECK(f.client.submit(malloc_hugepage_advised, 16LL << 20).result() == true);
+  }
+  ::setenv("DTASK_HUGEPAGES", "0", 1);
+  {
+    Fixture f(1, o);
+    CHECK(f.client.submit(malloc_hugepage_advised, 16LL << 20).result() == false);
+  }
+  ::unsetenv("DTASK_HUGEPAGES");
 }
 
 TEST_CASE("LocalCluster.Security.WrongKeysCannotConnect") {

@@ -3,6 +3,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <numeric>
 #include <span>
 #include <stdexcept>
@@ -76,6 +80,30 @@ std::string check_bytes_view(std::span<const std::uint8_t> v) {
 double sum_doubles_view(std::span<const double> v) { return std::accumulate(v.begin(), v.end(), 0.0); }
 std::string concat(std::string a, std::string b) { return a + b; }
 void nothing(int) {}
+// Whether a fresh malloc of `bytes` in this worker process is advised for transparent huge pages
+// (the "hg" flag on its mapping in /proc/self/smaps): what common/hugepages.hpp arranges.
+bool malloc_hugepage_advised(long long bytes) {
+  auto* p = static_cast<char*>(std::malloc(static_cast<std::size_t>(bytes)));
+  if (p == nullptr) throw std::runtime_error("malloc failed");
+  std::memset(p, 1, static_cast<std::size_t>(bytes));
+  auto addr = reinterpret_cast<std::uintptr_t>(p);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false, advised = false, found = false;
+  while (std::getline(smaps, line)) {
+    std::uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) {  // a mapping's header line
+      inside = addr >= lo && addr < hi;
+      if (inside) found = true;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      advised = line.find(" hg") != std::string::npos;
+    }
+  }
+  std::free(p);
+  if (!found) throw std::runtime_error("the allocation is in no mapping of /proc/self/smaps");
+  return advised;
+}
 
 DTASK_TASKS(inc, dec, add, noop, add64, sum_list, fail_if_negative, flaky, slow_inc, worker_name, hostname, pid,
-            make_bytes, check_bytes, check_bytes_view, linspace, sum_doubles, sum_doubles_view, concat, nothing);
+            make_bytes, check_bytes, check_bytes_view, linspace, sum_doubles, sum_doubles_view, concat, nothing,
+            malloc_hugepage_advised);

@@ -26,3 +26,4 @@ std::string check_bytes_view(std::span<const std::uint8_t> v);
 double sum_doubles_view(std::span<const double> v);
 std::string concat(std::string a, std::string b);
 void nothing(int);
+bool malloc_hugepage_advised(long long bytes);

@@ -1,0 +1,38 @@
+// Re-executing a program with glibc's hugetlb malloc tunable (see hugepages.hpp for why).
+#include "common/hugepages.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+namespace dtask {
+
+namespace {
+bool thp_in_madvise_mode() {
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  return std::getline(f, line) && line.find("[madvise]") != std::string::npos;
+}
+}  // namespace
+
+void reexec_with_hugepage_malloc(char** argv) {
+  if (argv == nullptr || argv[0] == nullptr) return;
+  if (const char* opt = std::getenv("DTASK_HUGEPAGES"); opt && std::string(opt) == "0") return;
+  std::string tunables;
+  if (const char* t = std::getenv("GLIBC_TUNABLES")) tunables = t;
+  if (tunables.find("glibc.malloc.hugetlb") != std::string::npos) return;
+  if (!thp_in_madvise_mode()) return;
+  std::string updated = tunables.empty() ? "glibc.malloc.hugetlb=1" : tunables + ":glibc.malloc.hugetlb=1";
+  if (::setenv("GLIBC_TUNABLES", updated.c_str(), 1) != 0) return;
+  ::execv("/proc/self/exe", argv);
+  // Still here: the exec failed (no /proc?). Go on without huge pages, environment as it was.
+  if (tunables.empty()) {
+    ::unsetenv("GLIBC_TUNABLES");
+  } else {
+    ::setenv("GLIBC_TUNABLES", tunables.c_str(), 1);
+  }
+}
+
+}  // namespace dtask
