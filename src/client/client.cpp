@@ -280,7 +280,14 @@ void ClientCore::flush_outgoing() {
   std::vector<ClientToScheduler> out;
   {
     std::lock_guard lock(mutex_);
-    out.swap(outgoing_);
+    // Receipts never travel alone (the workers' held-back TaskDones cover a quiet client), and
+    // they go first: the scheduler must see a task done before this client releases it.
+    if (!outgoing_.empty() && !receipts_.empty()) {
+      out.push_back(ResultsReceived{std::move(receipts_)});
+      receipts_.clear();
+    }
+    for (auto& m : outgoing_) out.push_back(std::move(m));
+    outgoing_.clear();
   }
   if (out.empty()) return;
   // Batched, but a big graph still goes out in chunks of about kSubmitChunk tasks per
@@ -550,6 +557,7 @@ void ClientCore::on_pushed(ResultPushed& m) {
   if (s.status != FutureStatus::pending || s.data) return;  // KeyDone was first, or cancelled
   s.status = FutureStatus::finished;
   s.task = m.task;
+  receipts_.push_back(PushReceipt{m.task, m.worker, m.data.nbytes()});
   s.data = std::move(m.data);
   ++results_pushed_;
 }

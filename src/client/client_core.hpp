@@ -127,6 +127,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   // Random, so two clients never share it: workers push small results to this routing id.
   const std::string data_identity_;
   std::uint64_t results_pushed_ = 0;  // results that arrived from a worker before KeyDone
+  // Pushed results not yet reported to the scheduler; they go out with the next message.
+  std::vector<protocol::PushReceipt> receipts_;
 
   // I/O-thread-only state
   struct DataConn {

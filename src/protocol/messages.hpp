@@ -23,7 +23,9 @@ namespace dtask::protocol {
 
 // Bump on any change to a message below. Peers with another version are refused with a message
 // that says which versions met (see wire.hpp: the envelope carries the version).
-inline constexpr std::uint32_t kProtocolVersion = 2;
+inline constexpr std::uint32_t kProtocolVersion = 3;
+// How long a worker may hold back the TaskDone of a result it pushed (see ComputeTask::push_to).
+inline constexpr std::uint64_t kPushedDoneDelayMs = 2;
 
 using Resources = std::vector<std::pair<std::string, double>>;
 
@@ -97,8 +99,22 @@ struct ClientGoodbye {
   std::int32_t code = 0;
   DTASK_FIELDS(code)
 };
+// The client got a result straight from the worker that ran it (ResultPushed). Sent only
+// along with the client's next message, ahead of it: the scheduler takes it as that task's
+// completion, so the worker's own TaskDone (held back, see ComputeTask::push_to) costs no
+// message of its own in a submit-result loop.
+struct PushReceipt {
+  TaskId task;
+  WorkerId worker;  // who ran and holds it (from ResultPushed); must match the scheduler's view
+  std::uint64_t nbytes = 0;
+  DTASK_FIELDS(task, worker, nbytes)
+};
+struct ResultsReceived {
+  std::vector<PushReceipt> receipts;
+  DTASK_FIELDS(receipts)
+};
 using ClientToScheduler = std::variant<RegisterClient, SubmitTasks, ReleaseKeys, CancelKeys, InfoRequest,
-                                       Heartbeat, ShutdownCluster, ClientGoodbye>;
+                                       Heartbeat, ShutdownCluster, ClientGoodbye, ResultsReceived>;
 
 // ---- scheduler -> client ------------------------------------------------------------------
 struct ClientWelcome {
@@ -230,6 +246,9 @@ struct ComputeTask {
   Resources resources;
   std::int32_t priority = 0;
   // Clients' data identities to send a small result to directly (ResultPushed); usually empty.
+  // Once a push went through, the worker holds its TaskDone back for up to
+  // kPushedDoneDelayMs (it leaves sooner with any other message): the client's receipt
+  // usually tells the scheduler first, and a release of the task then cancels it.
   std::vector<std::string> push_to;
   DTASK_FIELDS(task, key, func, args, deps, resources, priority, push_to)
 };
@@ -265,14 +284,16 @@ struct DataReply {
   std::vector<DataItem> items;
   DTASK_FIELDS(request_id, items)
 };
-// Worker -> client, unasked: a small result of a task the client is waiting for. Only a head
-// start: the scheduler's KeyDone follows regardless (it stays the source of truth, and a push
-// to a client that is not connected yet is dropped by ZeroMQ).
+// Worker -> client, unasked: a small result of a task the client is waiting for. The client
+// reports it to the scheduler with its next message (ResultsReceived); the worker's TaskDone
+// follows a little later regardless, and the scheduler's KeyDone is the fallback for a push
+// that was lost (a push to a client that is not connected yet is dropped by ZeroMQ).
 struct ResultPushed {
   TaskId task;
   std::string key;
   Payload data;
-  DTASK_FIELDS(task, key, data)
+  WorkerId worker;  // the sender, for the client's receipt
+  DTASK_FIELDS(task, key, data, worker)
 };
 using PeerRequest = std::variant<GetData>;
 using PeerReply = std::variant<DataReply, Rejected, ResultPushed>;

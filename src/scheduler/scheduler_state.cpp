@@ -223,6 +223,7 @@ void SchedulerState::handle(ClientId from, ClientToScheduler msg, std::uint64_t 
         else if constexpr (std::is_same_v<M, InfoRequest>) out.client(from, InfoReply{m.request_id, info()});
         else if constexpr (std::is_same_v<M, ShutdownCluster>) request_shutdown(m.code, "the client asked for shutdown", out);
         else if constexpr (std::is_same_v<M, ClientGoodbye>) remove_client(from, out);
+        else if constexpr (std::is_same_v<M, ResultsReceived>) on_results_received(from, m, out);
         else if constexpr (std::is_same_v<M, Heartbeat>) {}
         else if constexpr (std::is_same_v<M, RegisterClient>) ++stale_messages_;
       },
@@ -466,30 +467,62 @@ void SchedulerState::on_cancel_keys(ClientId, const CancelKeys& m, Outbox& out) 
 void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
   Task* t = lookup(m.task);
   if (!t || t->state != TaskState::processing || t->processing_on != w) {
-    // Late news about a task released, stolen or forgotten meanwhile: the worker drops the copy.
+    // Late news about a task released, stolen or forgotten meanwhile (or already reported by
+    // the client it was pushed to): the worker drops the copy unless it is still the holder.
     ++stale_messages_;
     bool useful = t && t->state == TaskState::memory && t->who_has.contains(w);
     if (!useful) out.worker(w, ReleaseTasks{{m.task}});
     return;
   }
-  std::uint32_t slot = slot_of(m.task);
-  t->nbytes = m.nbytes;
   // Held only until enter_memory has told the waiting clients (notify_done), never stored.
   inline_result_ = m.has_data ? &m.data : nullptr;
   pushed_to_ = m.has_data && !m.pushed_to.empty() ? &m.pushed_to : nullptr;
-  t->who_has.assign_one(w);
-  auto& rec = workers_[w.value];
-  rec.has_what.insert(slot);
-  rec.nbytes += m.nbytes;
-  // An exponential average (weight 1/8): one big result is enough to stop dealing ahead.
-  rec.result_bytes_avg = (rec.result_bytes_avg * 7 + m.nbytes) / 8;
-  rec.capacity = capacity(rec);
-  transition(slot, TaskState::memory, out);
+  finish_on(w, slot_of(m.task), m.nbytes, out);
   inline_result_ = nullptr;
   pushed_to_ = nullptr;
   maybe_forget(kNoSlot, out);
   dispatch(out);
+  const auto& rec = workers_[w.value];
   if (root_queue_.empty() && rec.processing.size() < rec.info.nthreads) steal_for_idle(out);
+}
+
+void SchedulerState::on_results_received(ClientId c, const ResultsReceived& m, Outbox& out) {
+  bool any = false, idle_worker = false;
+  for (const auto& r : m.receipts) {
+    Task* t = lookup(r.task);
+    // Only a receipt for what this scheduler would have heard about from that worker counts;
+    // anything else (stolen meanwhile, already reported, not pushed to this client) is
+    // ignored and the worker's TaskDone decides.
+    if (!t || t->state != TaskState::processing || t->processing_on != r.worker || !t->push_result ||
+        !t->wanted_by.contains(c)) {
+      ++stale_messages_;
+      continue;
+    }
+    receipt_from_ = &c;
+    finish_on(r.worker, slot_of(r.task), r.nbytes, out);
+    receipt_from_ = nullptr;
+    any = true;
+    ++receipts_accepted_;
+    const auto& rec = workers_[r.worker.value];
+    if (rec.processing.size() < rec.info.nthreads) idle_worker = true;
+  }
+  if (!any) return;
+  maybe_forget(kNoSlot, out);
+  dispatch(out);
+  if (root_queue_.empty() && idle_worker) steal_for_idle(out);
+}
+
+void SchedulerState::finish_on(WorkerId w, std::uint32_t slot, std::uint64_t nbytes, Outbox& out) {
+  Task& t = tasks_[slot];
+  t.nbytes = nbytes;
+  t.who_has.assign_one(w);
+  auto& rec = workers_[w.value];
+  rec.has_what.insert(slot);
+  rec.nbytes += nbytes;
+  // An exponential average (weight 1/8): one big result is enough to stop dealing ahead.
+  rec.result_bytes_avg = (rec.result_bytes_avg * 7 + nbytes) / 8;
+  rec.capacity = capacity(rec);
+  transition(slot, TaskState::memory, out);
 }
 
 void SchedulerState::on_task_failed(WorkerId w, const TaskFailed& m, Outbox& out) {
@@ -788,6 +821,7 @@ void SchedulerState::notify_done(const Task& t, Outbox& out) {
   std::vector<std::string> holders;
   for (auto h : t.who_has) holders.push_back(workers_[h.value].info.address);
   for (ClientId c : t.wanted_by) {
+    if (receipt_from_ && *receipt_from_ == c) continue;  // it told us it has the result
     KeyDone m{std::string(key_of(t)), t.id, holders, t.nbytes, false, {}};
     if (inline_result_) {
       m.has_data = true;
@@ -967,7 +1001,10 @@ nlohmann::json SchedulerState::info() const {
   }
   nlohmann::json states = nlohmann::json::object();
   for (std::size_t s = 0; s + 1 < kNumTaskStates; ++s) states[to_string(static_cast<TaskState>(s))] = counts_[s];
-  return {{"workers", workers}, {"tasks_by_state", states}, {"n_tasks", key_index_.size()}};
+  return {{"workers", workers},
+          {"tasks_by_state", states},
+          {"n_tasks", key_index_.size()},
+          {"completions_reported_by_clients", receipts_accepted_}};
 }
 
 }  // namespace dtask::scheduler

@@ -219,6 +219,10 @@ class SchedulerState {
   void on_release_keys(ClientId c, const protocol::ReleaseKeys& m, Outbox& out);
   void on_cancel_keys(ClientId c, const protocol::CancelKeys& m, Outbox& out);
   void on_task_done(WorkerId w, const protocol::TaskDone& m, Outbox& out);
+  void on_results_received(ClientId c, const protocol::ResultsReceived& m, Outbox& out);
+  // The task in `slot`, processing on `w`, finished there: the one path for a worker's TaskDone
+  // and a client's receipt of a pushed result.
+  void finish_on(WorkerId w, std::uint32_t slot, std::uint64_t nbytes, Outbox& out);
   void on_task_failed(WorkerId w, const protocol::TaskFailed& m, Outbox& out);
   void on_replicas_added(WorkerId w, const protocol::ReplicasAdded& m, Outbox& out);
   void on_steal_reply(WorkerId w, const protocol::StealReply& m, Outbox& out);
@@ -311,7 +315,9 @@ class SchedulerState {
   bool forgetting_ = false;
   const Payload* inline_result_ = nullptr;  // the result inside the TaskDone being handled
   const std::vector<std::string>* pushed_to_ = nullptr;  // ...and who got it from the worker
+  const ClientId* receipt_from_ = nullptr;  // the client whose receipt is being handled: has it
   std::uint64_t stale_messages_ = 0;
+  std::uint64_t receipts_accepted_ = 0;  // completions a client reported first (ResultsReceived)
 
   bool shutdown_requested_ = false;
   int shutdown_code_ = 0;

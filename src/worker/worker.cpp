@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <unordered_map>
 #include <unordered_set>
@@ -79,6 +80,10 @@ struct Worker::Impl {
   std::unordered_map<std::uint64_t, Request> requests;
   std::uint64_t next_request = 1;
   std::vector<WorkerToScheduler> outgoing;
+  // TaskDones of pushed results, held back up to kPushedDoneDelayMs from the first of them
+  // (see ComputeTask::push_to): the waiting client's receipt usually reaches the scheduler first.
+  std::vector<TaskDone> held_done;
+  std::uint64_t held_done_since = 0;
   // Jobs made ready while handling this pass's messages; start_ready() hands them over.
   std::vector<Job> ready_jobs;
   struct FnRuns {
@@ -139,6 +144,12 @@ struct Worker::Impl {
   }
 
   void send_to_scheduler() {
+    if (!held_done.empty() &&
+        (!outgoing.empty() || !replicas.empty() || transport::now_ms() >= held_done_since + kPushedDoneDelayMs)) {
+      outgoing.insert(outgoing.begin(), std::make_move_iterator(held_done.begin()), std::make_move_iterator(held_done.end()));
+      held_done.clear();
+      held_done_since = 0;
+    }
     if (outgoing.empty() && replicas.empty()) return;
     if (!replicas.empty()) {
       outgoing.push_back(ReplicasAdded{std::move(replicas)});
@@ -201,6 +212,13 @@ struct Worker::Impl {
     if (slot.missing == 0) submit(slot);
   }
   void on(ReleaseTasks& m) {
+    if (!held_done.empty()) {
+      // Released after the client's receipt: the scheduler needs no TaskDone for these any more.
+      std::erase_if(held_done, [&](const TaskDone& d) {
+        return std::find(m.tasks.begin(), m.tasks.end(), d.task) != m.tasks.end();
+      });
+      if (held_done.empty()) held_done_since = 0;
+    }
     for (TaskId id : m.tasks) {
       if (auto it = store.find(id.value); it != store.end()) {
         freed_since_trim += it->second->nbytes();
@@ -359,13 +377,18 @@ struct Worker::Impl {
         // Before TaskDone leaves: the waiting client hears one hop sooner. A client not
         // connected here (yet) is refused by ZeroMQ and hears from the scheduler as usual.
         for (const auto& client : msg.push_to) {
-          if (transport::send_batch(data, &client, std::vector<PeerReply>{ResultPushed{c.id, msg.key, c.result}})) {
+          if (transport::send_batch(data, &client, std::vector<PeerReply>{ResultPushed{c.id, msg.key, c.result, me}})) {
             done.pushed_to.push_back(client);
           }
         }
       }
       store[c.id.value] = std::make_shared<const Payload>(std::move(c.result));
-      outgoing.push_back(std::move(done));
+      if (!done.pushed_to.empty()) {
+        if (held_done.empty()) held_done_since = transport::now_ms();
+        held_done.push_back(std::move(done));
+      } else {
+        outgoing.push_back(std::move(done));
+      }
     } else {
       outgoing.push_back(TaskFailed{c.id, std::move(c.error)});
     }
@@ -499,7 +522,9 @@ struct Worker::Impl {
     if (stop_requested) code = stop_code.load();
     exec->shutdown(std::chrono::milliseconds(2000));
     if (welcomed) {
-      transport::send_batch(sched, nullptr, std::vector<WorkerToScheduler>{WorkerGoodbye{*code}});
+      std::vector<WorkerToScheduler> last(std::make_move_iterator(held_done.begin()), std::make_move_iterator(held_done.end()));
+      last.push_back(WorkerGoodbye{*code});
+      transport::send_batch(sched, nullptr, last);
     }
     return *code;
   }
@@ -518,7 +543,9 @@ struct Worker::Impl {
           peer_ids.push_back(id);
         }
       }
-      transport::poll(items.data(), items.size(), std::chrono::milliseconds(heartbeat_ms / 2 + 1));
+      // Held-back TaskDones must leave on time even when nothing else happens.
+      const std::uint64_t wait_ms = held_done.empty() ? heartbeat_ms / 2 + 1 : kPushedDoneDelayMs;
+      transport::poll(items.data(), items.size(), std::chrono::milliseconds(wait_ms));
       std::uint64_t now = transport::now_ms();
       if (items[2].revents & ZMQ_POLLIN) wakeup.drain();
       on_completions();

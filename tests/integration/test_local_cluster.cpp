@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <dtask/dtask.hpp>
@@ -106,6 +107,39 @@ TEST_CASE("LocalCluster.Submit.SmallResultsComeStraightFromTheWorker") {
   REQUIRE(ys.size() == 1000);
   for (int i = 0; i < 1000; ++i) CHECK(ys[static_cast<std::size_t>(i)] == i + 1);
   CHECK(core.results_pushed() == before);
+}
+
+// A pushed result reaches the scheduler as the client's receipt (riding on its next message)
+// or, from a client that goes quiet, as the worker's TaskDone held back for at most
+// kPushedDoneDelayMs. Either way the scheduler's view is right soon after.
+TEST_CASE("LocalCluster.Submit.PushedResultsReachTheScheduler") {
+  Fixture f(1);
+  auto& core = f.client.core();
+  dtask::Client watcher(f.cluster);  // looks at the scheduler without speaking for f.client
+  // Quiet client: keep the first pushed result and send nothing more.
+  std::optional<dtask::Future<int>> kept;
+  for (int i = 0; i < 2000 && core.results_pushed() == 0; ++i) {
+    kept.emplace(f.client.submit(inc, i));
+    REQUIRE(kept->result() == i + 1);
+  }
+  REQUIRE(core.results_pushed() == 1);
+  std::this_thread::sleep_for(100ms);
+  auto info = watcher.core().info(10s);
+  CHECK(info["workers"][0]["processing"].get<int>() == 0);
+  CHECK(info["workers"][0]["in_memory"].get<int>() >= 1);
+  CHECK(info["tasks_by_state"]["processing"].get<int>() == 0);
+  // A submit-result loop: each submit carries the receipt of the result before it.
+  kept.reset();
+  int v = 0;
+  for (int i = 0; i < 300; ++i) v = f.client.submit(inc, v).result();
+  CHECK(v == 300);
+  info = watcher.core().info(10s);
+  CHECK(info["completions_reported_by_clients"].get<std::uint64_t>() >= 200);
+  // A result the scheduler heard of by receipt is an input like any other.
+  auto a = f.client.submit(inc, 41);
+  CHECK(a.result() == 42);
+  CHECK(f.client.submit(add, a, 8).result() == 50);
+  CHECK(f.client.submit(add, a, a).result() == 84);
 }
 
 TEST_CASE("LocalCluster.Worker.QuickTaskTurnedSlowDoesNotSilenceIt") {

@@ -70,6 +70,8 @@ TEST_CASE("Protocol.RoundTrip.ClientToScheduler") {
   check_round_trip<ClientToScheduler>(Heartbeat{123456});
   check_round_trip<ClientToScheduler>(ShutdownCluster{3});
   check_round_trip<ClientToScheduler>(ClientGoodbye{1});
+  check_round_trip<ClientToScheduler>(
+      ResultsReceived{{PushReceipt{make_task_id(7, 1), WorkerId{2}, 12}, PushReceipt{make_task_id(9, 3), WorkerId{0}, 0}}});
 }
 
 TEST_CASE("Protocol.RoundTrip.SchedulerToClient") {
@@ -132,7 +134,7 @@ TEST_CASE("Protocol.RoundTrip.PeerData") {
   DataItem missing{make_task_id(2, 0), false, {}};
   check_round_trip<PeerReply>(DataReply{4, {found, missing}});
   check_round_trip<PeerReply>(Rejected{"x"});
-  check_round_trip<PeerReply>(ResultPushed{make_task_id(7, 1), "inc-7", sample_payload(false)});
+  check_round_trip<PeerReply>(ResultPushed{make_task_id(7, 1), "inc-7", sample_payload(false), WorkerId{2}});
 }
 
 TEST_CASE("Protocol.Payload.BulkFramesAreNotCopiedIntoTheEnvelope") {

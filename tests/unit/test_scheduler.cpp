@@ -420,6 +420,65 @@ TEST_CASE("Scheduler.Push.WaitingClientNamedAndItsKeyDoneHeldBack") {
   CHECK(done[0].key == "q");
 }
 
+TEST_CASE("Scheduler.Push.ClientReceiptCompletesTheTask") {
+  Harness h;
+  WorkerId w = h.worker("a", 2);
+  WorkerId other = h.worker("b");
+  auto p = Harness::spec("p", "inc");
+  p.push_result = true;
+  auto q = Harness::spec("q", "inc");
+  q.push_result = true;
+  h.submit({p, q});
+  std::map<std::string, std::pair<WorkerId, ComputeTask>> c;
+  for (auto& wc : h.computes()) c[wc.second.key] = wc;
+  REQUIRE(c.size() == 2);
+
+  // The client reports p (run on its worker): done, no KeyDone for it at all, slot freed.
+  h.out = {};
+  auto [pw, pc] = c["p"];
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{pc.task, pw, 8}}}, h.now, h.out);
+  CHECK(h.state_of("p") == TaskState::memory);
+  CHECK(h.to_client<KeyDone>().empty());
+  CHECK(h.out.to_clients_later.empty());
+  const Task* pt = h.s.find("p");
+  REQUIRE(pt != nullptr);
+  CHECK(pt->who_has.contains(pw));
+
+  // The worker's own TaskDone comes later: nothing to do, and the worker keeps its copy.
+  h.out = {};
+  Payload small = Codec<int>::encode(2);
+  h.s.handle(pw, TaskDone{pc.task, small.nbytes(), true, small, {"client-data-id"}}, h.now, h.out);
+  CHECK(h.released_on(pw).empty());
+  CHECK(h.to_client<KeyDone>().empty());
+  CHECK(h.out.to_clients_later.empty());
+
+  // A receipt naming another worker than the one running q is not believed.
+  auto [qw, qc] = c["q"];
+  WorkerId wrong = qw == w ? other : w;
+  h.out = {};
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{qc.task, wrong, 8}}}, h.now, h.out);
+  CHECK(h.state_of("q") == TaskState::processing);
+  // ...and its worker's TaskDone then completes it as usual.
+  h.s.handle(qw, TaskDone{qc.task, small.nbytes(), true, small, {"client-data-id"}}, h.now, h.out);
+  CHECK(h.state_of("q") == TaskState::memory);
+}
+
+TEST_CASE("Scheduler.Push.ReceiptOnlyForWhatWasPushedToThatClient") {
+  Harness h;
+  WorkerId w = h.worker("a");
+  h.submit({Harness::spec("n", "inc")});  // not pushed
+  auto [nw, nc] = h.compute_of("n");
+  CHECK(nw == w);
+  auto stranger = *h.s.add_client(RegisterClient{kProtocolVersion, "s", "stranger-data-id"}, "stranger", h.now, h.out);
+  h.out = {};
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{nc.task, nw, 8}}}, h.now, h.out);
+  h.s.handle(stranger, ResultsReceived{{PushReceipt{nc.task, nw, 8}}}, h.now, h.out);
+  CHECK(h.state_of("n") == TaskState::processing);
+  h.done(nw, nc);
+  CHECK(h.state_of("n") == TaskState::memory);
+  CHECK(h.to_client<KeyDone>().size() == 1);
+}
+
 TEST_CASE("Scheduler.Registration.RefusesDuplicatesAndOtherVersions") {
   Harness h;
   h.worker("0");
