@@ -238,10 +238,19 @@ void emit(const json& r) {
   std::fflush(stdout);
   g_records.push_back(r);
   if (!g_opt.json_path.empty()) {
-    std::ofstream f(g_opt.json_path + ".tmp");
-    f << g_records.dump(1) << "\n";
-    f.close();
-    std::rename((g_opt.json_path + ".tmp").c_str(), g_opt.json_path.c_str());
+    // Replaced whole (a reader never sees half a file), except something that is not a regular
+    // file: renaming over --json /dev/null would turn the machine's /dev/null into a plain file.
+    std::error_code ec;
+    auto st = std::filesystem::status(g_opt.json_path, ec);
+    if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st)) {
+      std::ofstream f(g_opt.json_path);
+      f << g_records.dump(1) << "\n";
+    } else {
+      std::ofstream f(g_opt.json_path + ".tmp");
+      f << g_records.dump(1) << "\n";
+      f.close();
+      std::rename((g_opt.json_path + ".tmp").c_str(), g_opt.json_path.c_str());
+    }
   }
 }
 
