@@ -14,18 +14,21 @@
 #include "plugin/plugin.hpp"
 
 namespace {
-// Before MPI_Init the rank is only known from the launcher's environment; used to print
-// command-line errors once instead of once per rank.
-bool probably_rank0() {
+// Before MPI_Init the rank is only known from the launcher's environment (-1: not said).
+int launcher_rank() {
   for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "PMI_RANK"}) {
-    if (const char* r = std::getenv(v)) return std::string(r) == "0";
+    if (const char* r = std::getenv(v)) return std::atoi(r);
   }
-  return true;
+  return -1;
 }
+// Used to print command-line errors once instead of once per rank.
+bool probably_rank0() { return launcher_rank() <= 0; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  dtask::reexec_with_hugepage_malloc(argv);  // big transfers: see common/hugepages.hpp
+  // Worker ranks receive the big results (see common/hugepages.hpp). The scheduler never holds
+  // any, and the client rank runs user code like any program of the user's: left as it is.
+  if (launcher_rank() >= 2) dtask::reexec_with_hugepage_malloc(argv);
   CLI::App app{"dtask-run: run a dtask job under srun/mpirun. Rank 0 schedules, rank 1 runs the plugin's\n"
                "DTASK_MAIN client code, every other rank is a worker. All ranks exit with the client's code."};
   dtask::mpi::RunOptions opt;
