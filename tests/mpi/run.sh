@@ -110,6 +110,22 @@ rank2=""
 for p in $(pgrep -f "$sched"); do
   if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2; then rank2="$rank2 $p"; fi
 done
+# Meanwhile: worker ranks (2, 3) restarted themselves with glibc's huge-page malloc tunable
+# (common/hugepages.hpp); the scheduler and client ranks did not.
+with_hp=""
+without_hp=""
+for p in $(pgrep -f "$sched"); do
+  env_of=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null) || continue
+  r=$(echo "$env_of" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+  [ -n "$r" ] || continue
+  if echo "$env_of" | grep -q '^GLIBC_TUNABLES=.*glibc.malloc.hugetlb=1'; then with_hp="$with_hp $r"; else without_hp="$without_hp $r"; fi
+done
+with_hp=$(echo "$with_hp" | tr ' ' '\n' | sort -u | xargs)
+without_hp=$(echo "$without_hp" | tr ' ' '\n' | sort -u | xargs)
+name="huge-page malloc on worker ranks only"
+if ! grep -q '\[madvise\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || [[ "${GLIBC_TUNABLES:-}" == *hugetlb* ]]; then
+  ok "$name (not applicable here: THP not in madvise mode, or GLIBC_TUNABLES already set)"
+elif [ "$with_hp" = "2 3" ] && [ "$without_hp" = "0 1" ]; then ok "$name"; else bad "$name (with:$with_hp without:$without_hp)"; fi
 # shellcheck disable=SC2086
 kill -TERM $rank2
 wait $pid
