@@ -7,8 +7,8 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/parse.hpp"
-#include "common/hugepages.hpp"
 #include "cli/signals.hpp"
+#include "common/hugepages.hpp"
 #include "common/log.hpp"
 #include "common/scheduler_file.hpp"
 #include "plugin/plugin.hpp"
