@@ -179,10 +179,7 @@ struct TaskDone {
   // Small results ride along, so a client waiting for one needs no extra fetch round trip.
   bool has_data = false;
   Payload data;
-  // Clients (data identities) the result was handed to directly (ResultPushed), connected at
-  // the time: their KeyDone is not urgent any more.
-  std::vector<std::string> pushed_to;
-  DTASK_FIELDS(task, nbytes, has_data, data, pushed_to)
+  DTASK_FIELDS(task, nbytes, has_data, data)
 };
 struct TaskFailed {
   TaskId task;

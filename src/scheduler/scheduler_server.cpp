@@ -23,9 +23,6 @@ namespace {
 constexpr int kMaxDrain = 20000;
 // Upper bound of messages per outgoing batch, so one giant graph does not become one giant frame.
 constexpr std::size_t kMaxBatch = 20000;
-// Held-back client messages (Outbox::to_clients_later) go out at the latest with the next tick
-// or when this many have piled up.
-constexpr std::size_t kMaxHeldBack = 4096;
 }  // namespace
 
 struct SchedulerServer::Impl {
@@ -39,9 +36,6 @@ struct SchedulerServer::Impl {
   transport::Wakeup wakeup;
   std::atomic<int> stop_code{0};
   std::atomic<bool> stop_requested{false};
-  // Outbox::to_clients_later, per client, in the order they were made.
-  std::unordered_map<std::uint32_t, std::vector<SchedulerToClient>> held_back;
-  std::size_t n_held_back = 0;
 
   explicit Impl(SchedulerOptions o) : opt(std::move(o)), state(opt.config) {
     log = log::make("scheduler", opt.where);
@@ -126,74 +120,43 @@ struct SchedulerServer::Impl {
     }
   }
 
-  // Sends the outbox. Held-back client messages go first to a client that gets anything else,
-  // and to everyone when `release_all` (the tick, shutdown) or when too many have piled up.
-  void flush(Outbox& out, bool release_all = false) {
-    for (auto& [c, m] : out.to_clients_later) {
-      held_back[c.value].push_back(std::move(m));
-      ++n_held_back;
+  // Sends `entries` grouped by peer, in the order they were made: one batch per peer (a few for
+  // a huge one), to the identity `identity_of(id)` returns (nullptr: the peer is gone).
+  template <class Id, class Msg, class IdentityOf>
+  void send_grouped(std::vector<std::pair<Id, Msg>>& entries, IdentityOf identity_of) {
+    if (entries.empty()) return;
+    std::unordered_map<std::uint32_t, std::vector<Msg>> by;
+    std::vector<std::uint32_t> order;
+    for (auto& [id, m] : entries) {
+      auto& v = by[id.value];
+      if (v.empty()) order.push_back(id.value);
+      v.push_back(std::move(m));
     }
-    out.to_clients_later.clear();
-    if (n_held_back > kMaxHeldBack) release_all = true;
-    if (!out.to_workers.empty()) {
-      std::unordered_map<std::uint32_t, std::vector<SchedulerToWorker>> by;
-      std::vector<std::uint32_t> order;
-      for (auto& [w, m] : out.to_workers) {
-        auto& v = by[w.value];
-        if (v.empty()) order.push_back(w.value);
-        v.push_back(std::move(m));
+    entries.clear();
+    for (auto id : order) {
+      const std::string* identity = identity_of(Id{id});
+      if (!identity) continue;
+      auto& msgs = by[id];
+      for (std::size_t i = 0; i < msgs.size(); i += kMaxBatch) {
+        std::vector<Msg> chunk(std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(i)),
+                               std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(std::min(msgs.size(), i + kMaxBatch))));
+        transport::send_batch(router, identity, chunk);
       }
-      for (auto w : order) {
-        const auto* rec = state.worker(WorkerId{w});
-        if (!rec) continue;
-        auto& msgs = by[w];
-        for (std::size_t i = 0; i < msgs.size(); i += kMaxBatch) {
-          std::vector<SchedulerToWorker> chunk(std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(i)),
-                                               std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(std::min(msgs.size(), i + kMaxBatch))));
-          transport::send_batch(router, &rec->identity, chunk);
-        }
-      }
-      out.to_workers.clear();
     }
-    if (!out.to_clients.empty() || (release_all && n_held_back > 0)) {
-      std::unordered_map<std::uint32_t, std::vector<SchedulerToClient>> by;
-      std::vector<std::uint32_t> order;
-      auto take_held_back = [&](std::uint32_t c, std::vector<SchedulerToClient>& v) {
-        auto it = held_back.find(c);
-        if (it == held_back.end()) return;
-        n_held_back -= it->second.size();
-        v = std::move(it->second);
-        held_back.erase(it);
-      };
-      for (auto& [c, m] : out.to_clients) {
-        if (auto* info = std::get_if<InfoReply>(&m)) info->info["address"] = address;
-        auto [it, fresh] = by.try_emplace(c.value);
-        if (fresh) {
-          order.push_back(c.value);
-          take_held_back(c.value, it->second);
-        }
-        it->second.push_back(std::move(m));
-      }
-      if (release_all) {
-        std::vector<std::uint32_t> rest;
-        for (auto& [c, _] : held_back) rest.push_back(c);
-        for (auto c : rest) {
-          order.push_back(c);
-          take_held_back(c, by[c]);
-        }
-      }
-      for (auto c : order) {
-        const auto* rec = state.client(ClientId{c});
-        if (!rec) continue;
-        auto& msgs = by[c];
-        for (std::size_t i = 0; i < msgs.size(); i += kMaxBatch) {
-          std::vector<SchedulerToClient> chunk(std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(i)),
-                                               std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(std::min(msgs.size(), i + kMaxBatch))));
-          transport::send_batch(router, &rec->identity, chunk);
-        }
-      }
-      out.to_clients.clear();
+  }
+
+  void flush(Outbox& out) {
+    send_grouped(out.to_workers, [&](WorkerId w) {
+      const auto* rec = state.worker(w);
+      return rec ? &rec->identity : nullptr;
+    });
+    for (auto& [c, m] : out.to_clients) {
+      if (auto* info = std::get_if<InfoReply>(&m)) info->info["address"] = address;
     }
+    send_grouped(out.to_clients, [&](ClientId c) {
+      const auto* rec = state.client(c);
+      return rec ? &rec->identity : nullptr;
+    });
   }
 
   int run() {
@@ -209,7 +172,7 @@ struct SchedulerServer::Impl {
       std::uint64_t now = transport::now_ms();
       if (state.shutdown_requested()) {
         if (shutdown_deadline == 0) shutdown_deadline = now + opt.shutdown_grace_ms;
-        flush(out, true);
+        flush(out);
         // Live workers answer within a heartbeat; one silent for three is dead and not waited for.
         bool anyone_talking = false;
         for (auto w : state.alive_workers()) {
@@ -238,9 +201,7 @@ struct SchedulerServer::Impl {
         }
       }
       now = transport::now_ms();
-      bool ticked = false;
       if (now >= last_tick + hb) {
-        ticked = true;
         // A loop that was stalled (a huge graph arriving) must not declare its peers dead.
         if (now > last_tick + 4 * hb) state.forgive_silence(now);
         last_tick = now;
@@ -259,9 +220,9 @@ struct SchedulerServer::Impl {
         // Goodbye without asking for shutdown: the job is over all the same.
         state.request_shutdown(0, "the client left", out);
       }
-      flush(out, ticked);
+      flush(out);
     }
-    flush(out, true);
+    flush(out);
     return state.shutdown_code();
   }
 };

@@ -476,10 +476,8 @@ void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
   }
   // Held only until enter_memory has told the waiting clients (notify_done), never stored.
   inline_result_ = m.has_data ? &m.data : nullptr;
-  pushed_to_ = m.has_data && !m.pushed_to.empty() ? &m.pushed_to : nullptr;
   finish_on(w, slot_of(m.task), m.nbytes, out);
   inline_result_ = nullptr;
-  pushed_to_ = nullptr;
   maybe_forget(kNoSlot, out);
   dispatch(out);
   const auto& rec = workers_[w.value];
@@ -827,14 +825,9 @@ void SchedulerState::notify_done(const Task& t, Outbox& out) {
       m.has_data = true;
       m.data = *inline_result_;
     }
-    // Still sent (it is the fallback if the pushed copy was lost in a broken connection), but
-    // it need not cost the client, the scheduler and the network a message of its own now.
-    const auto& id = clients_[c.value].data_identity;
-    if (pushed_to_ && !id.empty() && std::find(pushed_to_->begin(), pushed_to_->end(), id) != pushed_to_->end()) {
-      out.client_later(c, std::move(m));
-    } else {
-      out.client(c, std::move(m));
-    }
+    // Also to a client the worker pushed the result to but that has not said so (yet): a pushed
+    // copy can be lost with a broken connection, and this is then the only word it gets.
+    out.client(c, std::move(m));
   }
 }
 

@@ -55,14 +55,9 @@ struct SchedulerConfig {
 struct Outbox {
   std::vector<std::pair<WorkerId, protocol::SchedulerToWorker>> to_workers;
   std::vector<std::pair<ClientId, protocol::SchedulerToClient>> to_clients;
-  // Not urgent: news the client already has another way (a result pushed to it by the worker).
-  // The server may hold these back until the next message to that client or its next tick, and
-  // then sends them before it, so one client's messages stay in the order they were made.
-  std::vector<std::pair<ClientId, protocol::SchedulerToClient>> to_clients_later;
   void worker(WorkerId w, protocol::SchedulerToWorker m) { to_workers.emplace_back(w, std::move(m)); }
   void client(ClientId c, protocol::SchedulerToClient m) { to_clients.emplace_back(c, std::move(m)); }
-  void client_later(ClientId c, protocol::SchedulerToClient m) { to_clients_later.emplace_back(c, std::move(m)); }
-  bool empty() const { return to_workers.empty() && to_clients.empty() && to_clients_later.empty(); }
+  bool empty() const { return to_workers.empty() && to_clients.empty(); }
 };
 
 struct Failure {
@@ -314,7 +309,6 @@ class SchedulerState {
   std::vector<std::uint32_t> forget_queue_;  // slots to re-check after a forget (no recursion)
   bool forgetting_ = false;
   const Payload* inline_result_ = nullptr;  // the result inside the TaskDone being handled
-  const std::vector<std::string>* pushed_to_ = nullptr;  // ...and who got it from the worker
   const ClientId* receipt_from_ = nullptr;  // the client whose receipt is being handled: has it
   std::uint64_t stale_messages_ = 0;
   std::uint64_t receipts_accepted_ = 0;  // completions a client reported first (ResultsReceived)

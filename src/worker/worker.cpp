@@ -370,20 +370,21 @@ struct Worker::Impl {
     const ComputeTask& msg = it->second.msg;
     if (c.ok) {
       auto nbytes = c.result.nbytes();
-      TaskDone done{c.id, nbytes, false, {}, {}};
+      TaskDone done{c.id, nbytes, false, {}};
+      bool pushed = false;
       if (nbytes <= kInlineResultBytes) {
         done.has_data = true;
         done.data = c.result;
-        // Before TaskDone leaves: the waiting client hears one hop sooner. A client not
-        // connected here (yet) is refused by ZeroMQ and hears from the scheduler as usual.
+        // The waiting client hears one hop sooner. A client not connected here (yet) is
+        // refused by ZeroMQ and hears from the scheduler as usual.
         for (const auto& client : msg.push_to) {
           if (transport::send_batch(data, &client, std::vector<PeerReply>{ResultPushed{c.id, msg.key, c.result, me}})) {
-            done.pushed_to.push_back(client);
+            pushed = true;
           }
         }
       }
       store[c.id.value] = std::make_shared<const Payload>(std::move(c.result));
-      if (!done.pushed_to.empty()) {
+      if (pushed) {
         if (held_done.empty()) held_done_since = transport::now_ms();
         held_done.push_back(std::move(done));
       } else {

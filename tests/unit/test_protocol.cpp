@@ -98,8 +98,8 @@ TEST_CASE("Protocol.RoundTrip.WorkerToScheduler") {
   r.resources = {{"GPU", 2}};
   r.pid = 1234;
   check_round_trip<WorkerToScheduler>(r);
-  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, false, {}, {}});
-  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, true, sample_payload(true), {"client-1"}});
+  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, false, {}});
+  check_round_trip<WorkerToScheduler>(TaskDone{make_task_id(1, 1), 64, true, sample_payload(true)});
   check_round_trip<WorkerToScheduler>(TaskFailed{make_task_id(1, 1), "boom"});
   check_round_trip<WorkerToScheduler>(ReplicasAdded{{make_task_id(1, 1), make_task_id(2, 0)}});
   check_round_trip<WorkerToScheduler>(StealReply{make_task_id(1, 0), true});

@@ -99,7 +99,7 @@ struct Harness {
     return r;
   }
   void done(WorkerId w, const ComputeTask& c, std::uint64_t nbytes = 8) {
-    s.handle(w, TaskDone{c.task, nbytes, false, {}, {}}, now, out);
+    s.handle(w, TaskDone{c.task, nbytes, false, {}}, now, out);
   }
   TaskState state_of(const std::string& key) {
     const Task* t = s.find(key);
@@ -388,7 +388,7 @@ TEST_CASE("Scheduler.Submit.UnknownDependencyAndCancel") {
   CHECK(h.state_of("b") == TaskState::erred);
 }
 
-TEST_CASE("Scheduler.Push.WaitingClientNamedAndItsKeyDoneHeldBack") {
+TEST_CASE("Scheduler.Push.WaitingClientNamedAndStillToldByKeyDone") {
   Harness h;
   WorkerId w = h.worker("a");
   auto pushed = Harness::spec("p", "inc");
@@ -400,24 +400,20 @@ TEST_CASE("Scheduler.Push.WaitingClientNamedAndItsKeyDoneHeldBack") {
   CHECK(c["p"].push_to == std::vector<std::string>{"client-data-id"});
   CHECK(c["q"].push_to.empty());
 
-  // The worker handed p over: its KeyDone still goes, but may wait (to_clients_later).
+  // The worker's TaskDone came before the client's receipt: KeyDone still goes (a pushed copy
+  // may have been lost), with the value.
   h.out = {};
   Payload small = Codec<int>::encode(2);
-  h.s.handle(w, TaskDone{c["p"].task, small.nbytes(), true, small, {"client-data-id"}}, h.now, h.out);
-  REQUIRE(h.out.to_clients_later.size() == 1);
-  auto* later = std::get_if<KeyDone>(&h.out.to_clients_later[0].second);
-  REQUIRE(later != nullptr);
-  CHECK(later->key == "p");
-  CHECK(later->has_data);  // the fallback carries the value too
-  CHECK(h.to_client<KeyDone>().empty());
-
-  // The push did not get through (client not connected): KeyDone is urgent as before.
-  h.out = {};
-  h.s.handle(w, TaskDone{c["q"].task, small.nbytes(), true, small, {}}, h.now, h.out);
-  CHECK(h.out.to_clients_later.empty());
+  h.s.handle(w, TaskDone{c["p"].task, small.nbytes(), true, small}, h.now, h.out);
   auto done = h.to_client<KeyDone>();
   REQUIRE(done.size() == 1);
-  CHECK(done[0].key == "q");
+  CHECK(done[0].key == "p");
+  CHECK(done[0].has_data);
+  // ...and a receipt arriving after that changes nothing.
+  h.out = {};
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{c["p"].task, w, small.nbytes()}}}, h.now, h.out);
+  CHECK(h.out.empty());
+  CHECK(h.state_of("p") == TaskState::memory);
 }
 
 TEST_CASE("Scheduler.Push.ClientReceiptCompletesTheTask") {
@@ -439,7 +435,6 @@ TEST_CASE("Scheduler.Push.ClientReceiptCompletesTheTask") {
   h.s.handle(h.client, ResultsReceived{{PushReceipt{pc.task, pw, 8}}}, h.now, h.out);
   CHECK(h.state_of("p") == TaskState::memory);
   CHECK(h.to_client<KeyDone>().empty());
-  CHECK(h.out.to_clients_later.empty());
   const Task* pt = h.s.find("p");
   REQUIRE(pt != nullptr);
   CHECK(pt->who_has.contains(pw));
@@ -447,10 +442,9 @@ TEST_CASE("Scheduler.Push.ClientReceiptCompletesTheTask") {
   // The worker's own TaskDone comes later: nothing to do, and the worker keeps its copy.
   h.out = {};
   Payload small = Codec<int>::encode(2);
-  h.s.handle(pw, TaskDone{pc.task, small.nbytes(), true, small, {"client-data-id"}}, h.now, h.out);
+  h.s.handle(pw, TaskDone{pc.task, small.nbytes(), true, small}, h.now, h.out);
   CHECK(h.released_on(pw).empty());
   CHECK(h.to_client<KeyDone>().empty());
-  CHECK(h.out.to_clients_later.empty());
 
   // A receipt naming another worker than the one running q is not believed.
   auto [qw, qc] = c["q"];
@@ -459,7 +453,7 @@ TEST_CASE("Scheduler.Push.ClientReceiptCompletesTheTask") {
   h.s.handle(h.client, ResultsReceived{{PushReceipt{qc.task, wrong, 8}}}, h.now, h.out);
   CHECK(h.state_of("q") == TaskState::processing);
   // ...and its worker's TaskDone then completes it as usual.
-  h.s.handle(qw, TaskDone{qc.task, small.nbytes(), true, small, {"client-data-id"}}, h.now, h.out);
+  h.s.handle(qw, TaskDone{qc.task, small.nbytes(), true, small}, h.now, h.out);
   CHECK(h.state_of("q") == TaskState::memory);
 }
 
