@@ -245,9 +245,12 @@ struct ComputeTask {
   // Clients' data identities to send a small result to directly (ResultPushed); usually empty.
   // Once a push went through, the worker holds its TaskDone back for up to
   // kPushedDoneDelayMs (it leaves sooner with any other message): the client's receipt
-  // usually tells the scheduler first, and a release of the task then cancels it.
+  // usually tells the scheduler first, and a release of the task then cancels it...
   std::vector<std::string> push_to;
-  DTASK_FIELDS(task, key, func, args, deps, resources, priority, push_to)
+  // ...unless other tasks already wait for this result: then TaskDone goes at once, or each
+  // level of a small graph whose outputs are all wanted would wait that long.
+  bool dependents_waiting = false;
+  DTASK_FIELDS(task, key, func, args, deps, resources, priority, push_to, dependents_waiting)
 };
 struct ReleaseTasks {
   std::vector<TaskId> tasks;

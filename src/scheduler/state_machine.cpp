@@ -165,6 +165,7 @@ void SchedulerState::enter_processing(Task& t, Outbox& out) {
       const auto& rec = clients_[c.value];
       if (rec.alive && !rec.data_identity.empty()) m.push_to.push_back(rec.data_identity);
     }
+    m.dependents_waiting = t.unfinished_dependents > 0;
   }
   m.deps.reserve(t.n_deps);
   for (auto d : deps_of(t)) {

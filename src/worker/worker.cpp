@@ -384,7 +384,7 @@ struct Worker::Impl {
         }
       }
       store[c.id.value] = std::make_shared<const Payload>(std::move(c.result));
-      if (pushed) {
+      if (pushed && !msg.dependents_waiting) {
         if (held_done.empty()) held_done_since = transport::now_ms();
         held_done.push_back(std::move(done));
       } else {

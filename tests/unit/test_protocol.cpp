@@ -118,6 +118,7 @@ TEST_CASE("Protocol.RoundTrip.SchedulerToWorker") {
   c.resources = {{"GPU", 1}};
   c.priority = 5;
   c.push_to = {"client-1", "client-2"};
+  c.dependents_waiting = true;
   check_round_trip<SchedulerToWorker>(WorkerWelcome{kProtocolVersion, WorkerId{1}, {Peer{WorkerId{0}, "tcp://a:1"}}, 250});
   check_round_trip<SchedulerToWorker>(Rejected{"duplicate"});
   check_round_trip<SchedulerToWorker>(PeersChanged{{Peer{WorkerId{3}, "tcp://b:2"}}, {WorkerId{1}}});
@@ -173,7 +174,7 @@ TEST_CASE("Protocol.Envelope.RejectsGarbageAndForeignVersions") {
   CHECK_FALSE(w.ok());
 
   // A payload pointing at a frame that is not there.
-  Frames g = encode_batch(std::vector<SchedulerToWorker>{ComputeTask{make_task_id(1, 0), "k", "f", {task_arg(TaskArg::value)}, {}, {}, 0, {}}});
+  Frames g = encode_batch(std::vector<SchedulerToWorker>{ComputeTask{make_task_id(1, 0), "k", "f", {task_arg(TaskArg::value)}, {}, {}, 0, {}, false}});
   auto missing = decode_batch<SchedulerToWorker>(g.head.data(), g.head.size(), {});
   CHECK_FALSE(missing.ok());
 }

@@ -459,18 +459,46 @@ TEST_CASE("Scheduler.Push.ClientReceiptCompletesTheTask") {
 
 TEST_CASE("Scheduler.Push.ReceiptOnlyForWhatWasPushedToThatClient") {
   Harness h;
-  WorkerId w = h.worker("a");
-  h.submit({Harness::spec("n", "inc")});  // not pushed
-  auto [nw, nc] = h.compute_of("n");
-  CHECK(nw == w);
+  WorkerId w = h.worker("a", 2);
+  auto p = Harness::spec("p", "inc");
+  p.push_result = true;
+  h.submit({Harness::spec("n", "inc"), p});  // n is not pushed
+  std::map<std::string, std::pair<WorkerId, ComputeTask>> c;
+  for (auto& wc : h.computes()) c[wc.second.key] = wc;
+  REQUIRE(c.size() == 2);
+  CHECK(c["n"].first == w);
   auto stranger = *h.s.add_client(RegisterClient{kProtocolVersion, "s", "stranger-data-id"}, "stranger", h.now, h.out);
   h.out = {};
-  h.s.handle(h.client, ResultsReceived{{PushReceipt{nc.task, nw, 8}}}, h.now, h.out);
-  h.s.handle(stranger, ResultsReceived{{PushReceipt{nc.task, nw, 8}}}, h.now, h.out);
+  // The wanting client, for a task not pushed to it: ignored.
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{c["n"].second.task, w, 8}}}, h.now, h.out);
   CHECK(h.state_of("n") == TaskState::processing);
-  h.done(nw, nc);
+  // Another client, for a task pushed to the one that wants it: ignored.
+  h.s.handle(stranger, ResultsReceived{{PushReceipt{c["p"].second.task, w, 8}}}, h.now, h.out);
+  CHECK(h.state_of("p") == TaskState::processing);
+  CHECK(h.out.empty());
+  // The worker's TaskDone still completes n as usual.
+  h.done(w, c["n"].second);
   CHECK(h.state_of("n") == TaskState::memory);
   CHECK(h.to_client<KeyDone>().size() == 1);
+}
+
+TEST_CASE("Scheduler.Push.WorkerToldWhenOthersWaitForTheResult") {
+  // A pushed output that another task needs: the worker must not hold its TaskDone back (each
+  // level of a small all-wanted graph would wait kPushedDoneDelayMs).
+  Harness h;
+  h.worker("a");
+  auto a = Harness::spec("a", "inc");
+  a.push_result = true;
+  auto b = Harness::spec("b", "inc", {"a"});
+  b.push_result = true;
+  h.submit({a, b});
+  auto [aw, ac] = h.compute_of("a");
+  CHECK(ac.push_to == std::vector<std::string>{"client-data-id"});
+  CHECK(ac.dependents_waiting);
+  h.done(aw, ac);
+  auto [bw, bc] = h.compute_of("b");
+  CHECK(bc.push_to == std::vector<std::string>{"client-data-id"});
+  CHECK_FALSE(bc.dependents_waiting);
 }
 
 TEST_CASE("Scheduler.Registration.RefusesDuplicatesAndOtherVersions") {
