@@ -187,7 +187,8 @@ void cancel(const std::vector<const FutureRef*>& refs) {
 // ---------------------------------------------------------------------------------------------
 // ClientCore: user-thread side
 
-ClientCore::ClientCore(ConnectOptions options) : opt_(std::move(options)), data_identity_(random_identity()) {
+ClientCore::ClientCore(ConnectOptions options)
+    : opt_(std::move(options)), data_identity_(random_identity()), next_nonce_(std::random_device{}() | 1) {
   log_ = log::make("client", opt_.name);
   transport::configure_socket(sched_);
   transport::make_curve_client(sched_, opt_.security);
@@ -242,13 +243,20 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
   // A small submit is usually waited for at once (submit().result()): its results come
   // straight from the worker. Big ones would only double the messages arriving here.
   const bool push = specs.size() <= kDirectSendTasks;
+  const std::size_t n_specs = specs.size();
   if (push) {
     for (auto& spec : specs) spec.push_result = spec.wanted;
   }
+  std::optional<StartTask> early;
+  std::string early_address;
   {
     std::lock_guard lock(mutex_);
     if (stopped_ || closing_) throw ConnectionError("the client is closed");
     if (!connection_error_.empty()) throw ConnectionError(connection_error_);
+    if (push && specs.size() == 1) {
+      early = early_start_for(specs.front());
+      early_address = early_address_;
+    }
     for (const auto& key : outputs) {
       auto& st = states_[key];
       if (!st) {
@@ -259,30 +267,126 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
       if (push) st->push = true;
       refs.push_back(std::make_shared<FutureRef>(shared_from_this(), st));
     }
-    for (std::size_t i = 0; i < specs.size(); i += kSubmitChunk) {
-      SubmitTasks m;
-      auto end = std::min(specs.size(), i + kSubmitChunk);
-      m.tasks.assign(std::make_move_iterator(specs.begin() + static_cast<std::ptrdiff_t>(i)),
-                     std::make_move_iterator(specs.begin() + static_cast<std::ptrdiff_t>(end)));
-      outgoing_.push_back(std::move(m));
+    if (early) {
+      // Held back: the worker answers first, and the scheduler hears of it with the next batch.
+      if (held_.empty()) held_since_ms_ = transport::now_ms();
+      held_.push_back(SubmitTasks{std::move(specs)});
+    } else {
+      for (std::size_t i = 0; i < specs.size(); i += kSubmitChunk) {
+        SubmitTasks m;
+        auto end = std::min(specs.size(), i + kSubmitChunk);
+        m.tasks.assign(std::make_move_iterator(specs.begin() + static_cast<std::ptrdiff_t>(i)),
+                       std::make_move_iterator(specs.begin() + static_cast<std::ptrdiff_t>(end)));
+        outgoing_.push_back(std::move(m));
+      }
     }
   }
-  if (specs.size() <= kDirectSendTasks) {
-    flush_outgoing();
+  if (early) {
+    // To the worker only: it starts at once, and the scheduler hears of the task a little later.
+    bool sent;
+    {
+      std::lock_guard sock(sock_mutex_);
+      sent = send_early(*early, early_address);
+    }
+    std::lock_guard lock(mutex_);
+    if (sent) ++early_starts_;
+    else early_key_.clear();
+    if (sent) {
+      wakeup_.notify();  // the I/O thread times the held SubmitTasks
+      return refs;
+    }
+  }
+  if (early || n_specs <= kDirectSendTasks) {
+    flush_outgoing(early.has_value());  // a StartTask that could not go: the scheduler's way, now
   } else {
     wakeup_.notify();
   }
   return refs;
 }
 
-void ClientCore::flush_outgoing() {
+std::optional<StartTask> ClientCore::early_start_for(TaskSpec& spec) {
+  if (early_address_.empty() || !spec.push_result || !spec.workers.empty() || !spec.resources.empty()) return {};
+  for (const auto& a : spec.args) {
+    if (a.kind != ClientArg::value) return {};  // inputs are the scheduler's business
+  }
+  if (!early_key_.empty()) {
+    auto it = states_.find(early_key_);
+    if (it != states_.end() && it->second->status == FutureStatus::pending) return {};
+  }
+  if (states_.count(spec.key)) return {};  // a key already known: the scheduler may have it
+  StartTask m;
+  m.nonce = next_nonce_;
+  next_nonce_ += 2;  // odd, so never 0
+  m.key = spec.key;
+  m.func = spec.func;
+  m.args.reserve(spec.args.size());
+  for (const auto& a : spec.args) m.args.push_back(a.data);
+  m.reply_to = data_identity_;
+  spec.early_nonce = m.nonce;
+  spec.early_on = early_worker_;
+  early_key_ = spec.key;
+  return m;
+}
+
+bool ClientCore::send_early(const StartTask& m, const std::string& address) {
+  if (!early_sock_ || early_sock_address_ != address) {
+    early_sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+    transport::configure_socket(*early_sock_);
+    early_sock_->set(zmq::sockopt::linger, 0);
+    // Nothing queues for a connection still being made: such a StartTask is simply not sent.
+    early_sock_->set(zmq::sockopt::immediate, 1);
+    wakeup_.notify();  // the I/O thread polls the new socket's fd from now on
+    early_sock_->set(zmq::sockopt::routing_id, data_identity_ + "/early");
+    transport::make_curve_client(*early_sock_, opt_.security);
+    early_sock_->connect(address);
+    early_sock_address_ = address;
+  }
+  bool sent = transport::send_batch(*early_sock_, nullptr, std::vector<PeerRequest>{m});
+  rearm_io_poll();
+  return sent;
+}
+
+bool ClientCore::take_early_replies() {
+  if (!early_sock_) return false;
+  bool not_started = false;
+  while (auto r = transport::try_recv(*early_sock_, false)) {
+    auto d = transport::decode<PeerReply>(*r);
+    if (!d.ok()) {
+      log_->warn("dropping a bad message from worker {}: {}", early_sock_address_, d.error);
+      continue;
+    }
+    for (auto& m : d.messages) {
+      if (auto* pushed = std::get_if<ResultPushed>(&m)) on_pushed(*pushed, early_sock_address_);
+      else if (std::holds_alternative<NotStarted>(m)) not_started = true;
+    }
+    wake_waiters();
+  }
+  return not_started;
+}
+
+std::uint64_t ClientCore::early_starts() {
+  std::lock_guard lock(mutex_);
+  return early_starts_;
+}
+
+void ClientCore::flush_outgoing(bool force) {
   std::lock_guard sock(sock_mutex_);
   std::vector<ClientToScheduler> out;
   {
     std::lock_guard lock(mutex_);
+    bool urgent = force || closing_ ||
+                  std::any_of(outgoing_.begin(), outgoing_.end(),
+                              [](const ClientToScheduler& m) { return !std::holds_alternative<ReleaseKeys>(m); });
+    bool held = !held_.empty() || (!outgoing_.empty() && !urgent);  // only releases, if anything
+    if (held && held_since_ms_ == 0) held_since_ms_ = transport::now_ms();
+    if (!urgent && !(held && transport::now_ms() >= held_since_ms_ + kEarlyHoldMs)) return;
+    // Held submits (with their receipts) first: later messages may name their keys.
+    for (auto& m : held_) out.push_back(std::move(m));
+    held_.clear();
+    held_since_ms_ = 0;
     // Receipts never travel alone (the workers' held-back TaskDones cover a quiet client), and
-    // they go first: the scheduler must see a task done before this client releases it.
-    if (!outgoing_.empty() && !receipts_.empty()) {
+    // they go before the rest: the scheduler must see a task done before this client releases it.
+    if (!receipts_.empty() && (!out.empty() || !outgoing_.empty())) {
       out.push_back(ResultsReceived{std::move(receipts_)});
       receipts_.clear();
     }
@@ -310,7 +414,10 @@ void ClientCore::flush_outgoing() {
 void ClientCore::rearm_io_poll() {
   if (std::this_thread::get_id() == io_.get_id()) return;  // it looks before it polls
   try {
-    if (sched_.get(zmq::sockopt::events) & ZMQ_POLLIN) wakeup_.notify();
+    if ((sched_.get(zmq::sockopt::events) & ZMQ_POLLIN) ||
+        (early_sock_ && (early_sock_->get(zmq::sockopt::events) & ZMQ_POLLIN))) {
+      wakeup_.notify();
+    }
   } catch (const zmq::error_t&) {
     wakeup_.notify();
   }
@@ -331,8 +438,9 @@ void ClientCore::drop_ref(FutureState& s) {
         return;
       }
     }
-    // Not urgent, so no wake-up: it rides with the next message or the I/O thread's next
-    // pass (at most its poll timeout). Waking it here cost every result() a second hand-off.
+    // Not urgent, so no wake-up: it rides with the next message or leaves with the held-back
+    // ones (kEarlyHoldMs). Waking the I/O thread here cost every result() a second hand-off.
+    if (held_since_ms_ == 0) held_since_ms_ = transport::now_ms();
     outgoing_.push_back(ReleaseKeys{{key}});
   }
 }
@@ -393,7 +501,24 @@ const Payload& ClientCore::fetch(FutureState& s, std::optional<std::chrono::mill
     if (now < spin_until) {
       auto seen = progress_.load(std::memory_order_acquire);
       lock.unlock();
-      transport::spin_until([&] { return progress_.load(std::memory_order_acquire) != seen; }, spin_until - now);
+      bool not_started = false;
+      spinners_.fetch_add(1, std::memory_order_acq_rel);
+      bool got = transport::spin_until(
+          [&] {
+            if (progress_.load(std::memory_order_acquire) != seen) return true;
+            // The answer to a StartTask is taken here, not by the I/O thread: one hand-off less.
+            std::unique_lock sock(sock_mutex_, std::try_to_lock);
+            if (sock.owns_lock()) {
+              not_started = take_early_replies() || not_started;
+              rearm_io_poll();
+            }
+            return progress_.load(std::memory_order_acquire) != seen || not_started;
+          },
+          spin_until - now);
+      spinners_.fetch_sub(1, std::memory_order_acq_rel);
+      // The I/O thread may be polling without that socket: it must look at it again.
+      if (!got) wakeup_.notify();
+      if (not_started) flush_outgoing(true);
       lock.lock();
       continue;
     }
@@ -549,15 +674,25 @@ void ClientCore::on(KeyDone& m) {
   // Be connected to where it ran, so the next results pushed from there reach us.
   if (s.push && !s.holders.empty()) data_conn(s.holders.front());
 }
-void ClientCore::on_pushed(ResultPushed& m) {
+void ClientCore::on_pushed(ResultPushed& m, const std::string& from) {
   std::lock_guard lock(mutex_);
+  // The next small task may start there at once (StartTask).
+  early_worker_ = m.worker;
+  early_address_ = from;
   auto it = states_.find(m.key);
   if (it == states_.end()) return;  // released meanwhile
   auto& s = *it->second;
   if (s.status != FutureStatus::pending || s.data) return;  // KeyDone was first, or cancelled
   s.status = FutureStatus::finished;
-  s.task = m.task;
-  receipts_.push_back(PushReceipt{m.task, m.worker, m.data.nbytes()});
+  if (!m.early) s.task = m.task;  // an early start knows none yet: KeyDone tells it
+  if (m.early) {
+    // An early start's: its key names it (the worker knew no task id), and the receipt goes
+    // right after the held SubmitTasks (or on its own, soon, if that went already).
+    if (held_.empty()) held_since_ms_ = transport::now_ms();
+    held_.push_back(ResultsReceived{{PushReceipt{m.task, m.worker, m.data.nbytes(), m.key}}});
+  } else {
+    receipts_.push_back(PushReceipt{m.task, m.worker, m.data.nbytes(), {}});
+  }
   s.data = std::move(m.data);
   ++results_pushed_;
 }
@@ -691,24 +826,36 @@ void ClientCore::io_loop() {
     // sched_ is polled through its bare ZMQ_FD (see sock_mutex_), which only signals changes:
     // when a message is already waiting, the poll must not block.
     bool readable;
+    int early_fd = -1;
     {
       std::lock_guard sock(sock_mutex_);
       readable = (sched_.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+      if (early_sock_ && spinners_.load(std::memory_order_acquire) == 0) {
+        early_fd = static_cast<int>(early_sock_->get(zmq::sockopt::fd));
+        readable = readable || (early_sock_->get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+      }
     }
-    std::vector<zmq::pollitem_t> items = {{nullptr, sched_fd, ZMQ_POLLIN, 0}, {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
-    std::vector<zmq::socket_t*> data_socks;
-    for (auto& [_, c] : data_conns_) {
+    std::vector<zmq::pollitem_t> items = {{nullptr, sched_fd, ZMQ_POLLIN, 0}, {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0},
+                                          {nullptr, early_fd, static_cast<short>(early_fd >= 0 ? ZMQ_POLLIN : 0), 0}};
+    std::vector<std::pair<zmq::socket_t*, const std::string*>> data_socks;
+    for (auto& [address, c] : data_conns_) {
       items.push_back({c.socket->handle(), 0, ZMQ_POLLIN, 0});
-      data_socks.push_back(c.socket.get());
+      data_socks.emplace_back(c.socket.get(), &address);
     }
-    transport::poll(items.data(), items.size(), std::chrono::milliseconds(readable ? 0 : 250));
+    std::uint64_t wait_ms = readable ? 0 : 250;
+    {
+      std::lock_guard lock(mutex_);
+      if (held_since_ms_ != 0) wait_ms = std::min(wait_ms, held_since_ms_ + kEarlyHoldMs - std::min(now, held_since_ms_ + kEarlyHoldMs));
+    }
+    transport::poll(items.data(), items.size(), std::chrono::milliseconds(wait_ms));
     now = transport::now_ms();
     if (items[1].revents & ZMQ_POLLIN) wakeup_.drain();
-    bool changed = false;
+    bool changed = false, not_started = false;
     std::vector<transport::Received> received;
     {
       std::lock_guard sock(sock_mutex_);
       while (auto r = transport::try_recv(sched_, false)) received.push_back(std::move(*r));
+      if (early_fd >= 0) not_started = take_early_replies();
     }
     if (!received.empty()) last_heard = now;
     for (auto& r : received) {
@@ -727,17 +874,20 @@ void ClientCore::io_loop() {
       changed = true;
     }
     for (std::size_t i = 0; i < data_socks.size(); ++i) {
-      if (!(items[2 + i].revents & ZMQ_POLLIN)) continue;
-      while (auto r = transport::try_recv(*data_socks[i], false)) {
+      if (!(items[3 + i].revents & ZMQ_POLLIN)) continue;
+      while (auto r = transport::try_recv(*data_socks[i].first, false)) {
         auto d = transport::decode<PeerReply>(*r);
         if (!d.ok()) continue;
         for (auto& m : d.messages) {
           if (auto* reply = std::get_if<DataReply>(&m)) on_data(*reply);
-          else if (auto* pushed = std::get_if<ResultPushed>(&m)) on_pushed(*pushed);
+          else if (auto* pushed = std::get_if<ResultPushed>(&m)) on_pushed(*pushed, *data_socks[i].second);
+          else if (std::holds_alternative<NotStarted>(m)) not_started = true;
         }
         changed = true;
       }
     }
+    // A StartTask the worker did not take: the scheduler must hear of that task now.
+    if (not_started) flush_outgoing(true);
     // A worker that does not answer: ask the next holder.
     std::vector<std::uint64_t> expired;
     for (auto& [rid, r] : data_requests_) {

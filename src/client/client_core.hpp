@@ -64,14 +64,19 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   // How many results reached this client straight from a worker (ResultPushed) before the
   // scheduler's KeyDone: what tests and the latency benchmark check the short path with.
   std::uint64_t results_pushed();
+  // How many tasks this client asked a worker to start early (StartTask): the short path of a
+  // submit-result loop, two hops instead of three.
+  std::uint64_t early_starts();
   // Called on the I/O thread when the cluster announces shutdown or the scheduler is lost
   // (code 1). The MPI runner uses it to end a client whose user code is still busy.
   void set_end_handler(std::function<void(int code, const std::string& reason)> handler);
 
  private:
   void post(protocol::ClientToScheduler m);
-  // Sends everything in outgoing_, in order; any thread. Takes sock_mutex_ then mutex_.
-  void flush_outgoing();
+  // Sends what is due, in order; any thread. Takes sock_mutex_ then mutex_. Held-back
+  // messages (held_, releases) go along with anything else, once kEarlyHoldMs old, or when
+  // `force`d.
+  void flush_outgoing(bool force = false);
   // sock_mutex_ held: after another thread used sched_, ZMQ_FD may have been reset with a
   // message still waiting, so the I/O thread (polling the bare fd) must look again.
   void rearm_io_poll();
@@ -89,7 +94,15 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void request_fetch(FutureState& s);  // mutex_ held
   void send_fetches(std::uint64_t now);
   void on_data(protocol::DataReply& reply);
-  void on_pushed(protocol::ResultPushed& m);
+  void on_pushed(protocol::ResultPushed& m, const std::string& from);
+  // mutex_ held: a StartTask for this one-task submit, if it qualifies (see StartTask).
+  std::optional<protocol::StartTask> early_start_for(protocol::TaskSpec& spec);
+  // sock_mutex_ held: sends it to the worker it names; false if that is not possible now.
+  bool send_early(const protocol::StartTask& m, const std::string& address);
+  // sock_mutex_ held: takes the workers' answers to StartTasks off early_sock_ (any thread: a
+  // thread waiting for a result spins on this, one thread hand-off sooner than the I/O
+  // thread). True if one was a NotStarted: then flush_outgoing(true) is due.
+  bool take_early_replies();
   // The connection to a worker's data server, made on first use (I/O thread only).
   zmq::socket_t& data_conn(const std::string& address);
   bool settled(const FutureState& s) const;  // done and, if finished, data fetchable/fetched
@@ -129,6 +142,28 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::uint64_t results_pushed_ = 0;  // results that arrived from a worker before KeyDone
   // Pushed results not yet reported to the scheduler; they go out with the next message.
   std::vector<protocol::PushReceipt> receipts_;
+  // Early starts (guarded by mutex_): the worker that last pushed a result here, which is the
+  // one asked to start the next task early, and the key of the early task not yet back (one at
+  // a time: several would all land on that one worker instead of being spread by the scheduler).
+  protocol::WorkerId early_worker_;
+  std::string early_address_;
+  std::string early_key_;
+  std::uint64_t early_starts_ = 0;
+  std::uint64_t next_nonce_;
+  // The socket StartTasks go out on and their answers come back on (guarded by sock_mutex_,
+  // polled by the I/O thread through its bare ZMQ_FD like sched_). Its own routing id, as a
+  // worker's data server accepts one connection per id.
+  std::unique_ptr<zmq::socket_t> early_sock_;
+  std::string early_sock_address_;
+  // Threads spinning for a result, which take early_sock_'s answers themselves: the I/O thread
+  // then leaves that socket out of its poll rather than wake up for them as well.
+  std::atomic<int> spinners_{0};
+  // Held back (guarded by mutex_): the SubmitTasks of early-started tasks, each followed by its
+  // receipt once the result is here, in that order (the scheduler must place a task before it
+  // hears it done). They, and releases of keys, wait up to kEarlyHoldMs from held_since_ms_
+  // (0 = nothing held) and then go as one batch.
+  std::vector<protocol::ClientToScheduler> held_;
+  std::uint64_t held_since_ms_ = 0;
 
   // I/O-thread-only state
   struct DataConn {

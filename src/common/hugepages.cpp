@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -26,7 +27,11 @@ void reexec_with_hugepage_malloc(char** argv) {
   if (!thp_in_madvise_mode()) return;
   std::string updated = tunables.empty() ? "glibc.malloc.hugetlb=1" : tunables + ":glibc.malloc.hugetlb=1";
   if (::setenv("GLIBC_TUNABLES", updated.c_str(), 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
+  // The resolved path, not /proc/self/exe itself: the kernel names the process after the file
+  // it executes, and ps, top and pkill should go on seeing dtask-worker, not "exe".
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  ::execv(ec ? "/proc/self/exe" : self.c_str(), argv);
   // Still here: the exec failed (no /proc?). Go on without huge pages, environment as it was.
   if (tunables.empty()) {
     ::unsetenv("GLIBC_TUNABLES");

@@ -23,9 +23,12 @@ namespace dtask::protocol {
 
 // Bump on any change to a message below. Peers with another version are refused with a message
 // that says which versions met (see wire.hpp: the envelope carries the version).
-inline constexpr std::uint32_t kProtocolVersion = 3;
+inline constexpr std::uint32_t kProtocolVersion = 4;
 // How long a worker may hold back the TaskDone of a result it pushed (see ComputeTask::push_to).
 inline constexpr std::uint64_t kPushedDoneDelayMs = 2;
+// How long a client may hold back the SubmitTasks of a task it started early (see StartTask),
+// and its releases of keys.
+inline constexpr std::uint64_t kEarlyHoldMs = 1;
 
 using Resources = std::vector<std::pair<std::string, double>>;
 
@@ -73,7 +76,13 @@ struct TaskSpec {
   // Someone is about to wait for it (a small submit): the worker sends a small result straight
   // to the client as well, one network hop sooner than the scheduler's KeyDone.
   bool push_result = false;
-  DTASK_FIELDS(key, func, args, priority, retries, workers, allow_other_workers, resources, wanted, push_result)
+  // The client already asked worker `early_on` to start it (StartTask, nonce `early_nonce`;
+  // 0 = not asked): the scheduler places it there if that worker has a free thread, and the
+  // worker then uses the result it may already have instead of running it again.
+  std::uint64_t early_nonce = 0;
+  WorkerId early_on;
+  DTASK_FIELDS(key, func, args, priority, retries, workers, allow_other_workers, resources, wanted, push_result,
+               early_nonce, early_on)
 };
 struct SubmitTasks {
   std::vector<TaskSpec> tasks;  // dependencies come before their dependents
@@ -104,10 +113,11 @@ struct ClientGoodbye {
 // completion, so the worker's own TaskDone (held back, see ComputeTask::push_to) costs no
 // message of its own in a submit-result loop.
 struct PushReceipt {
-  TaskId task;
+  TaskId task;      // meaningless for an early start's result: the worker knew no id yet...
   WorkerId worker;  // who ran and holds it (from ResultPushed); must match the scheduler's view
   std::uint64_t nbytes = 0;
-  DTASK_FIELDS(task, worker, nbytes)
+  std::string key;  // ...and this key names it instead (empty for any other result)
+  DTASK_FIELDS(task, worker, nbytes, key)
 };
 struct ResultsReceived {
   std::vector<PushReceipt> receipts;
@@ -250,7 +260,9 @@ struct ComputeTask {
   // ...unless other tasks already wait for this result: then TaskDone goes at once, or each
   // level of a small graph whose outputs are all wanted would wait that long.
   bool dependents_waiting = false;
-  DTASK_FIELDS(task, key, func, args, deps, resources, priority, push_to, dependents_waiting)
+  // The client's StartTask for this task, if it sent one here (TaskSpec::early_nonce).
+  std::uint64_t early_nonce = 0;
+  DTASK_FIELDS(task, key, func, args, deps, resources, priority, push_to, dependents_waiting, early_nonce)
 };
 struct ReleaseTasks {
   std::vector<TaskId> tasks;
@@ -293,10 +305,34 @@ struct ResultPushed {
   std::string key;
   Payload data;
   WorkerId worker;  // the sender, for the client's receipt
-  DTASK_FIELDS(task, key, data, worker)
+  bool early = false;  // the result of a StartTask: `task` is not known yet (see PushReceipt)
+  DTASK_FIELDS(task, key, data, worker, early)
 };
-using PeerRequest = std::variant<GetData>;
-using PeerReply = std::variant<DataReply, Rejected, ResultPushed>;
+// Client -> worker, for a tiny task without inputs that the client is about to wait for: start
+// it now, if nothing else runs here, and send the result back (ResultPushed, early) on the
+// connection this came on; `reply_to` is the client's data identity (as in
+// ComputeTask::push_to). The same task also goes to the scheduler as usual
+// (TaskSpec::early_nonce), which stays in charge: its ComputeTask decides where the task
+// lives, and a worker that did not start it early simply runs it then. The client sends that
+// SubmitTasks a little later (at most kEarlyHoldMs), followed by its receipt if the result is
+// back by then, so a submit-result loop costs two network hops per round trip instead of
+// three, and the scheduler takes its part in batches.
+struct StartTask {
+  std::uint64_t nonce = 0;
+  std::string key;
+  std::string func;
+  std::vector<Payload> args;
+  std::string reply_to;
+  DTASK_FIELDS(nonce, key, func, args, reply_to)
+};
+// Worker -> client: a StartTask it did not take (busy, or the function is not known to be
+// quick), so the client tells the scheduler about that task now instead of a little later.
+struct NotStarted {
+  std::string key;
+  DTASK_FIELDS(key)
+};
+using PeerRequest = std::variant<GetData, StartTask>;
+using PeerReply = std::variant<DataReply, Rejected, ResultPushed, NotStarted>;
 
 // Envelope direction tags: which variant the messages of a frame decode as.
 enum class Direction : char {

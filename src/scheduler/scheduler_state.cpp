@@ -363,6 +363,8 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
   struct Fresh {
     std::uint32_t slot;
     std::string bad;  // why it cannot run, if it cannot
+    std::uint64_t early_nonce = 0;
+    WorkerId early_on;
   };
   std::vector<Fresh> fresh;
   fresh.reserve(m.tasks.size());
@@ -413,7 +415,7 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
       ++dt.unfinished_dependents;
       if (dt.state != TaskState::memory) ++tt.waiting_on;
     }
-    fresh.push_back({slot, std::move(bad)});
+    fresh.push_back({slot, std::move(bad), spec.early_nonce, spec.early_on});
   }
   for (auto& f : fresh) {
     Task& t = tasks_[f.slot];
@@ -432,8 +434,28 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, std::uint64_t now, Ou
       continue;
     }
     make_ready_or_wait(f.slot, out);
+    if (f.early_nonce != 0) place_early(f.slot, f.early_nonce, f.early_on, out);
   }
   dispatch(out);
+}
+
+bool SchedulerState::place_early(std::uint32_t slot, std::uint64_t nonce, WorkerId w, Outbox& out) {
+  Task& t = tasks_[slot];
+  // Only a task that is ready now and would wait in the root queue for a free thread anyway;
+  // a worker that is busy (in this scheduler's view) gets nothing extra. If the worker started
+  // it regardless, its early result is simply never used.
+  if (t.state != TaskState::queued || t.n_deps != 0 || w.value >= workers_.size()) return false;
+  const WorkerRecord& rec = workers_[w.value];
+  if (!rec.alive || rec.processing.size() + rec.stealing_in >= rec.info.nthreads || !worker_can_run(rec, t, true)) {
+    return false;
+  }
+  early_slot_ = slot;
+  early_nonce_ = nonce;
+  assign(slot, w, out);  // the root queue's entry for it is skipped as placed meanwhile
+  early_slot_ = kNoSlot;
+  early_nonce_ = 0;
+  ++early_placed_;
+  return true;
 }
 
 void SchedulerState::on_release_keys(ClientId c, const ReleaseKeys& m, Outbox& out) {
@@ -487,7 +509,12 @@ void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
 void SchedulerState::on_results_received(ClientId c, const ResultsReceived& m, Outbox& out) {
   bool any = false, idle_worker = false;
   for (const auto& r : m.receipts) {
-    Task* t = lookup(r.task);
+    Task* t = nullptr;
+    if (r.key.empty()) {
+      t = lookup(r.task);
+    } else if (std::uint32_t slot = slot_of_key(r.key); slot != kNoSlot) {
+      t = &tasks_[slot];  // an early start's result: the worker knew no task id
+    }
     // Only a receipt for what this scheduler would have heard about from that worker counts;
     // anything else (stolen meanwhile, already reported, not pushed to this client) is
     // ignored and the worker's TaskDone decides.
@@ -497,7 +524,7 @@ void SchedulerState::on_results_received(ClientId c, const ResultsReceived& m, O
       continue;
     }
     receipt_from_ = &c;
-    finish_on(r.worker, slot_of(r.task), r.nbytes, out);
+    finish_on(r.worker, slot_of(t->id), r.nbytes, out);
     receipt_from_ = nullptr;
     any = true;
     ++receipts_accepted_;
@@ -997,7 +1024,8 @@ nlohmann::json SchedulerState::info() const {
   return {{"workers", workers},
           {"tasks_by_state", states},
           {"n_tasks", key_index_.size()},
-          {"completions_reported_by_clients", receipts_accepted_}};
+          {"completions_reported_by_clients", receipts_accepted_},
+          {"placed_where_started_early", early_placed_}};
 }
 
 }  // namespace dtask::scheduler

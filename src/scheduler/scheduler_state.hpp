@@ -310,8 +310,16 @@ class SchedulerState {
   bool forgetting_ = false;
   const Payload* inline_result_ = nullptr;  // the result inside the TaskDone being handled
   const ClientId* receipt_from_ = nullptr;  // the client whose receipt is being handled: has it
+  // The early start (TaskSpec::early_nonce) of the task being placed by on_submit, for its
+  // ComputeTask; never stored per task.
+  std::uint32_t early_slot_ = kNoSlot;
+  std::uint64_t early_nonce_ = 0;
+  std::uint64_t early_placed_ = 0;  // tasks placed where the client had started them early
   std::uint64_t stale_messages_ = 0;
   std::uint64_t receipts_accepted_ = 0;  // completions a client reported first (ResultsReceived)
+  // Places a fresh root task on the worker its client started it on early, if that worker has
+  // a free thread; false leaves it to the usual placement.
+  bool place_early(std::uint32_t slot, std::uint64_t nonce, WorkerId w, Outbox& out);
 
   bool shutdown_requested_ = false;
   int shutdown_code_ = 0;

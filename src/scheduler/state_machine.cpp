@@ -167,6 +167,7 @@ void SchedulerState::enter_processing(Task& t, Outbox& out) {
     }
     m.dependents_waiting = t.unfinished_dependents > 0;
   }
+  if (early_slot_ == protocol::slot_of(t.id)) m.early_nonce = early_nonce_;
   m.deps.reserve(t.n_deps);
   for (auto d : deps_of(t)) {
     protocol::DepLocation loc{tasks_[d].id, tasks_[d].who_has.to_vector(), {}};

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <filesystem>
 #include <unordered_map>
 #include <unordered_set>
@@ -34,6 +35,9 @@ constexpr std::uint32_t kRunHereAfterQuickRuns = 8;
 constexpr std::chrono::milliseconds kTakeoverPeriod{50};
 // Value of Impl::here once the loop was taken over: no task runs on the loop thread any more.
 constexpr std::uint64_t kHereTaken = ~std::uint64_t{0} - 1;
+// Early starts remembered at once (see Impl::early): enough for any client's one outstanding
+// early task; the oldest is forgotten first.
+constexpr std::size_t kEarlyRemembered = 256;
 }  // namespace
 
 struct Worker::Impl {
@@ -103,6 +107,19 @@ struct Worker::Impl {
   std::uint64_t started_ms = 0, last_heard = 0, last_beat = 0;  // the loop's clocks
   std::vector<TaskId> replicas;
   std::uint64_t freed_since_trim = 0;
+  // Early starts by nonce (protocol::StartTask): a result computed before the scheduler's
+  // ComputeTask came, or (taken) a ComputeTask that came first, so a late StartTask is ignored.
+  struct Early {
+    std::string key;
+    bool taken = false;
+    std::shared_ptr<const Payload> result;
+    std::string pushed_to;  // the client identity it was pushed to, if the push went out
+  };
+  std::unordered_map<std::uint64_t, Early> early;
+  std::deque<std::uint64_t> early_order;  // insertion order, for forgetting the oldest
+  // This pass's StartTasks and who sent them; start_ready() looks at them.
+  std::vector<std::pair<StartTask, std::string>> early_starts;
+  std::uint64_t early_runs = 0;
 
   explicit Impl(WorkerOptions o) : opt(std::move(o)) {
     log = log::make("worker", opt.where.empty() ? opt.name : opt.where);
@@ -189,6 +206,7 @@ struct Worker::Impl {
   void on(ComputeTask& m) {
     std::uint64_t id = m.task.value;
     if (pending.count(id)) return;
+    if (m.early_nonce != 0 && adopt_early(m)) return;
     Pending p;
     p.msg = std::move(m);
     for (const auto& dep : p.msg.deps) {
@@ -211,6 +229,90 @@ struct Worker::Impl {
     auto& slot = pending[id] = std::move(p);
     if (slot.missing == 0) submit(slot);
   }
+  Early& remember_early(std::uint64_t nonce) {
+    auto [it, fresh] = early.try_emplace(nonce);
+    if (fresh) {
+      early_order.push_back(nonce);
+      if (early_order.size() > kEarlyRemembered) {
+        early.erase(early_order.front());
+        early_order.pop_front();
+      }
+    }
+    return early.at(nonce);
+  }
+
+  // The scheduler placed here a task its client asked us to start early: done if that run
+  // happened (its result is used, not computed again); otherwise it runs now as usual.
+  bool adopt_early(ComputeTask& m) {
+    auto it = early.find(m.early_nonce);
+    if (it == early.end() || !it->second.result || it->second.key != m.key) {
+      remember_early(m.early_nonce).taken = true;  // a StartTask arriving later is ignored
+      return false;
+    }
+    Early e = std::move(it->second);
+    early.erase(it);  // its early_order entry is skipped when it comes up
+    const auto nbytes = e.result->nbytes();
+    TaskDone done{m.task, nbytes, false, {}};
+    if (nbytes <= kInlineResultBytes) {
+      done.has_data = true;
+      done.data = *e.result;
+    }
+    store[m.task.value] = std::move(e.result);
+    // The client that started it has the result; its receipt usually reaches the scheduler
+    // first, as for any pushed result (see ComputeTask::push_to).
+    bool pushed = !e.pushed_to.empty() &&
+                  std::find(m.push_to.begin(), m.push_to.end(), e.pushed_to) != m.push_to.end();
+    if (pushed && !m.dependents_waiting) {
+      if (held_done.empty()) held_done_since = transport::now_ms();
+      held_done.push_back(std::move(done));
+    } else {
+      outgoing.push_back(std::move(done));
+    }
+    return true;
+  }
+
+  // Runs a StartTask now if this worker has nothing else to do and the function has always
+  // been quick; anything else is left to the scheduler's ComputeTask. False if this thread no
+  // longer runs the loop.
+  bool start_early(StartTask& m, const std::string& from) {
+    if (early.count(m.nonce)) return true;  // the ComputeTask was first, or a repeat
+    const dtask_task_v1* entry = opt.plugin->find(m.func);
+    bool quick = false;
+    if (entry) {
+      const auto& runs = fn_runs[entry];
+      quick = !runs.overran_here && runs.quick_in_a_row >= kRunHereAfterQuickRuns;
+    }
+    if (!quick || !welcomed || !pending.empty() || !ready_jobs.empty() || !exec->idle() || here.load() == kHereTaken) {
+      // The client then tells the scheduler at once; its ComputeTask reports an unknown name.
+      transport::send_batch(data, &from, std::vector<PeerReply>{NotStarted{m.key}});
+      return true;
+    }
+    Job job;
+    job.entry = entry;
+    job.args.resize(m.args.size());
+    for (std::size_t i = 0; i < m.args.size(); ++i) {
+      auto held = std::make_shared<const Payload>(std::move(m.args[i]));
+      job.args[i].value = held.get();
+      job.keep.push_back(std::move(held));
+    }
+    auto c = run_on_loop(std::move(job));
+    if (!c) return false;
+    note_run(*c);
+    ++early_runs;
+    if (!c->ok) {  // the ComputeTask runs it again and reports the failure
+      transport::send_batch(data, &from, std::vector<PeerReply>{NotStarted{m.key}});
+      return true;
+    }
+    Early& e = remember_early(m.nonce);
+    e.key = std::move(m.key);
+    if (c->result.nbytes() <= kInlineResultBytes &&
+        transport::send_batch(data, &from, std::vector<PeerReply>{ResultPushed{TaskId{}, e.key, c->result, me, true}})) {
+      e.pushed_to = std::move(m.reply_to);
+    }
+    e.result = std::make_shared<const Payload>(std::move(c->result));
+    return true;
+  }
+
   void on(ReleaseTasks& m) {
     if (!held_done.empty()) {
       // Released after the client's receipt: the scheduler needs no TaskDone for these any more.
@@ -296,6 +398,13 @@ struct Worker::Impl {
   // hand-offs (to an executor thread and back) would cost more than the task (issue 4, W3).
   // False if this thread no longer runs the loop (a task run here took it too long).
   bool start_ready() {
+    for (auto& [m, from] : early_starts) {
+      if (!start_early(m, from)) {
+        early_starts.clear();
+        return false;
+      }
+    }
+    early_starts.clear();
     // A job whose task was released or stolen in this same pass (its Pending is gone, having not
     // been submitted yet) is dropped here; a Pending is submitted once.
     std::erase_if(ready_jobs, [&](const Job& job) {
@@ -310,23 +419,30 @@ struct Worker::Impl {
       if (!runs.overran_here && runs.quick_in_a_row >= kRunHereAfterQuickRuns && exec->idle()) {
         Job job = std::move(ready_jobs.front());
         ready_jobs.clear();
-        if (!standby.joinable()) standby = std::thread([this] { standby_main(); });
-        std::uint64_t run = here.load() + 1;  // odd: running
-        here.store(run);
-        Completion c = exec->run_here(std::move(job));
-        if (!here.compare_exchange_strong(run, run + 1)) {
-          // The standby thread runs the loop now; it picks the result up like any other.
-          exec->complete_elsewhere(std::move(c));
-          return false;
-        }
-        if (c.run_ns > kRunHereMaxNs) runs.overran_here = true;
-        finish(c);
+        auto c = run_on_loop(std::move(job));
+        if (!c) return false;
+        finish(*c);
         return true;
       }
     }
     for (auto& job : ready_jobs) exec->submit(std::move(job));
     ready_jobs.clear();
     return true;
+  }
+
+  // Runs a job on this thread, watched by the standby thread; nullopt if the standby thread
+  // took the loop over meanwhile (it then picks the result up like any other).
+  std::optional<Completion> run_on_loop(Job job) {
+    if (!standby.joinable()) standby = std::thread([this] { standby_main(); });
+    std::uint64_t run = here.load() + 1;  // odd: running
+    here.store(run);
+    Completion c = exec->run_here(std::move(job));
+    if (!here.compare_exchange_strong(run, run + 1)) {
+      exec->complete_elsewhere(std::move(c));
+      return std::nullopt;
+    }
+    if (c.run_ns > kRunHereMaxNs) fn_runs[c.entry].overran_here = true;
+    return c;
   }
 
   // Looks in every kTakeoverPeriod; a run seen going on twice in a row has had the loop for at
@@ -359,12 +475,14 @@ struct Worker::Impl {
     for (auto& c : exec->take_completions()) finish(c);
   }
 
+  void note_run(const Completion& c) {
+    auto& runs = fn_runs[c.entry];
+    if (c.run_ns <= kRunHereMaxNs) runs.quick_in_a_row = std::min(runs.quick_in_a_row + 1, kRunHereAfterQuickRuns);
+    else runs.quick_in_a_row = 0;
+  }
+
   void finish(Completion& c) {
-    {
-      auto& runs = fn_runs[c.entry];
-      if (c.run_ns <= kRunHereMaxNs) runs.quick_in_a_row = std::min(runs.quick_in_a_row + 1, kRunHereAfterQuickRuns);
-      else runs.quick_in_a_row = 0;
-    }
+    note_run(c);
     auto it = pending.find(c.id.value);
     if (it == pending.end()) return;  // released while it ran
     const ComputeTask& msg = it->second.msg;
@@ -378,7 +496,7 @@ struct Worker::Impl {
         // The waiting client hears one hop sooner. A client not connected here (yet) is
         // refused by ZeroMQ and hears from the scheduler as usual.
         for (const auto& client : msg.push_to) {
-          if (transport::send_batch(data, &client, std::vector<PeerReply>{ResultPushed{c.id, msg.key, c.result, me}})) {
+          if (transport::send_batch(data, &client, std::vector<PeerReply>{ResultPushed{c.id, msg.key, c.result, me, false}})) {
             pushed = true;
           }
         }
@@ -481,6 +599,10 @@ struct Worker::Impl {
       return;
     }
     for (auto& m : d.messages) {
+      if (auto* start = std::get_if<StartTask>(&m)) {
+        early_starts.emplace_back(std::move(*start), r.identity);
+        continue;
+      }
       auto& get = std::get<GetData>(m);
       DataReply reply;
       reply.request_id = get.request_id;

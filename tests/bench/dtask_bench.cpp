@@ -688,6 +688,8 @@ void w3() {
     r["max_us"] = percentile(lat, 100);
     // Results that came straight from the worker (3 hops) rather than through the scheduler.
     r["results_pushed"] = c.client().core().results_pushed();
+    // ...and of those, tasks the client asked that worker to start before the scheduler placed them.
+    r["early_starts"] = c.client().core().early_starts();
     fail_unless(bad == 0, r, std::to_string(bad) + " wrong");
   });
 }

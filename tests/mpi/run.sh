@@ -118,7 +118,12 @@ for p in $(pgrep -f "$sched"); do
   env_of=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null) || continue
   r=$(echo "$env_of" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
   [ -n "$r" ] || continue
-  if echo "$env_of" | grep -q '^GLIBC_TUNABLES=.*glibc.malloc.hugetlb=1'; then with_hp="$with_hp $r"; else without_hp="$without_hp $r"; fi
+  if echo "$env_of" | grep -q '^GLIBC_TUNABLES=.*glibc.malloc.hugetlb=1'; then
+    with_hp="$with_hp $r"
+    # ...keeping their name: ps and pkill see dtask-run, not "exe"
+    comm=$(cat "/proc/$p/comm" 2>/dev/null)
+    [ "$comm" = dtask-run ] || with_hp="$with_hp named:$comm"
+  else without_hp="$without_hp $r"; fi
 done
 with_hp=$(echo "$with_hp" | tr ' ' '\n' | sort -u | xargs)
 without_hp=$(echo "$without_hp" | tr ' ' '\n' | sort -u | xargs)

@@ -71,7 +71,7 @@ TEST_CASE("Protocol.RoundTrip.ClientToScheduler") {
   check_round_trip<ClientToScheduler>(ShutdownCluster{3});
   check_round_trip<ClientToScheduler>(ClientGoodbye{1});
   check_round_trip<ClientToScheduler>(
-      ResultsReceived{{PushReceipt{make_task_id(7, 1), WorkerId{2}, 12}, PushReceipt{make_task_id(9, 3), WorkerId{0}, 0}}});
+      ResultsReceived{{PushReceipt{make_task_id(7, 1), WorkerId{2}, 12, {}}, PushReceipt{make_task_id(9, 3), WorkerId{0}, 0, "k"}}});
 }
 
 TEST_CASE("Protocol.RoundTrip.SchedulerToClient") {

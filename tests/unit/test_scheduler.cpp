@@ -411,7 +411,7 @@ TEST_CASE("Scheduler.Push.WaitingClientNamedAndStillToldByKeyDone") {
   CHECK(done[0].has_data);
   // ...and a receipt arriving after that changes nothing.
   h.out = {};
-  h.s.handle(h.client, ResultsReceived{{PushReceipt{c["p"].task, w, small.nbytes()}}}, h.now, h.out);
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{c["p"].task, w, small.nbytes(), {}}}}, h.now, h.out);
   CHECK(h.out.empty());
   CHECK(h.state_of("p") == TaskState::memory);
 }
@@ -432,7 +432,7 @@ TEST_CASE("Scheduler.Push.ClientReceiptCompletesTheTask") {
   // The client reports p (run on its worker): done, no KeyDone for it at all, slot freed.
   h.out = {};
   auto [pw, pc] = c["p"];
-  h.s.handle(h.client, ResultsReceived{{PushReceipt{pc.task, pw, 8}}}, h.now, h.out);
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{pc.task, pw, 8, {}}}}, h.now, h.out);
   CHECK(h.state_of("p") == TaskState::memory);
   CHECK(h.to_client<KeyDone>().empty());
   const Task* pt = h.s.find("p");
@@ -450,7 +450,7 @@ TEST_CASE("Scheduler.Push.ClientReceiptCompletesTheTask") {
   auto [qw, qc] = c["q"];
   WorkerId wrong = qw == w ? other : w;
   h.out = {};
-  h.s.handle(h.client, ResultsReceived{{PushReceipt{qc.task, wrong, 8}}}, h.now, h.out);
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{qc.task, wrong, 8, {}}}}, h.now, h.out);
   CHECK(h.state_of("q") == TaskState::processing);
   // ...and its worker's TaskDone then completes it as usual.
   h.s.handle(qw, TaskDone{qc.task, small.nbytes(), true, small}, h.now, h.out);
@@ -470,10 +470,10 @@ TEST_CASE("Scheduler.Push.ReceiptOnlyForWhatWasPushedToThatClient") {
   auto stranger = *h.s.add_client(RegisterClient{kProtocolVersion, "s", "stranger-data-id"}, "stranger", h.now, h.out);
   h.out = {};
   // The wanting client, for a task not pushed to it: ignored.
-  h.s.handle(h.client, ResultsReceived{{PushReceipt{c["n"].second.task, w, 8}}}, h.now, h.out);
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{c["n"].second.task, w, 8, {}}}}, h.now, h.out);
   CHECK(h.state_of("n") == TaskState::processing);
   // Another client, for a task pushed to the one that wants it: ignored.
-  h.s.handle(stranger, ResultsReceived{{PushReceipt{c["p"].second.task, w, 8}}}, h.now, h.out);
+  h.s.handle(stranger, ResultsReceived{{PushReceipt{c["p"].second.task, w, 8, {}}}}, h.now, h.out);
   CHECK(h.state_of("p") == TaskState::processing);
   CHECK(h.out.empty());
   // The worker's TaskDone still completes n as usual.
