@@ -348,7 +348,7 @@ bool ClientCore::send_early(const StartTask& m, const std::string& address) {
 
 bool ClientCore::take_early_replies() {
   if (!early_sock_) return false;
-  bool not_started = false;
+  std::uint64_t not_started = 0;
   while (auto r = transport::try_recv(*early_sock_, false)) {
     auto d = transport::decode<PeerReply>(*r);
     if (!d.ok()) {
@@ -357,16 +357,25 @@ bool ClientCore::take_early_replies() {
     }
     for (auto& m : d.messages) {
       if (auto* pushed = std::get_if<ResultPushed>(&m)) on_pushed(*pushed, early_sock_address_);
-      else if (std::holds_alternative<NotStarted>(m)) not_started = true;
+      else if (std::holds_alternative<NotStarted>(m)) ++not_started;
     }
     wake_waiters();
   }
-  return not_started;
+  if (not_started) {
+    std::lock_guard lock(mutex_);
+    early_not_started_ += not_started;
+  }
+  return not_started > 0;
 }
 
 std::uint64_t ClientCore::early_starts() {
   std::lock_guard lock(mutex_);
   return early_starts_;
+}
+
+std::uint64_t ClientCore::early_not_started() {
+  std::lock_guard lock(mutex_);
+  return early_not_started_;
 }
 
 void ClientCore::flush_outgoing(bool force) {
@@ -881,7 +890,6 @@ void ClientCore::io_loop() {
         for (auto& m : d.messages) {
           if (auto* reply = std::get_if<DataReply>(&m)) on_data(*reply);
           else if (auto* pushed = std::get_if<ResultPushed>(&m)) on_pushed(*pushed, *data_socks[i].second);
-          else if (std::holds_alternative<NotStarted>(m)) not_started = true;
         }
         changed = true;
       }

@@ -67,6 +67,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   // How many tasks this client asked a worker to start early (StartTask): the short path of a
   // submit-result loop, two hops instead of three.
   std::uint64_t early_starts();
+  // ...and how many of those the worker did not take (NotStarted): the scheduler placed them.
+  std::uint64_t early_not_started();
   // Called on the I/O thread when the cluster announces shutdown or the scheduler is lost
   // (code 1). The MPI runner uses it to end a client whose user code is still busy.
   void set_end_handler(std::function<void(int code, const std::string& reason)> handler);
@@ -149,6 +151,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::string early_address_;
   std::string early_key_;
   std::uint64_t early_starts_ = 0;
+  std::uint64_t early_not_started_ = 0;
   std::uint64_t next_nonce_;
   // The socket StartTasks go out on and their answers come back on (guarded by sock_mutex_,
   // polled by the I/O thread through its bare ZMQ_FD like sched_). Its own routing id, as a

@@ -142,6 +142,58 @@ TEST_CASE("LocalCluster.Submit.PushedResultsReachTheScheduler") {
   CHECK(f.client.submit(add, a, a).result() == 84);
 }
 
+// A one-task submit without inputs goes straight to the worker that pushed the last result
+// (StartTask); the scheduler hears of it in a batch and places it there (issue 4, W3).
+TEST_CASE("LocalCluster.Submit.EarlyStartTakesTheShortPath") {
+  Fixture f(2);
+  auto& core = f.client.core();
+  int v = 0;
+  for (int i = 0; i < 300; ++i) v = f.client.submit(inc, v).result();
+  CHECK(v == 300);
+  CHECK(core.early_starts() >= 250);
+  CHECK(core.early_not_started() <= 10);  // until the worker has seen inc be quick 8 times
+  auto info = f.client.core().info(10s);
+  CHECK(info["placed_where_started_early"].get<std::uint64_t>() >= 250);
+  CHECK(info["completions_reported_by_clients"].get<std::uint64_t>() >= 250);
+  // An early task is an input like any other, also while it may still be running.
+  auto a = f.client.submit(inc, 41);
+  auto b = f.client.submit(add, a, a);
+  CHECK(b.result() == 84);
+  CHECK(a.result() == 42);
+  // Everything released is forgotten by the scheduler: nothing left behind by the batches.
+  a = {};
+  b = {};
+  std::size_t left = 1;
+  for (int i = 0; i < 200 && left != 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+    left = f.client.core().info(10s)["n_tasks"].get<std::size_t>();
+  }
+  CHECK(left == 0);
+}
+
+TEST_CASE("LocalCluster.Submit.EarlyStartOnABusyWorkerFallsBack") {
+  dtask::LocalClusterOptions o;
+  o.threads_per_worker = 2;
+  Fixture f(1, o);
+  auto& core = f.client.core();
+  for (int i = 0; i < 20; ++i) REQUIRE(f.client.submit(inc, i).result() == i + 1);
+  REQUIRE(core.early_starts() > 0);
+  // The worker is busy with a slow task: it does not take the StartTask, and the scheduler
+  // places the task on its other thread at once, not after the slow one.
+  auto slow = f.client.submit(slow_inc, 0, 3000);
+  std::this_thread::sleep_for(200ms);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(f.client.submit(inc, 5).result(10s) == 6);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1500ms);
+  CHECK(core.early_not_started() >= 1);
+  CHECK(slow.result(10s) == 1);
+  // A failing task started early fails as itself (the scheduler's run reports it).
+  for (int i = 0; i < 20; ++i) REQUIRE(f.client.submit(fail_if_negative, i).result() == i);
+  auto bad = f.client.submit(fail_if_negative, -3);
+  CHECK_THROWS_AS(bad.result(10s), dtask::TaskError);
+  CHECK(f.client.submit(inc, 1).result(10s) == 2);
+}
+
 TEST_CASE("LocalCluster.Worker.QuickTaskTurnedSlowDoesNotSilenceIt") {
   Fixture f(1);
   // Quick every time so far: the worker now runs slow_inc on its event loop thread...

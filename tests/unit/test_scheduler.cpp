@@ -501,6 +501,79 @@ TEST_CASE("Scheduler.Push.WorkerToldWhenOthersWaitForTheResult") {
   CHECK_FALSE(bc.dependents_waiting);
 }
 
+// A task the client started early on a worker (StartTask) is placed there when that worker has
+// a free thread, and the ComputeTask names the start so the worker adopts its result.
+TaskSpec early_spec(const std::string& key, std::uint64_t nonce, WorkerId on) {
+  auto t = Harness::spec(key, "inc");
+  t.push_result = true;
+  t.early_nonce = nonce;
+  t.early_on = on;
+  return t;
+}
+
+TEST_CASE("Scheduler.Early.PlacedWhereStarted") {
+  Harness h;
+  WorkerId a = h.worker("a");
+  WorkerId b = h.worker("b");
+  // Without the early start the first worker with room takes it (a)...
+  h.submit({Harness::spec("plain", "inc")});
+  auto [pw, pc] = h.compute_of("plain");
+  CHECK(pw == a);
+  CHECK(pc.early_nonce == 0);
+  h.done(pw, pc);
+  // ...with it, the worker it started on (b), and the nonce goes along.
+  h.submit({early_spec("e", 77, b)});
+  auto [ew, ec] = h.compute_of("e");
+  CHECK(ew == b);
+  CHECK(ec.early_nonce == 77);
+  CHECK(h.s.info()["placed_where_started_early"].get<std::uint64_t>() == 1);
+}
+
+TEST_CASE("Scheduler.Early.BusyOrUnknownWorkerNotChosen") {
+  Harness h;
+  WorkerId a = h.worker("a");
+  h.worker("b");
+  h.worker("c");
+  h.submit({Harness::spec("long", "inc")});
+  REQUIRE(h.compute_of("long").first == a);
+  // `a` has no free thread, and worker 99 does not exist: each task goes wherever the
+  // scheduler would put it anyway (a too, when it deals ahead), without a nonce: an early
+  // result is never used there.
+  h.submit({early_spec("e", 5, a)});
+  h.submit({early_spec("f", 6, WorkerId{99})});
+  std::map<std::string, std::pair<WorkerId, ComputeTask>> c;
+  for (auto& wc : h.computes()) c[wc.second.key] = wc;
+  REQUIRE(c.size() == 2);
+  auto ec = c["e"].second;
+  auto fc = c["f"].second;
+  CHECK(ec.early_nonce == 0);
+  CHECK(fc.early_nonce == 0);
+  CHECK(h.s.info()["placed_where_started_early"].get<std::uint64_t>() == 0);
+}
+
+TEST_CASE("Scheduler.Early.ReceiptByKey") {
+  Harness h;
+  h.worker("a");
+  WorkerId b = h.worker("b");
+  h.submit({early_spec("e", 9, b), early_spec("g", 10, b)});
+  std::map<std::string, std::pair<WorkerId, ComputeTask>> c;
+  for (auto& wc : h.computes()) c[wc.second.key] = wc;
+  REQUIRE(c.size() == 2);
+  auto [ew, ec] = c["e"];
+  REQUIRE(ew == b);
+  // The client's receipt names the key (the worker knew no task id): done, no KeyDone.
+  h.out = {};
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{TaskId{12345}, b, 8, "e"}}}, h.now, h.out);
+  CHECK(h.state_of("e") == TaskState::memory);
+  CHECK(h.to_client<KeyDone>().empty());
+  // g found b busy and went elsewhere: a receipt saying b has it is not believed.
+  auto [gw, gc] = c["g"];
+  REQUIRE(gw != b);
+  CHECK(gc.early_nonce == 0);
+  h.s.handle(h.client, ResultsReceived{{PushReceipt{TaskId{}, b, 8, "g"}}}, h.now, h.out);
+  CHECK(h.state_of("g") == TaskState::processing);
+}
+
 TEST_CASE("Scheduler.Registration.RefusesDuplicatesAndOtherVersions") {
   Harness h;
   h.worker("0");
