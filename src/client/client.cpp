@@ -249,6 +249,7 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
   }
   std::optional<StartTask> early;
   std::string early_address;
+  bool wake_io = false;
   {
     std::lock_guard lock(mutex_);
     if (stopped_ || closing_) throw ConnectionError("the client is closed");
@@ -269,7 +270,8 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
     }
     if (early) {
       // Held back: the worker answers first, and the scheduler hears of it with the next batch.
-      if (held_.empty()) held_since_ms_ = transport::now_ms();
+      wake_io = held_since_ms_ == 0;
+      if (held_since_ms_ == 0) held_since_ms_ = transport::now_ms();
       held_.push_back(SubmitTasks{std::move(specs)});
     } else {
       for (std::size_t i = 0; i < specs.size(); i += kSubmitChunk) {
@@ -292,7 +294,8 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
     if (sent) ++early_starts_;
     else early_key_.clear();
     if (sent) {
-      wakeup_.notify();  // the I/O thread times the held SubmitTasks
+      // The I/O thread times the held SubmitTasks; it already does if something was held.
+      if (wake_io) wakeup_.notify();
       return refs;
     }
   }

@@ -299,14 +299,15 @@ struct Worker::Impl {
     if (!c) return false;
     note_run(*c);
     ++early_runs;
-    if (!c->ok) {  // the ComputeTask runs it again and reports the failure
+    // A failure is left to the ComputeTask, which runs it again and reports it; a big result
+    // is not kept (it would not be pushed, and unused ones would pile up here until forgotten).
+    if (!c->ok || c->result.nbytes() > kInlineResultBytes) {
       transport::send_batch(data, &from, std::vector<PeerReply>{NotStarted{m.key}});
       return true;
     }
     Early& e = remember_early(m.nonce);
     e.key = std::move(m.key);
-    if (c->result.nbytes() <= kInlineResultBytes &&
-        transport::send_batch(data, &from, std::vector<PeerReply>{ResultPushed{TaskId{}, e.key, c->result, me, true}})) {
+    if (transport::send_batch(data, &from, std::vector<PeerReply>{ResultPushed{TaskId{}, e.key, c->result, me, true}})) {
       e.pushed_to = std::move(m.reply_to);
     }
     e.result = std::make_shared<const Payload>(std::move(c->result));
