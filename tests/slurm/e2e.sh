@@ -199,7 +199,9 @@ ntasks3=$(grep -oE "node[12]: tasks? [0-9,-]+: Exited with exit code 3$" "$work/
   awk '{ split($3, parts, ","); for (i in parts) { sub(":", "", parts[i]); n = split(parts[i], r, "-");
          c += (n == 2 ? r[2] - r[1] + 1 : 1) } } END { print c + 0 }')
 name="srun -N2 -n4 ... exit 3: srun exits 3, all 4 tasks exited 3"
-if [ $rc -eq 3 ] && [ "$ntasks3" -eq 4 ] && ! grep -v "Exited with exit code 3" "$work/exit3.err" | grep -q .; then
+# Nothing else on stderr but srun's own word that the job waited for the previous one's nodes.
+if [ $rc -eq 3 ] && [ "$ntasks3" -eq 4 ] && ! grep -v "Exited with exit code 3" "$work/exit3.err" |
+  grep -vE "^srun: job [0-9]+ (queued and waiting for resources|has been allocated resources)$" | grep -q .; then
   ok "$name (${secs}s)"
 else
   bad "$name (rc=$rc, $ntasks3 tasks reported exit 3)" "$work/exit3.out" "$work/exit3.err"
