@@ -108,10 +108,9 @@ struct Worker::Impl {
   std::vector<TaskId> replicas;
   std::uint64_t freed_since_trim = 0;
   // Early starts by nonce (protocol::StartTask): a result computed before the scheduler's
-  // ComputeTask came, or (taken) a ComputeTask that came first, so a late StartTask is ignored.
+  // ComputeTask came, or (no result) a ComputeTask that came first, so a late StartTask is ignored.
   struct Early {
     std::string key;
-    bool taken = false;
     std::shared_ptr<const Payload> result;
     std::string pushed_to;  // the client identity it was pushed to, if the push went out
   };
@@ -119,7 +118,6 @@ struct Worker::Impl {
   std::deque<std::uint64_t> early_order;  // insertion order, for forgetting the oldest
   // This pass's StartTasks and who sent them; start_ready() looks at them.
   std::vector<std::pair<StartTask, std::string>> early_starts;
-  std::uint64_t early_runs = 0;
 
   explicit Impl(WorkerOptions o) : opt(std::move(o)) {
     log = log::make("worker", opt.where.empty() ? opt.name : opt.where);
@@ -246,7 +244,7 @@ struct Worker::Impl {
   bool adopt_early(ComputeTask& m) {
     auto it = early.find(m.early_nonce);
     if (it == early.end() || !it->second.result || it->second.key != m.key) {
-      remember_early(m.early_nonce).taken = true;  // a StartTask arriving later is ignored
+      remember_early(m.early_nonce);  // a StartTask arriving later is ignored
       return false;
     }
     Early e = std::move(it->second);
@@ -288,6 +286,9 @@ struct Worker::Impl {
       return true;
     }
     Job job;
+    // No task's id (slot kNoSlot does not exist): should the run outlast the loop's takeover,
+    // its completion finds no pending task to land on.
+    job.id = TaskId{~std::uint64_t{0}};
     job.entry = entry;
     job.args.resize(m.args.size());
     for (std::size_t i = 0; i < m.args.size(); ++i) {
@@ -298,7 +299,6 @@ struct Worker::Impl {
     auto c = run_on_loop(std::move(job));
     if (!c) return false;
     note_run(*c);
-    ++early_runs;
     // A failure is left to the ComputeTask, which runs it again and reports it; a big result
     // is not kept (it would not be pushed, and unused ones would pile up here until forgotten).
     if (!c->ok || c->result.nbytes() > kInlineResultBytes) {
