@@ -291,16 +291,27 @@ std::vector<FutureRefPtr> ClientCore::submit(std::vector<TaskSpec> specs, const 
       sent = send_early(*early, early_address);
     }
     std::lock_guard lock(mutex_);
-    if (sent) ++early_starts_;
-    else early_key_.clear();
+    if (sent) {
+      ++early_starts_;
+    } else {
+      // Not connected there (a worker that died, or a connection still being made): the
+      // scheduler must not be told to prefer that worker.
+      early_key_.clear();
+      for (auto& m : held_) {
+        if (auto* sub = std::get_if<SubmitTasks>(&m); sub && sub->tasks.front().key == early->key) {
+          sub->tasks.front().early_nonce = 0;
+          sub->tasks.front().early_on = {};
+        }
+      }
+    }
     if (sent) {
       // The I/O thread times the held SubmitTasks; it already does if something was held.
       if (wake_io) wakeup_.notify();
       return refs;
     }
   }
-  if (early || n_specs <= kDirectSendTasks) {
-    flush_outgoing(early.has_value());  // a StartTask that could not go: the scheduler's way, now
+  if (n_specs <= kDirectSendTasks) {
+    flush_outgoing(early.has_value());  // forced for a StartTask that could not go: its held submit
   } else {
     wakeup_.notify();
   }

@@ -249,23 +249,13 @@ struct Worker::Impl {
     }
     Early e = std::move(it->second);
     early.erase(it);  // its early_order entry is skipped when it comes up
-    const auto nbytes = e.result->nbytes();
-    TaskDone done{m.task, nbytes, false, {}};
-    if (nbytes <= kInlineResultBytes) {
-      done.has_data = true;
-      done.data = *e.result;
-    }
-    store[m.task.value] = std::move(e.result);
+    // Early results are small (start_early keeps no other), so the data rides along.
+    TaskDone done{m.task, e.result->nbytes(), true, *e.result};
     // The client that started it has the result; its receipt usually reaches the scheduler
-    // first, as for any pushed result (see ComputeTask::push_to).
+    // first, as for any pushed result.
     bool pushed = !e.pushed_to.empty() &&
                   std::find(m.push_to.begin(), m.push_to.end(), e.pushed_to) != m.push_to.end();
-    if (pushed && !m.dependents_waiting) {
-      if (held_done.empty()) held_done_since = transport::now_ms();
-      held_done.push_back(std::move(done));
-    } else {
-      outgoing.push_back(std::move(done));
-    }
+    store_result(std::move(done), std::move(e.result), pushed, m.dependents_waiting);
     return true;
   }
 
@@ -482,6 +472,19 @@ struct Worker::Impl {
     else runs.quick_in_a_row = 0;
   }
 
+  // Keeps a finished task's result and reports it: at once, or -- pushed to a waiting client
+  // and needed by no other task yet -- held back for that client's receipt (see
+  // ComputeTask::push_to).
+  void store_result(TaskDone done, std::shared_ptr<const Payload> result, bool pushed, bool dependents_waiting) {
+    store[done.task.value] = std::move(result);
+    if (pushed && !dependents_waiting) {
+      if (held_done.empty()) held_done_since = transport::now_ms();
+      held_done.push_back(std::move(done));
+    } else {
+      outgoing.push_back(std::move(done));
+    }
+  }
+
   void finish(Completion& c) {
     note_run(c);
     auto it = pending.find(c.id.value);
@@ -502,13 +505,7 @@ struct Worker::Impl {
           }
         }
       }
-      store[c.id.value] = std::make_shared<const Payload>(std::move(c.result));
-      if (pushed && !msg.dependents_waiting) {
-        if (held_done.empty()) held_done_since = transport::now_ms();
-        held_done.push_back(std::move(done));
-      } else {
-        outgoing.push_back(std::move(done));
-      }
+      store_result(std::move(done), std::make_shared<const Payload>(std::move(c.result)), pushed, msg.dependents_waiting);
     } else {
       outgoing.push_back(TaskFailed{c.id, std::move(c.error)});
     }

@@ -1,6 +1,7 @@
 // End-to-end on a LocalCluster: the seed's chains, big graphs, failures, placement, bulk data.
 #include <doctest/doctest.h>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -192,6 +193,31 @@ TEST_CASE("LocalCluster.Submit.EarlyStartOnABusyWorkerFallsBack") {
   auto bad = f.client.submit(fail_if_negative, -3);
   CHECK_THROWS_AS(bad.result(10s), dtask::TaskError);
   CHECK(f.client.submit(inc, 1).result(10s) == 2);
+}
+
+TEST_CASE("LocalCluster.Submit.EarlyStartToAWorkerThatDied") {
+  dtask::LocalClusterOptions o;
+  o.processes = true;
+  Fixture f(2, o);
+  auto& core = f.client.core();
+  long long target = 0;
+  for (int i = 0; i < 40; ++i) target = f.client.submit(pid, i).result();
+  REQUIRE(core.early_starts() > 0);
+  // The worker the next task would be started on keeps its name after the huge-page re-exec.
+  std::ifstream comm("/proc/" + std::to_string(target) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  CHECK(name == "dtask-worker");
+  // It dies: the StartTask cannot go, and the task completes on the other worker. (The
+  // scheduler may first place it on the dead worker, as any task, until it notices the
+  // silence: worker_timeout_ms, 5 s.)
+  REQUIRE(::kill(static_cast<pid_t>(target), SIGKILL) == 0);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(f.client.submit(inc, 5).result(30s) == 6);
+  MESSAGE("result after the early-start target died: "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
+          << " ms");
+  CHECK(f.client.submit(pid, 0).result(30s) != target);
 }
 
 TEST_CASE("LocalCluster.Worker.QuickTaskTurnedSlowDoesNotSilenceIt") {
