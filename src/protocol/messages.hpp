@@ -27,8 +27,10 @@ inline constexpr std::uint32_t kProtocolVersion = 4;
 // How long a worker may hold back the TaskDone of a result it pushed (see ComputeTask::push_to).
 inline constexpr std::uint64_t kPushedDoneDelayMs = 2;
 // How long a client may hold back the SubmitTasks of a task it started early (see StartTask),
-// and its releases of keys.
-inline constexpr std::uint64_t kEarlyHoldMs = 1;
+// and its releases of keys. Each batch wakes the client's I/O thread, the scheduler and the
+// worker beside the next round trip: 5 ms measured faster than 1 or 2 (docs/performance.md,
+// session 6). Dask's client batches everything it sends the scheduler for 10 ms.
+inline constexpr std::uint64_t kEarlyHoldMs = 5;
 
 using Resources = std::vector<std::pair<std::string, double>>;
 

@@ -35,9 +35,10 @@ constexpr std::uint32_t kRunHereAfterQuickRuns = 8;
 constexpr std::chrono::milliseconds kTakeoverPeriod{50};
 // Value of Impl::here once the loop was taken over: no task runs on the loop thread any more.
 constexpr std::uint64_t kHereTaken = ~std::uint64_t{0} - 1;
-// Early starts remembered at once (see Impl::early): enough for any client's one outstanding
-// early task; the oldest is forgotten first.
-constexpr std::size_t kEarlyRemembered = 256;
+// Early starts remembered at once (see Impl::early), results of at most 1 KiB each: a client
+// starts about one per round trip and the scheduler adopts them within kEarlyHoldMs, so this
+// covers 200,000 round trips a second; the oldest is forgotten first (and then run again).
+constexpr std::size_t kEarlyRemembered = 1024;
 }  // namespace
 
 struct Worker::Impl {
