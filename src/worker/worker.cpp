@@ -27,9 +27,16 @@ constexpr std::uint64_t kTrimThreshold = 1 << 20;
 // Results up to this size are copied into TaskDone (see protocol::TaskDone).
 constexpr std::uint64_t kInlineResultBytes = 1024;
 // A task function that has finished this quickly this many times in a row may run on the loop
-// thread when it is the only work here (see start_ready). Once it overruns there, never again.
+// thread when it is the only work here (see start_ready). A run there that overruns (a function
+// turned slow, or a quick one whose thread was preempted: both look alike) is a strike, and the
+// function must be quick kRunHereAfterQuickRuns times again; with kRunHereMaxStrikes it runs
+// there no more. A strike is forgiven after kQuickRunsPerPardon quick runs anywhere, so rare
+// preemptions on a busy node do not cost a long job its short path for good, while a function
+// that is often slow stays off the loop thread.
 constexpr std::uint64_t kRunHereMaxNs = 50'000;
 constexpr std::uint32_t kRunHereAfterQuickRuns = 8;
+constexpr std::uint32_t kRunHereMaxStrikes = 3;
+constexpr std::uint32_t kQuickRunsPerPardon = 1024;
 // ...and if it runs there for longer than about this (one to two periods), the loop moves to a
 // standby thread so heartbeats and data requests keep being answered.
 constexpr std::chrono::milliseconds kTakeoverPeriod{50};
@@ -93,7 +100,9 @@ struct Worker::Impl {
   std::vector<Job> ready_jobs;
   struct FnRuns {
     std::uint32_t quick_in_a_row = 0;
-    bool overran_here = false;  // ran on the loop thread and took too long: not again
+    std::uint32_t strikes = 0;  // overruns on the loop thread not yet forgiven
+    std::uint32_t quick_since_strike = 0;
+    bool may_run_here() const { return strikes < kRunHereMaxStrikes && quick_in_a_row >= kRunHereAfterQuickRuns; }
   };
   std::unordered_map<const dtask_task_v1*, FnRuns> fn_runs;
   // Running a task on the loop thread, safely (see start_ready, standby_main): odd = that run is
@@ -266,11 +275,7 @@ struct Worker::Impl {
   bool start_early(StartTask& m, const std::string& from) {
     if (early.count(m.nonce)) return true;  // the ComputeTask was first, or a repeat
     const dtask_task_v1* entry = opt.plugin->find(m.func);
-    bool quick = false;
-    if (entry) {
-      const auto& runs = fn_runs[entry];
-      quick = !runs.overran_here && runs.quick_in_a_row >= kRunHereAfterQuickRuns;
-    }
+    const bool quick = entry && fn_runs[entry].may_run_here();
     if (!quick || !welcomed || !pending.empty() || !ready_jobs.empty() || !exec->idle() || here.load() == kHereTaken) {
       // The client then tells the scheduler at once; its ComputeTask reports an unknown name.
       transport::send_batch(data, &from, std::vector<PeerReply>{NotStarted{m.key}});
@@ -407,8 +412,7 @@ struct Worker::Impl {
     });
     if (ready_jobs.empty()) return true;
     if (ready_jobs.size() == 1 && ready_jobs.front().resources.empty() && here.load() != kHereTaken) {
-      auto& runs = fn_runs[ready_jobs.front().entry];
-      if (!runs.overran_here && runs.quick_in_a_row >= kRunHereAfterQuickRuns && exec->idle()) {
+      if (fn_runs[ready_jobs.front().entry].may_run_here() && exec->idle()) {
         Job job = std::move(ready_jobs.front());
         ready_jobs.clear();
         auto c = run_on_loop(std::move(job));
@@ -433,7 +437,11 @@ struct Worker::Impl {
       exec->complete_elsewhere(std::move(c));
       return std::nullopt;
     }
-    if (c.run_ns > kRunHereMaxNs) fn_runs[c.entry].overran_here = true;
+    if (c.run_ns > kRunHereMaxNs) {
+      auto& runs = fn_runs[c.entry];
+      ++runs.strikes;
+      runs.quick_since_strike = 0;
+    }
     return c;
   }
 
@@ -469,8 +477,15 @@ struct Worker::Impl {
 
   void note_run(const Completion& c) {
     auto& runs = fn_runs[c.entry];
-    if (c.run_ns <= kRunHereMaxNs) runs.quick_in_a_row = std::min(runs.quick_in_a_row + 1, kRunHereAfterQuickRuns);
-    else runs.quick_in_a_row = 0;
+    if (c.run_ns > kRunHereMaxNs) {
+      runs.quick_in_a_row = 0;
+      return;
+    }
+    runs.quick_in_a_row = std::min(runs.quick_in_a_row + 1, kRunHereAfterQuickRuns);
+    if (runs.strikes > 0 && ++runs.quick_since_strike >= kQuickRunsPerPardon) {
+      --runs.strikes;
+      runs.quick_since_strike = 0;
+    }
   }
 
   // Keeps a finished task's result and reports it: at once, or -- pushed to a waiting client

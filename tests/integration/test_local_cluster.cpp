@@ -234,6 +234,34 @@ TEST_CASE("LocalCluster.Worker.QuickTaskTurnedSlowDoesNotSilenceIt") {
   CHECK(f.client.submit(slow_inc, 7, 0).result(20s) == 8);
 }
 
+// One run on the loop thread that overruns (here 2 ms: what a preempted quick task looks like)
+// is a strike, not a ban: after eight quick runs elsewhere the function is started early again.
+// Three strikes keep it off the loop thread (every StartTask is then declined).
+TEST_CASE("LocalCluster.Worker.QuickTaskThatOverranOnceRunsOnTheLoopAgain") {
+  Fixture f(1);
+  auto& core = f.client.core();
+  for (int i = 0; i < 20; ++i) REQUIRE(f.client.submit(slow_inc, i, 0).result() == i + 1);
+  REQUIRE(core.early_starts() > 0);
+  auto declined = core.early_not_started();
+  CHECK(f.client.submit(slow_inc, 0, 2).result(10s) == 1);  // strike one
+  for (int i = 0; i < 40; ++i) REQUIRE(f.client.submit(slow_inc, i, 0).result(10s) == i + 1);
+  auto after_one_strike = core.early_not_started() - declined;
+  CHECK(after_one_strike >= 1);   // declined until it was quick 8 times again (8 here)...
+  CHECK(after_one_strike <= 20);  // ...and then started again (40 of 40 when one overrun banned it)
+  for (int k = 0; k < 2; ++k) {  // strikes two and three
+    CHECK(f.client.submit(slow_inc, 0, 2).result(10s) == 1);
+    for (int i = 0; i < 12; ++i) REQUIRE(f.client.submit(slow_inc, i, 0).result(10s) == i + 1);
+  }
+  declined = core.early_not_started();
+  for (int i = 0; i < 40; ++i) REQUIRE(f.client.submit(slow_inc, i, 0).result(10s) == i + 1);
+  CHECK(core.early_not_started() - declined == 40);
+  // A strike is forgiven after 1,024 quick runs (the 40 above count): started early again.
+  for (int i = 0; i < 1000; ++i) REQUIRE(f.client.submit(slow_inc, i, 0).result(10s) == i + 1);
+  declined = core.early_not_started();
+  for (int i = 0; i < 40; ++i) REQUIRE(f.client.submit(slow_inc, i, 0).result(10s) == i + 1);
+  CHECK(core.early_not_started() - declined == 0);
+}
+
 TEST_CASE("LocalCluster.NoOp.100000") {
   Fixture f(2);
   std::vector<int> xs(100000);
