@@ -247,7 +247,9 @@ TEST_CASE("LocalCluster.Worker.QuickTaskThatOverranOnceRunsOnTheLoopAgain") {
   for (int i = 0; i < 40; ++i) REQUIRE(f.client.submit(slow_inc, i, 0).result(10s) == i + 1);
   auto after_one_strike = core.early_not_started() - declined;
   CHECK(after_one_strike >= 1);   // declined until it was quick 8 times again (8 here)...
-  CHECK(after_one_strike <= 20);  // ...and then started again (40 of 40 when one overrun banned it)
+  // ...and then started again (40 of 40 when one overrun banned it). Room for one more strike's
+  // eight: a slow build (AddressSanitizer) overruns now and then on its own.
+  CHECK(after_one_strike <= 30);
   for (int k = 0; k < 2; ++k) {  // strikes two and three
     CHECK(f.client.submit(slow_inc, 0, 2).result(10s) == 1);
     for (int i = 0; i < 12; ++i) REQUIRE(f.client.submit(slow_inc, i, 0).result(10s) == i + 1);
