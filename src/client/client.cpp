@@ -707,13 +707,13 @@ void ClientCore::on_pushed(ResultPushed& m, const std::string& from) {
   auto& s = *it->second;
   if (s.status != FutureStatus::pending || s.data) return;  // KeyDone was first, or cancelled
   s.status = FutureStatus::finished;
-  if (!m.early) s.task = m.task;  // an early start knows none yet: KeyDone tells it
   if (m.early) {
-    // An early start's: its key names it (the worker knew no task id), and the receipt goes
-    // right after the held SubmitTasks (or on its own, soon, if that went already).
+    // An early start's: no task id yet (KeyDone tells it), so its key names it in the receipt,
+    // which goes right after the held SubmitTasks (or on its own, soon, if that went already).
     if (held_.empty()) held_since_ms_ = transport::now_ms();
     held_.push_back(ResultsReceived{{PushReceipt{m.task, m.worker, m.data.nbytes(), m.key}}});
   } else {
+    s.task = m.task;
     receipts_.push_back(PushReceipt{m.task, m.worker, m.data.nbytes(), {}});
   }
   s.data = std::move(m.data);
@@ -868,7 +868,10 @@ void ClientCore::io_loop() {
     std::uint64_t wait_ms = readable ? 0 : 250;
     {
       std::lock_guard lock(mutex_);
-      if (held_since_ms_ != 0) wait_ms = std::min(wait_ms, held_since_ms_ + kEarlyHoldMs - std::min(now, held_since_ms_ + kEarlyHoldMs));
+      if (held_since_ms_ != 0) {
+        const std::uint64_t due = held_since_ms_ + kEarlyHoldMs;
+        wait_ms = std::min(wait_ms, due > now ? due - now : 0);
+      }
     }
     transport::poll(items.data(), items.size(), std::chrono::milliseconds(wait_ms));
     now = transport::now_ms();

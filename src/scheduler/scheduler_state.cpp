@@ -500,14 +500,11 @@ void SchedulerState::on_task_done(WorkerId w, const TaskDone& m, Outbox& out) {
   inline_result_ = m.has_data ? &m.data : nullptr;
   finish_on(w, slot_of(m.task), m.nbytes, out);
   inline_result_ = nullptr;
-  maybe_forget(kNoSlot, out);
-  dispatch(out);
-  const auto& rec = workers_[w.value];
-  if (root_queue_.empty() && rec.processing.size() < rec.info.nthreads) steal_for_idle(out);
+  after_finished({&w, 1}, out);  // no vector: this is the hot path
 }
 
 void SchedulerState::on_results_received(ClientId c, const ResultsReceived& m, Outbox& out) {
-  bool any = false, idle_worker = false;
+  std::vector<WorkerId> finished_on;
   for (const auto& r : m.receipts) {
     Task* t = nullptr;
     if (r.key.empty()) {
@@ -526,15 +523,23 @@ void SchedulerState::on_results_received(ClientId c, const ResultsReceived& m, O
     receipt_from_ = &c;
     finish_on(r.worker, slot_of(t->id), r.nbytes, out);
     receipt_from_ = nullptr;
-    any = true;
     ++receipts_accepted_;
-    const auto& rec = workers_[r.worker.value];
-    if (rec.processing.size() < rec.info.nthreads) idle_worker = true;
+    finished_on.push_back(r.worker);
   }
-  if (!any) return;
+  if (!finished_on.empty()) after_finished(finished_on, out);
+}
+
+void SchedulerState::after_finished(std::span<const WorkerId> finished_on, Outbox& out) {
   maybe_forget(kNoSlot, out);
   dispatch(out);
-  if (root_queue_.empty() && idle_worker) steal_for_idle(out);
+  if (!root_queue_.empty()) return;
+  for (WorkerId w : finished_on) {
+    const auto& rec = workers_[w.value];
+    if (rec.processing.size() < rec.info.nthreads) {
+      steal_for_idle(out);
+      return;
+    }
+  }
 }
 
 void SchedulerState::finish_on(WorkerId w, std::uint32_t slot, std::uint64_t nbytes, Outbox& out) {

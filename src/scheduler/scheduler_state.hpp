@@ -218,6 +218,9 @@ class SchedulerState {
   // The task in `slot`, processing on `w`, finished there: the one path for a worker's TaskDone
   // and a client's receipt of a pushed result.
   void finish_on(WorkerId w, std::uint32_t slot, std::uint64_t nbytes, Outbox& out);
+  // What follows completions (TaskDone, receipts): forget what nobody needs any more, start
+  // what became ready, and let a worker they left with room steal if the root queue is empty.
+  void after_finished(std::span<const WorkerId> finished_on, Outbox& out);
   void on_task_failed(WorkerId w, const protocol::TaskFailed& m, Outbox& out);
   void on_replicas_added(WorkerId w, const protocol::ReplicasAdded& m, Outbox& out);
   void on_steal_reply(WorkerId w, const protocol::StealReply& m, Outbox& out);

@@ -287,11 +287,7 @@ struct Worker::Impl {
     job.id = TaskId{~std::uint64_t{0}};
     job.entry = entry;
     job.args.resize(m.args.size());
-    for (std::size_t i = 0; i < m.args.size(); ++i) {
-      auto held = std::make_shared<const Payload>(std::move(m.args[i]));
-      job.args[i].value = held.get();
-      job.keep.push_back(std::move(held));
-    }
+    for (std::size_t i = 0; i < m.args.size(); ++i) hold_value(job, i, std::move(m.args[i]));
     auto c = run_on_loop(std::move(job));
     if (!c) return false;
     note_run(*c);
@@ -348,6 +344,13 @@ struct Worker::Impl {
     stop_requested = true;
   }
 
+  // Argument `i` of `job` is this value, kept alive by the job for its run.
+  static void hold_value(Job& job, std::size_t i, Payload&& value) {
+    auto held = std::make_shared<const Payload>(std::move(value));
+    job.args[i].value = held.get();
+    job.keep.push_back(std::move(held));
+  }
+
   void submit(Pending& p) {
     const dtask_task_v1* entry = opt.plugin->find(p.msg.func);
     if (!entry) {
@@ -369,9 +372,7 @@ struct Worker::Impl {
       auto& a = p.msg.args[i];
       auto& ca = job.args[i];
       if (a.kind == TaskArg::value) {
-        auto held = std::make_shared<const Payload>(std::move(a.data));
-        ca.value = held.get();
-        job.keep.push_back(std::move(held));
+        hold_value(job, i, std::move(a.data));
       } else {
         ca.is_list = a.kind == TaskArg::dep_list;
         for (TaskId ref : a.refs) {
