@@ -530,11 +530,10 @@ const Payload& ClientCore::fetch(FutureState& s, std::optional<std::chrono::mill
           [&] {
             if (progress_.load(std::memory_order_acquire) != seen) return true;
             // The answer to a StartTask is taken here, not by the I/O thread: one hand-off less.
+            // No rearm_io_poll: this touches only early_sock_ and drains it, so nothing is left
+            // for the I/O thread to miss (each ZMQ_EVENTS look costs libzmq a poll syscall).
             std::unique_lock sock(sock_mutex_, std::try_to_lock);
-            if (sock.owns_lock()) {
-              not_started = take_early_replies() || not_started;
-              rearm_io_poll();
-            }
+            if (sock.owns_lock()) not_started = take_early_replies() || not_started;
             return progress_.load(std::memory_order_acquire) != seen || not_started;
           },
           spin_until - now);
