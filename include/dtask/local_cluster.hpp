@@ -22,6 +22,7 @@ struct LocalClusterOptions {
   std::string local_directory;
   std::vector<std::map<std::string, double>> worker_resources;  // by worker index
   std::string log_level = "warn";
+  FastPaths fast_paths = FastPaths::from_environment();  // for its scheduler, workers and clients
 };
 
 class LocalCluster {

@@ -26,6 +26,7 @@ struct RunOptions {
   std::chrono::milliseconds heartbeat_timeout{5000};  // a silent worker or client is dead
   bool no_client = false;           // scheduler + workers only (the `dask-mpi` command)
   std::string plugin;               // task plugin .so; empty: tasks linked into this program
+  FastPaths fast_paths = FastPaths::from_environment();  // --fast-paths, for every rank
 };
 
 // Runs this rank's role and returns the job's exit code (the client's return value) on every

@@ -43,6 +43,30 @@ struct SchedulerInfo {
   std::map<std::string, std::size_t> tasks_by_state;
 };
 
+// The latency shortcuts between client, scheduler and worker (docs/architecture.md, "Fast
+// paths"). Each is one named unit beside its role's core; none changes a result, only how many
+// hops and thread hand-offs one takes. All are on by default; `none()` turns every one off (the
+// test suite passes both ways), and the benchmark measures what each is worth.
+struct FastPaths {
+  bool push_results = true;  // a worker pushes a small result straight to the waiting client
+  bool hold_task_done = true;  // ...and holds its TaskDone back for that client's receipt
+  bool early_start = true;   // a one-task submit starts at once on the worker that last pushed
+  bool run_on_loop = true;   // a worker runs a quick task on its event loop thread
+  bool spin_wait = true;     // a client thread waiting for one result spins briefly first
+
+  static FastPaths all() { return {}; }
+  static FastPaths none() { return {false, false, false, false, false}; }
+  // "all", "none", or a comma-separated list of the names above, each optionally prefixed with
+  // '-' (off) or '+' (on), applied to "all" (e.g. "-early_start,-run_on_loop"); throws
+  // std::invalid_argument naming what it did not understand.
+  static FastPaths parse(const std::string& spec);
+  // The environment's choice: DTASK_FAST_PATHS parsed as above, all when unset. Throws like
+  // parse() for a bad value.
+  static FastPaths from_environment();
+  std::string to_string() const;  // "all", "none" or the list of those switched off
+  bool operator==(const FastPaths&) const = default;
+};
+
 // What a client needs to reach a scheduler (also what a scheduler file holds).
 struct ConnectOptions {
   std::string address;
@@ -51,6 +75,7 @@ struct ConnectOptions {
   std::chrono::milliseconds connect_timeout{30000};
   // A scheduler silent for this long is considered gone: pending futures fail instead of hanging.
   std::chrono::milliseconds scheduler_timeout{15000};
+  FastPaths fast_paths = FastPaths::from_environment();
 };
 
 // The `workers=`, `resources=`, `priority`, `retries` and `key` words of Dask's submit.
