@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <dtask/types.hpp>
+
 #include "protocol/messages.hpp"
 #include "scheduler/task_state.hpp"
 #include "scheduler/task_storage.hpp"
@@ -48,6 +50,9 @@ struct SchedulerConfig {
   // Batch jobs (MPI runner): a worker stopped by a signal (scancel, Ctrl-C, walltime) stops the
   // whole job with that code, instead of quietly shrinking it.
   bool stop_job_when_worker_signalled = false;
+  // Which latency shortcuts the scheduler takes part in (push_results: naming the waiting
+  // clients in ComputeTask; early_start: placing a task where its client started it early).
+  FastPaths fast_paths = FastPaths::from_environment();
 };
 
 // Everything the scheduler sends, collected while a batch of input is handled; the server

@@ -28,6 +28,7 @@ struct WorkerOptions {
   std::uint64_t connect_timeout_ms = 30000;
   std::uint64_t scheduler_timeout_ms = 15000;
   std::uint64_t fetch_timeout_ms = 10000;
+  FastPaths fast_paths = FastPaths::from_environment();  // which latency shortcuts this worker takes
 };
 
 class Worker {
