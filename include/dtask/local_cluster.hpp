@@ -33,6 +33,7 @@ class LocalCluster {
   LocalCluster& operator=(const LocalCluster&) = delete;
 
   const std::string& scheduler_address() const;
+  // Address, keys and the cluster's fast_paths: what a Client(cluster) connects with.
   ConnectOptions connect_options() const;
   const LocalClusterOptions& options() const;
   // Stops workers and scheduler; idempotent, also run by the destructor.

@@ -19,7 +19,7 @@ struct RunOptions {
   std::uint64_t memory_limit = 0;   // bytes per worker, 0 = unlimited
   std::string local_directory;      // per-worker scratch, created if missing
   std::string scheduler_file;       // written atomically by rank 0, removed at shutdown
-  std::string dashboard_address;    // reserved for the dashboard
+  std::string dashboard_address;    // reserved for the dashboard (not written yet): ignored
   std::string log_level = "warn";
   int wait_for_workers = -1;        // workers the client waits for; -1: all (N - 2)
   std::chrono::seconds wait_timeout{120};       // for those workers to join

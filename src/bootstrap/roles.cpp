@@ -92,6 +92,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     so.config.stop_job_when_worker_signalled = true;
     so.config.worker_timeout_ms = static_cast<std::uint64_t>(opt.heartbeat_timeout.count());
     so.config.client_timeout_ms = static_cast<std::uint64_t>(opt.heartbeat_timeout.count());
+    so.config.fast_paths = opt.fast_paths;
     try {
       server = std::make_unique<scheduler::SchedulerServer>(so);
       auto& c = report.card;
@@ -152,6 +153,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     wo.memory_limit = opt.memory_limit;
     wo.plugin = plug;
     wo.where = where;
+    wo.fast_paths = opt.fast_paths;
     wo.scheduler_timeout_ms = static_cast<std::uint64_t>(opt.heartbeat_timeout.count()) * 2;
     wo.connect_timeout_ms = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(opt.wait_timeout).count());
@@ -174,6 +176,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
   co.security = sec;
   co.name = "client@" + where;
   co.scheduler_timeout = opt.heartbeat_timeout * 2;
+  co.fast_paths = opt.fast_paths;
   try {
     Client client(co);
     if (::pipe(g_client_signal_pipe) == 0) {

@@ -29,10 +29,14 @@ int main(int argc, char** argv) {
   // Worker ranks receive the big results (see common/hugepages.hpp). The scheduler never holds
   // any, and the client rank runs user code like any program of the user's: left as it is.
   if (launcher_rank() >= 2) dtask::reexec_with_hugepage_malloc(argv);
+  if (auto env_error = dtask::cli::fast_paths_environment_error(); !env_error.empty()) {
+    if (probably_rank0()) std::fprintf(stderr, "dtask-run: %s\n", env_error.c_str());
+    return 2;
+  }
   CLI::App app{"dtask-run: run a dtask job under srun/mpirun. Rank 0 schedules, rank 1 runs the plugin's\n"
                "DTASK_MAIN client code, every other rank is a worker. All ranks exit with the client's code."};
   dtask::mpi::RunOptions opt;
-  std::string memory_limit = "0";
+  std::string memory_limit = "0", fast_paths;
   int wait_timeout = 120;
   double heartbeat_timeout = 5;
   app.add_option("--interface", opt.interface, "network interface for all traffic (e.g. hsn0)");
@@ -42,13 +46,15 @@ int main(int argc, char** argv) {
   app.add_option("--memory-limit", memory_limit, "bytes per worker, e.g. 4GiB (0: none)")->capture_default_str();
   app.add_option("--local-directory", opt.local_directory, "scratch directory for workers");
   app.add_option("--scheduler-file", opt.scheduler_file, "write the scheduler's address and keys here (0600)");
-  app.add_option("--dashboard-address", opt.dashboard_address, "reserved for the dashboard");
+  app.add_option("--dashboard-address", opt.dashboard_address,
+                 "reserved for the dashboard, which is not written yet: accepted and ignored");
   app.add_option("--log-level", opt.log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_option("--wait-for-workers", opt.wait_for_workers, "workers the client waits for (default: all)");
   app.add_option("--wait-timeout", wait_timeout, "seconds to wait for them")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--heartbeat-timeout", heartbeat_timeout, "seconds of silence before a rank counts as dead")
       ->capture_default_str()
       ->check(CLI::Range(0.5, 3600.0));
+  app.add_option("--fast-paths", fast_paths, std::string(dtask::cli::kFastPathsHelp) + "; for every rank");
   app.add_flag("--no-client", opt.no_client,
                "scheduler and workers only; a client joins with --scheduler-file and ends the job");
   app.prefix_command();  // everything from the plugin path on belongs to the job
@@ -69,6 +75,9 @@ int main(int argc, char** argv) {
   auto mem = dtask::cli::parse_bytes(memory_limit);
   if (!mem) return fail("cannot read --memory-limit '" + memory_limit + "' (e.g. 4GiB, 500MB)");
   opt.memory_limit = *mem;
+  auto fp = dtask::cli::parse_fast_paths(fast_paths);
+  if (!fp.ok()) return fail(fp.error);
+  opt.fast_paths = fp.value;
   opt.wait_timeout = std::chrono::seconds(wait_timeout);
   opt.heartbeat_timeout = std::chrono::milliseconds(static_cast<long long>(heartbeat_timeout * 1000));
   if (opt.no_client && opt.scheduler_file.empty()) return fail("--no-client needs --scheduler-file for the client to find the job");

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/parse.hpp"
 #include "cli/signals.hpp"
 #include "common/log.hpp"
 #include "scheduler/scheduler_server.hpp"
@@ -16,9 +17,13 @@ void stop(int code) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (auto env_error = dtask::cli::fast_paths_environment_error(); !env_error.empty()) {
+    std::fprintf(stderr, "dtask-scheduler: %s\n", env_error.c_str());
+    return 2;
+  }
   CLI::App app{"dtask scheduler: serves workers and clients over ZeroMQ"};
   dtask::scheduler::SchedulerOptions opt;
-  std::string log_level = "warn";
+  std::string log_level = "warn", fast_paths;
   bool insecure = false;
   app.add_option("--host", opt.host, "address to bind")->capture_default_str();
   app.add_option("--interface", opt.interface, "network interface to bind (e.g. hsn0); wins over --host");
@@ -27,12 +32,19 @@ int main(int argc, char** argv) {
   app.add_option("--job-id", opt.job_id, "recorded in the scheduler file");
   app.add_flag("--insecure", insecure, "no CURVE encryption/authentication (trusted networks only)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--fast-paths", fast_paths, dtask::cli::kFastPathsHelp);
   CLI11_PARSE(app, argc, argv);
   if (!dtask::log::valid_level(log_level)) {
     std::fprintf(stderr, "dtask-scheduler: unknown log level '%s'\n", log_level.c_str());
     return 2;
   }
   dtask::log::set_level(log_level);
+  auto fp = dtask::cli::parse_fast_paths(fast_paths);
+  if (!fp.ok()) {
+    std::fprintf(stderr, "dtask-scheduler: %s\n", fp.error.c_str());
+    return 2;
+  }
+  opt.config.fast_paths = fp.value;
   if (!insecure && opt.scheduler_file.empty()) {
     std::fprintf(stderr, "dtask-scheduler: --scheduler-file is required to hand out the keys (or pass --insecure)\n");
     return 2;

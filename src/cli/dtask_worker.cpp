@@ -24,9 +24,13 @@ void stop(int code) {
 
 int main(int argc, char** argv) {
   dtask::reexec_with_hugepage_malloc(argv);  // big transfers: see common/hugepages.hpp
+  if (auto env_error = dtask::cli::fast_paths_environment_error(); !env_error.empty()) {
+    std::fprintf(stderr, "dtask-worker: %s\n", env_error.c_str());
+    return 2;
+  }
   CLI::App app{"dtask worker: runs tasks from a plugin for a dtask scheduler"};
   dtask::worker::WorkerOptions opt;
-  std::string scheduler_file, plugin_path, memory_limit = "0", resources, log_level = "warn";
+  std::string scheduler_file, plugin_path, memory_limit = "0", resources, log_level = "warn", fast_paths;
   app.add_option("--scheduler-file", scheduler_file, "scheduler file written by dtask-scheduler")->check(CLI::ExistingFile);
   app.add_option("--scheduler-address", opt.scheduler_address, "tcp://host:port (insecure schedulers only)");
   app.add_option("--plugin", plugin_path, "task plugin (.so)")->required();
@@ -38,6 +42,7 @@ int main(int argc, char** argv) {
   app.add_option("--host", opt.host, "address for the data server")->capture_default_str();
   app.add_option("--interface", opt.interface, "network interface for the data server (e.g. hsn0)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--fast-paths", fast_paths, dtask::cli::kFastPathsHelp);
   CLI11_PARSE(app, argc, argv);
   auto fail = [](const std::string& msg) {
     std::fprintf(stderr, "dtask-worker: %s\n", msg.c_str());
@@ -51,6 +56,9 @@ int main(int argc, char** argv) {
   auto res = dtask::cli::parse_resources(resources);
   if (!res) return fail("cannot read --resources '" + resources + "' (e.g. GPU=2,MEM=1e9)");
   opt.resources = *res;
+  auto fp = dtask::cli::parse_fast_paths(fast_paths);
+  if (!fp.ok()) return fail(fp.error);
+  opt.fast_paths = fp.value;
   if (!scheduler_file.empty()) {
     auto f = dtask::read_scheduler_file(scheduler_file);
     if (!f.ok()) return fail(f.error);

@@ -1,10 +1,11 @@
-// Parsing helpers shared by the command-line tools: byte sizes and resource lists.
+// Parsing helpers shared by the command-line tools: byte sizes, resource lists, the fast-path switch.
 #include "cli/parse.hpp"
 
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
+#include <stdexcept>
 
 namespace dtask::cli {
 
@@ -45,6 +46,30 @@ std::optional<protocol::Resources> parse_resources(const std::string& text) {
     out.emplace_back(item.substr(0, eq), v);
   }
   return out;
+}
+
+const char* const kFastPathsHelp =
+    "latency shortcuts to take: all, none, or a list of push_results, hold_task_done, early_start, "
+    "run_on_loop, spin_wait, each with '-' (off) or '+' (on), applied to all; write a list that starts "
+    "with '-' as --fast-paths=-early_start,-run_on_loop (default: $DTASK_FAST_PATHS, else all)";
+
+FastPathsChoice parse_fast_paths(const std::string& spec) {
+  FastPathsChoice out;
+  try {
+    out.value = spec.empty() ? FastPaths::from_environment() : FastPaths::parse(spec);
+  } catch (const std::invalid_argument& e) {
+    out.error = spec.empty() ? e.what() : std::string("--fast-paths: ") + e.what();
+  }
+  return out;
+}
+
+std::string fast_paths_environment_error() {
+  try {
+    FastPaths::from_environment();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return {};
 }
 
 }  // namespace dtask::cli

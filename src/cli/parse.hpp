@@ -1,9 +1,11 @@
-// Parsing helpers shared by the command-line tools: byte sizes and resource lists.
+// Parsing helpers shared by the command-line tools: byte sizes, resource lists, the fast-path switch.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+
+#include <dtask/types.hpp>
 
 #include "protocol/messages.hpp"
 
@@ -13,5 +15,21 @@ namespace dtask::cli {
 std::optional<std::uint64_t> parse_bytes(const std::string& text);
 // "GPU=2,MEM=1e9" -> [(GPU,2),(MEM,1e9)]; nullopt if malformed.
 std::optional<protocol::Resources> parse_resources(const std::string& text);
+
+// The --fast-paths option's help text, the same for every tool.
+extern const char* const kFastPathsHelp;
+// `--fast-paths SPEC` (FastPaths::parse); an empty SPEC means the environment's choice
+// (DTASK_FAST_PATHS, all when unset). Never throws: a SPEC or a DTASK_FAST_PATHS it does not
+// understand comes back as `error`, naming the culprit and the known names.
+struct FastPathsChoice {
+  FastPaths value;
+  std::string error;
+  bool ok() const { return error.empty(); }
+};
+FastPathsChoice parse_fast_paths(const std::string& spec);
+// Every options struct takes its default from DTASK_FAST_PATHS and would throw while being
+// built: tools call this first, so a bad value is an error message (exit 2), not a crash.
+// Empty when the environment is fine.
+std::string fast_paths_environment_error();
 
 }  // namespace dtask::cli

@@ -72,6 +72,7 @@ struct LocalCluster::Impl {
     so.interface = opt.interface;
     so.security = security;
     so.where = "local";
+    so.config.fast_paths = opt.fast_paths;
     server = std::make_unique<scheduler::SchedulerServer>(so);
     server_thread = std::thread([this] { server->run(); });
     try {
@@ -91,6 +92,7 @@ struct LocalCluster::Impl {
             for (const auto& [k, v] : opt.worker_resources[i]) wo.resources.emplace_back(k, v);
           }
           wo.plugin = plug;
+          wo.fast_paths = opt.fast_paths;
           if (!opt.local_directory.empty()) wo.local_directory = opt.local_directory + "/worker-" + wo.name;
           workers.push_back(std::make_unique<worker::Worker>(wo));
         }
@@ -115,6 +117,8 @@ struct LocalCluster::Impl {
                                        "--host", opt.host};
       if (!opt.interface.empty()) args.insert(args.end(), {"--interface", opt.interface});
       if (!opt.log_level.empty()) args.insert(args.end(), {"--log-level", opt.log_level});
+      // One argument with '=': a list that starts with '-' would read as an option of its own.
+      args.push_back("--fast-paths=" + opt.fast_paths.to_string());
       if (opt.memory_limit) args.insert(args.end(), {"--memory-limit", std::to_string(opt.memory_limit)});
       if (static_cast<std::size_t>(i) < opt.worker_resources.size()) {
         std::string res;
@@ -169,6 +173,7 @@ ConnectOptions LocalCluster::connect_options() const {
   ConnectOptions c;
   c.address = impl_->server->address();
   c.security = impl_->security;
+  c.fast_paths = impl_->opt.fast_paths;
   return c;
 }
 const LocalClusterOptions& LocalCluster::options() const { return impl_->opt; }

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "transport/transport.hpp"
+#include "common/host.hpp"
 
 namespace dtask {
 
@@ -18,7 +18,7 @@ void write_scheduler_file(const std::string& path, const std::string& address, c
   nlohmann::json j = {{"address", address},
                       {"job_id", job_id},
                       {"pid", static_cast<long>(::getpid())},
-                      {"host", transport::hostname()},
+                      {"host", hostname()},
                       {"secure", sec.enabled},
                       {"server_public", sec.server_public},
                       // Workers started from this file serve data as CURVE servers with the job's pair.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <variant>
@@ -9,6 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+// Deliberate: the public codec's Payload (a MessagePack header plus zero-copy frames) is the
+// protocol's value type, so a task's arguments and results cross the wire as the bytes the
+// user's Codec<T> made, without a copy or a second encoding. Nothing else of the public API is
+// used here.
 #include <dtask/codec.hpp>
 
 #include "protocol/ids.hpp"
@@ -18,6 +23,19 @@
 #define DTASK_FIELDS(...)                                        \
   auto tie() { return std::tie(__VA_ARGS__); }                   \
   auto tie() const { return std::tie(__VA_ARGS__); }
+
+namespace dtask {
+// Two payloads are equal when they carry the same bytes: header and each frame's contents, not
+// who owns the memory. For the messages' defaulted operator== (tests compare whole messages).
+inline bool operator==(const Payload& a, const Payload& b) {
+  if (a.header != b.header || a.frames.size() != b.frames.size()) return false;
+  for (std::size_t i = 0; i < a.frames.size(); ++i) {
+    const Buffer &x = a.frames[i], &y = b.frames[i];
+    if (x.size() != y.size() || (x.size() != 0 && std::memcmp(x.data(), y.data(), x.size()) != 0)) return false;
+  }
+  return true;
+}
+}  // namespace dtask
 
 namespace dtask::protocol {
 
@@ -43,6 +61,7 @@ struct ArgT {
   Payload data;            // kind == value
   std::vector<Ref> refs;   // kind == dep (one) or dep_list (many)
   DTASK_FIELDS(kind, data, refs)
+  bool operator==(const ArgT&) const = default;
 };
 using ClientArg = ArgT<std::string>;
 using TaskArg = ArgT<TaskId>;
@@ -50,10 +69,12 @@ using TaskArg = ArgT<TaskId>;
 struct Rejected {
   std::string reason;
   DTASK_FIELDS(reason)
+  bool operator==(const Rejected&) const = default;
 };
 struct Heartbeat {
   std::uint64_t sent_ms = 0;
   DTASK_FIELDS(sent_ms)
+  bool operator==(const Heartbeat&) const = default;
 };
 
 // ---- client -> scheduler ------------------------------------------------------------------
@@ -64,6 +85,7 @@ struct RegisterClient {
   // results of `push_result` tasks to it (see ResultPushed).
   std::string data_identity;
   DTASK_FIELDS(version, name, data_identity)
+  bool operator==(const RegisterClient&) const = default;
 };
 struct TaskSpec {
   std::string key;
@@ -85,30 +107,37 @@ struct TaskSpec {
   WorkerId early_on;
   DTASK_FIELDS(key, func, args, priority, retries, workers, allow_other_workers, resources, wanted, push_result,
                early_nonce, early_on)
+  bool operator==(const TaskSpec&) const = default;
 };
 struct SubmitTasks {
   std::vector<TaskSpec> tasks;  // dependencies come before their dependents
   DTASK_FIELDS(tasks)
+  bool operator==(const SubmitTasks&) const = default;
 };
 struct ReleaseKeys {
   std::vector<std::string> keys;
   DTASK_FIELDS(keys)
+  bool operator==(const ReleaseKeys&) const = default;
 };
 struct CancelKeys {
   std::vector<std::string> keys;
   DTASK_FIELDS(keys)
+  bool operator==(const CancelKeys&) const = default;
 };
 struct InfoRequest {
   std::uint64_t request_id = 0;
   DTASK_FIELDS(request_id)
+  bool operator==(const InfoRequest&) const = default;
 };
 struct ShutdownCluster {
   std::int32_t code = 0;
   DTASK_FIELDS(code)
+  bool operator==(const ShutdownCluster&) const = default;
 };
 struct ClientGoodbye {
   std::int32_t code = 0;
   DTASK_FIELDS(code)
+  bool operator==(const ClientGoodbye&) const = default;
 };
 // The client got a result straight from the worker that ran it (ResultPushed). Sent only
 // along with the client's next message, ahead of it: the scheduler takes it as that task's
@@ -120,10 +149,12 @@ struct PushReceipt {
   std::uint64_t nbytes = 0;
   std::string key;  // ...and this key names it instead (empty for any other result)
   DTASK_FIELDS(task, worker, nbytes, key)
+  bool operator==(const PushReceipt&) const = default;
 };
 struct ResultsReceived {
   std::vector<PushReceipt> receipts;
   DTASK_FIELDS(receipts)
+  bool operator==(const ResultsReceived&) const = default;
 };
 using ClientToScheduler = std::variant<RegisterClient, SubmitTasks, ReleaseKeys, CancelKeys, InfoRequest,
                                        Heartbeat, ShutdownCluster, ClientGoodbye, ResultsReceived>;
@@ -133,6 +164,7 @@ struct ClientWelcome {
   std::uint32_t version = kProtocolVersion;
   ClientId client;
   DTASK_FIELDS(version, client)
+  bool operator==(const ClientWelcome&) const = default;
 };
 struct KeyDone {
   std::string key;
@@ -142,32 +174,38 @@ struct KeyDone {
   bool has_data = false;             // small results come inline
   Payload data;
   DTASK_FIELDS(key, task, holders, nbytes, has_data, data)
+  bool operator==(const KeyDone&) const = default;
 };
 struct KeyErred {
   std::string key;
   std::string func;
   std::string message;
   DTASK_FIELDS(key, func, message)
+  bool operator==(const KeyErred&) const = default;
 };
 struct KeyCancelled {
   std::string key;
   std::string reason;
   DTASK_FIELDS(key, reason)
+  bool operator==(const KeyCancelled&) const = default;
 };
 // A finished key's only copies were lost with a worker; it is being recomputed.
 struct KeyLost {
   std::string key;
   DTASK_FIELDS(key)
+  bool operator==(const KeyLost&) const = default;
 };
 struct InfoReply {
   std::uint64_t request_id = 0;
   nlohmann::json info;
   DTASK_FIELDS(request_id, info)
+  bool operator==(const InfoReply&) const = default;
 };
 struct ClusterClosing {
   std::int32_t code = 0;
   std::string reason;
   DTASK_FIELDS(code, reason)
+  bool operator==(const ClusterClosing&) const = default;
 };
 using SchedulerToClient = std::variant<ClientWelcome, Rejected, KeyDone, KeyErred, KeyCancelled, KeyLost,
                                        InfoReply, Heartbeat, ClusterClosing>;
@@ -184,6 +222,7 @@ struct RegisterWorker {
   Resources resources;
   std::int64_t pid = 0;
   DTASK_FIELDS(version, name, host, address, nthreads, rank, memory_limit, resources, pid)
+  bool operator==(const RegisterWorker&) const = default;
 };
 struct TaskDone {
   TaskId task;
@@ -192,30 +231,36 @@ struct TaskDone {
   bool has_data = false;
   Payload data;
   DTASK_FIELDS(task, nbytes, has_data, data)
+  bool operator==(const TaskDone&) const = default;
 };
 struct TaskFailed {
   TaskId task;
   std::string message;
   DTASK_FIELDS(task, message)
+  bool operator==(const TaskFailed&) const = default;
 };
 struct ReplicasAdded {
   std::vector<TaskId> tasks;
   DTASK_FIELDS(tasks)
+  bool operator==(const ReplicasAdded&) const = default;
 };
 struct StealReply {
   TaskId task;
   bool stolen = false;
   DTASK_FIELDS(task, stolen)
+  bool operator==(const StealReply&) const = default;
 };
 // The worker could not fetch `dep` for `task` from any holder it was told about.
 struct FetchFailed {
   TaskId task;
   TaskId dep;
   DTASK_FIELDS(task, dep)
+  bool operator==(const FetchFailed&) const = default;
 };
 struct WorkerGoodbye {
   std::int32_t code = 0;
   DTASK_FIELDS(code)
+  bool operator==(const WorkerGoodbye&) const = default;
 };
 using WorkerToScheduler = std::variant<RegisterWorker, TaskDone, TaskFailed, ReplicasAdded, StealReply,
                                        FetchFailed, Heartbeat, WorkerGoodbye>;
@@ -225,6 +270,7 @@ struct Peer {
   WorkerId id;
   std::string address;
   DTASK_FIELDS(id, address)
+  bool operator==(const Peer&) const = default;
 };
 struct WorkerWelcome {
   std::uint32_t version = kProtocolVersion;
@@ -232,11 +278,13 @@ struct WorkerWelcome {
   std::vector<Peer> peers;  // reserved; peers are learnt from ComputeTask's DepLocations
   std::uint32_t heartbeat_ms = 500;
   DTASK_FIELDS(version, worker, peers, heartbeat_ms)
+  bool operator==(const WorkerWelcome&) const = default;
 };
 struct PeersChanged {
   std::vector<Peer> joined;
   std::vector<WorkerId> left;
   DTASK_FIELDS(joined, left)
+  bool operator==(const PeersChanged&) const = default;
 };
 // Where an input lives. Addresses travel with the task, so workers need no peer directory
 // broadcast (which would cost O(workers^2) messages while a big cluster registers).
@@ -245,6 +293,7 @@ struct DepLocation {
   std::vector<WorkerId> holders;
   std::vector<std::string> addresses;  // parallel to holders
   DTASK_FIELDS(task, holders, addresses)
+  bool operator==(const DepLocation&) const = default;
 };
 struct ComputeTask {
   TaskId task;
@@ -265,18 +314,22 @@ struct ComputeTask {
   // The client's StartTask for this task, if it sent one here (TaskSpec::early_nonce).
   std::uint64_t early_nonce = 0;
   DTASK_FIELDS(task, key, func, args, deps, resources, priority, push_to, dependents_waiting, early_nonce)
+  bool operator==(const ComputeTask&) const = default;
 };
 struct ReleaseTasks {
   std::vector<TaskId> tasks;
   DTASK_FIELDS(tasks)
+  bool operator==(const ReleaseTasks&) const = default;
 };
 struct StealRequest {
   TaskId task;
   DTASK_FIELDS(task)
+  bool operator==(const StealRequest&) const = default;
 };
 struct WorkerShutdown {
   std::int32_t code = 0;
   DTASK_FIELDS(code)
+  bool operator==(const WorkerShutdown&) const = default;
 };
 using SchedulerToWorker = std::variant<WorkerWelcome, Rejected, PeersChanged, ComputeTask, ReleaseTasks,
                                        StealRequest, Heartbeat, WorkerShutdown>;
@@ -286,17 +339,20 @@ struct GetData {
   std::uint64_t request_id = 0;
   std::vector<TaskId> tasks;
   DTASK_FIELDS(request_id, tasks)
+  bool operator==(const GetData&) const = default;
 };
 struct DataItem {
   TaskId task;
   bool found = false;
   Payload data;
   DTASK_FIELDS(task, found, data)
+  bool operator==(const DataItem&) const = default;
 };
 struct DataReply {
   std::uint64_t request_id = 0;
   std::vector<DataItem> items;
   DTASK_FIELDS(request_id, items)
+  bool operator==(const DataReply&) const = default;
 };
 // Worker -> client, unasked: a small result of a task the client is waiting for. The client
 // reports it to the scheduler with its next message (ResultsReceived); the worker's TaskDone
@@ -309,6 +365,7 @@ struct ResultPushed {
   WorkerId worker;  // the sender, for the client's receipt
   bool early = false;  // the result of a StartTask: `task` is not known yet (see PushReceipt)
   DTASK_FIELDS(task, key, data, worker, early)
+  bool operator==(const ResultPushed&) const = default;
 };
 // Client -> worker, for a tiny task without inputs that the client is about to wait for: start
 // it now, if nothing else runs here, and send the result back (ResultPushed, early) on the
@@ -326,12 +383,14 @@ struct StartTask {
   std::vector<Payload> args;
   std::string reply_to;
   DTASK_FIELDS(nonce, key, func, args, reply_to)
+  bool operator==(const StartTask&) const = default;
 };
 // Worker -> client: a StartTask it did not take (busy, or the function is not known to be
 // quick), so the client tells the scheduler about that task now instead of a little later.
 struct NotStarted {
   std::string key;
   DTASK_FIELDS(key)
+  bool operator==(const NotStarted&) const = default;
 };
 using PeerRequest = std::variant<GetData, StartTask>;
 using PeerReply = std::variant<DataReply, Rejected, ResultPushed, NotStarted>;

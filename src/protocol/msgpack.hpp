@@ -11,12 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include <dtask/codec.hpp>
-
-#include "protocol/ids.hpp"
-
+// Knows nothing of dtask's types: wire.hpp maps messages, ids and payloads onto it.
 namespace dtask::protocol::msgpack {
 
 class Writer {

@@ -61,12 +61,6 @@ AddressResult resolve_bind_host(const std::string& interface_name, const std::st
   return {host, ""};
 }
 
-std::string hostname() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  return buf;
-}
-
 std::string default_host() {
   addrinfo hints{};
   hints.ai_family = AF_INET;

@@ -14,6 +14,7 @@
 
 #include <dtask/types.hpp>
 
+#include "common/host.hpp"
 #include "protocol/wire.hpp"
 
 namespace dtask::transport {
@@ -27,7 +28,7 @@ struct AddressResult {
 AddressResult interface_address(const std::string& interface_name);
 // Where to bind: the interface's address when one is named, else `host`.
 AddressResult resolve_bind_host(const std::string& interface_name, const std::string& host);
-std::string hostname();
+using dtask::hostname;  // common/host.hpp: kept here for the roles that name it transport::hostname
 // This host's address for others to reach when no interface is named: its hostname's IPv4 address.
 std::string default_host();
 
