@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "cluster/install_dirs.hpp"  // generated: DTASK_BINDIR
 #include "common/log.hpp"
 #include "common/scheduler_file.hpp"
 #include "plugin/plugin.hpp"
@@ -28,11 +29,7 @@ std::string worker_executable() {
     auto beside = self.parent_path() / "dtask-worker";
     if (std::filesystem::exists(beside)) return beside;
   }
-#ifdef DTASK_BINDIR
   return std::string(DTASK_BINDIR) + "/dtask-worker";
-#else
-  return "dtask-worker";
-#endif
 }
 }  // namespace
 
