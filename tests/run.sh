@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what is missing, builds, runs every suite.
-# Suites: unit + LocalCluster (meson test), out-of-tree install, mpirun integration, real Slurm
-# on two nodes, and a short benchmark run. Ends with "N passed, N failed".
+# Suites: unit + LocalCluster (meson test), the installed surface (a real prefix, user programs
+# built with pkg-config), mpirun integration, real Slurm on two nodes, and a short benchmark run;
+# then unit, LocalCluster and mpirun once more with every fast path off (DTASK_FAST_PATHS=none),
+# each its own step. Ends with "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -33,10 +35,16 @@ ninja -C build || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 step "unit tests" meson test -C build --print-errorlogs --suite unit
 step "LocalCluster integration" meson test -C build --print-errorlogs --suite integration
-step "install + out-of-tree plugin" bash tests/install/check_out_of_tree.sh "$root/build"
+step "install to a prefix + user programs with pkg-config" bash tests/install/check_out_of_tree.sh "$root/build"
 if [ -x tests/mpi/run.sh ]; then step "mpirun integration" bash tests/mpi/run.sh "$root/build"; fi
 if [ -x tests/slurm/e2e.sh ]; then step "Slurm two-node end to end" bash tests/slurm/e2e.sh "$root/build"; fi
 if [ -x tests/bench/run.sh ]; then step "benchmarks (small)" bash tests/bench/run.sh --small; fi
+
+# The fast paths are contained: every rule and outcome holds with all of them switched off.
+off=(env DTASK_FAST_PATHS=none)
+step "unit tests, fast paths off" "${off[@]}" meson test -C build --print-errorlogs --suite unit
+step "LocalCluster integration, fast paths off" "${off[@]}" meson test -C build --print-errorlogs --suite integration
+if [ -x tests/mpi/run.sh ]; then step "mpirun integration, fast paths off" "${off[@]}" bash tests/mpi/run.sh "$root/build"; fi
 
 if ((failed)); then printf 'failed suite: %s\n' "${failures[@]}"; fi
 echo "$passed passed, $failed failed"

@@ -1,7 +1,12 @@
 // The dtask side of the benchmark suite (W1-W9); tests/bench/run.sh runs it next to
 // dask_bench.py and merges both into one table. See docs/performance.md.
 //
-//   dtask_bench --workloads W1,...,W9 [--workers 2] [--small] [--json out.json] [--insecure]
+//   dtask_bench --workloads W1,...,W9,FP [--workers 2] [--small] [--json out.json] [--insecure]
+//               [--fast-paths SPEC]
+//
+// --fast-paths SPEC (FastPaths::parse: all, none, -early_start,...) switches the latency
+// shortcuts for every case (scheduler, workers and client alike; default: DTASK_FAST_PATHS).
+// FP is what each is worth: W3's round trip and W2's map with all, none, and each one off.
 //
 // Each case gets a fresh cluster: a `dtask-scheduler` process and N `dtask-worker` processes
 // (one executor thread each), like Dask's LocalCluster(processes=True, threads_per_worker=1).
@@ -97,8 +102,12 @@ struct Options {
   std::vector<long long> w8_counts;          // --w8-workers overrides 8,100,1000
   std::string w9_variants = "state,graph";   // --w9-variants: which W9 cases run
   std::string sched_log_level = "error";     // --sched-log-level: the spawned dtask-scheduler's
+  dtask::FastPaths fast_paths;               // --fast-paths (else DTASK_FAST_PATHS), for every case
 };
 Options g_opt;
+// The fast paths of the case being run: g_opt.fast_paths, except while FP runs its series. Every
+// cluster a case starts takes them (scheduler, workers, client), and every record names them.
+dtask::FastPaths g_fast_paths;
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -204,6 +213,7 @@ json record(const std::string& w, const std::string& variant, long long n) {
   json r = json{{"workload", w},      {"variant", variant}, {"n", n},          {"config", g_opt.secure ? "dtask" : "dtask-insecure"},
               {"wall_s", nullptr},  {"tasks_per_s", nullptr}, {"p50_us", nullptr}, {"p99_us", nullptr},
               {"mb_per_s", nullptr}, {"ok", true},        {"error", nullptr}};
+  r["fast_paths"] = g_fast_paths.to_string();
   // Anything else running on the machine (compiles, other tests) skews the figures; this shows it.
   r["load1_at_start"] = load1();
   return r;
@@ -214,6 +224,7 @@ void emit(const json& r) {
   std::string line = "dtask " + r["workload"].get<std::string>() + " " + r["variant"].get<std::string>() +
                      " n=" + std::to_string(r["n"].get<long long>());
   if (r["config"] != "dtask") line += " config=" + r["config"].get<std::string>();
+  if (r.value("fast_paths", "all") != "all") line += " fast_paths=" + r["fast_paths"].get<std::string>();
   auto num = [&](const char* k) { return r.contains(k) && r[k].is_number(); };
   if (num("wall_s")) line += " wall=" + fmt(r["wall_s"].get<double>(), 3) + "s";
   if (num("tasks_per_s")) line += " tasks/s=" + fmt(r["tasks_per_s"].get<double>(), 0);
@@ -447,8 +458,10 @@ class SpawnedCluster {
     if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
     std::string file = dir_ + "/scheduler.json";
+    // "--fast-paths=SPEC" in one argument: a list that starts with '-' would read as an option.
+    const std::string fast_paths = "--fast-paths=" + g_fast_paths.to_string();
     std::vector<std::string> sargs = {g_opt.scheduler_exe, "--scheduler-file", file, "--log-level",
-                                      g_opt.sched_log_level};
+                                      g_opt.sched_log_level, fast_paths};
     if (!secure) sargs.push_back("--insecure");
     sched_ = spawn(sargs);
     while (!std::filesystem::exists(file)) {
@@ -464,11 +477,12 @@ class SpawnedCluster {
     g_sched_pid = sched_;
     for (int i = 0; i < n_workers; ++i) {
       workers_.push_back(spawn({g_opt.worker_exe, "--scheduler-file", file, "--name", std::to_string(i), "--nthreads",
-                                "1", "--plugin", g_opt.plugin, "--log-level", "error"}));
+                                "1", "--plugin", g_opt.plugin, "--log-level", "error", fast_paths}));
     }
     auto f = dtask::read_scheduler_file(file);
     if (!f.ok()) throw std::runtime_error(f.error);
     if (scheduler_timeout) f.connect.scheduler_timeout = *scheduler_timeout;
+    f.connect.fast_paths = g_fast_paths;
     client_.emplace(f.connect);
     if (n_workers > 0 && !client_->wait_for_workers(static_cast<std::size_t>(n_workers), 30s)) {
       throw std::runtime_error("workers did not register within 30 s");
@@ -577,6 +591,7 @@ void w1() {
         o.processes = processes;
         o.secure = g_opt.secure;
         o.log_level = "error";
+        o.fast_paths = g_fast_paths;
         auto cluster = std::make_unique<dtask::LocalCluster>(o);
         auto client = std::make_unique<dtask::Client>(*cluster);
         if (!client->wait_for_workers(static_cast<std::size_t>(g_opt.workers), 30s)) throw std::runtime_error("workers did not come");
@@ -628,46 +643,51 @@ void w1() {
 // ---------------------------------------------------------------------------------------------
 // W2: independent no-op tasks through map and through delayed
 
+void w2_case(const std::string& workload, const std::string& variant, long long n);
+
 void w2() {
   std::vector<long long> sizes = g_opt.small ? std::vector<long long>{1000, 10000}
                                              : std::vector<long long>{10000, 100000, 1000000};
   if (!g_opt.w2_sizes.empty()) sizes = g_opt.w2_sizes;
   for (const char* variant : {"map", "delayed"}) {
-    for (long long n : sizes) {
-      run_case("W2", variant, n, g_opt.workers, [&](SpawnedCluster& c, json& r) {
-        auto t0 = Clock::now();
-        std::vector<dtask::Future<std::nullptr_t>> futs;
-        if (std::string(variant) == "map") {
-          std::vector<long long> xs(static_cast<std::size_t>(n));
-          for (long long i = 0; i < n; ++i) xs[static_cast<std::size_t>(i)] = i;
-          futs = c.client().map(noop, xs);
-        } else {
-          std::vector<dtask::Delayed<std::nullptr_t>> ds;
-          ds.reserve(static_cast<std::size_t>(n));
-          for (long long i = 0; i < n; ++i) ds.push_back(dtask::delayed(noop, i));
-          futs = c.client().persist(ds);
-        }
-        double sub = seconds_since(t0);
-        auto res = c.client().gather(futs);
-        double wall = seconds_since(t0);
-        r["wall_s"] = wall;
-        r["tasks_per_s"] = static_cast<double>(n) / wall;
-        r["submit_s"] = sub;
-        fail_unless(res.size() == static_cast<std::size_t>(n), r, "wrong count");
-        auto t1 = Clock::now();
-        futs.clear();  // release (not timed, but reported: it is what ends a real workload)
-        r["release_s"] = seconds_since(t1);
-      });
-    }
+    for (long long n : sizes) w2_case("W2", variant, n);
   }
+}
+
+// One W2 case: n no-op tasks through map or delayed (also one of FP's rows).
+void w2_case(const std::string& workload, const std::string& variant, long long n) {
+  run_case(workload, variant, n, g_opt.workers, [&](SpawnedCluster& c, json& r) {
+    auto t0 = Clock::now();
+    std::vector<dtask::Future<std::nullptr_t>> futs;
+    if (variant == "map") {
+      std::vector<long long> xs(static_cast<std::size_t>(n));
+      for (long long i = 0; i < n; ++i) xs[static_cast<std::size_t>(i)] = i;
+      futs = c.client().map(noop, xs);
+    } else {
+      std::vector<dtask::Delayed<std::nullptr_t>> ds;
+      ds.reserve(static_cast<std::size_t>(n));
+      for (long long i = 0; i < n; ++i) ds.push_back(dtask::delayed(noop, i));
+      futs = c.client().persist(ds);
+    }
+    double sub = seconds_since(t0);
+    auto res = c.client().gather(futs);
+    double wall = seconds_since(t0);
+    r["wall_s"] = wall;
+    r["tasks_per_s"] = static_cast<double>(n) / wall;
+    r["submit_s"] = sub;
+    fail_unless(res.size() == static_cast<std::size_t>(n), r, "wrong count");
+    auto t1 = Clock::now();
+    futs.clear();  // release (not timed, but reported: it is what ends a real workload)
+    r["release_s"] = seconds_since(t1);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // W3: sequential submit(inc, i).result()
 
-void w3() {
-  long long n = g_opt.small ? 500 : 10000;
-  run_case("W3", "submit-result", n, g_opt.workers, [&](SpawnedCluster& c, json& r) {
+void w3(const std::string& workload = "W3", long long n_rounds = 0) {
+  long long n = n_rounds > 0 ? n_rounds : (g_opt.small ? 500 : 10000);
+  run_case(workload, "submit-result", n, g_opt.workers, [&](SpawnedCluster& c, json& r) {
     for (int i = 0; i < 20; ++i) c.client().submit(inc, static_cast<long long>(i)).result();  // warm-up
     std::vector<double> lat;
     lat.reserve(static_cast<std::size_t>(n));
@@ -981,6 +1001,7 @@ void w7() {
   for (int i = 0; i < reps; ++i) {
     auto args = mpi;
     args.push_back(g_opt.dtask_run_exe);
+    args.push_back("--fast-paths=" + g_fast_paths.to_string());
     args.push_back(g_opt.plugin);
     int st = 0;
     t.push_back(time_command(args, 120, &st));
@@ -1165,6 +1186,7 @@ void w8() {
       dtask::scheduler::SchedulerOptions so;
       so.security = dtask::Security::none();
       so.where = "w8";
+      so.config.fast_paths = g_fast_paths;
       auto server = std::make_unique<dtask::scheduler::SchedulerServer>(so);
       std::thread server_thread([&] { server->run(); });
       SimWorkers sims(server->address(), k);
@@ -1174,6 +1196,7 @@ void w8() {
       dtask::ConnectOptions co;
       co.address = server->address();
       co.security = dtask::Security::none();
+      co.fast_paths = g_fast_paths;
       std::optional<dtask::Client> client;
       client.emplace(co);
       if (!reg_ok || !client->wait_for_workers(static_cast<std::size_t>(k), 30s)) {
@@ -1446,10 +1469,29 @@ void w9() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// FP: what each fast path is worth. W3's submit-result round trip and W2's map with all of them,
+// none, and each one switched off alone (workload "FP", the record's fast_paths names the set).
+
+void fp() {
+  const long long rounds = g_opt.small ? 500 : 10000;
+  const long long map_n = g_opt.small ? 10000 : 100000;
+  const std::vector<std::string> specs = {"all",          "none",          "-push_results", "-hold_task_done",
+                                          "-early_start", "-run_on_loop", "-spin_wait"};
+  for (const auto& spec : specs) {
+    g_fast_paths = dtask::FastPaths::parse(spec);
+    w3("FP", rounds);
+    w2_case("FP", "map", map_n);
+  }
+  g_fast_paths = g_opt.fast_paths;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 void usage() {
   std::printf(
-      "usage: dtask_bench [--workloads W1,...,W9] [--workers N] [--small] [--json PATH] [--insecure]\n"
+      "usage: dtask_bench [--workloads W1,...,W9,FP] [--workers N] [--small] [--json PATH] [--insecure]\n"
+      "                   [--fast-paths SPEC]  (all, none, or e.g. --fast-paths=-early_start,-run_on_loop;\n"
+      "                                         default: DTASK_FAST_PATHS, else all)\n"
       "                   [--case-timeout SECONDS] [--min-free-mb MB]\n"
       "                   [--w2-sizes N,...] [--w8-workers K,...] [--w9-sizes N,...]\n"
       "                   [--w9-variants state,graph] [--sched-log-level LEVEL]\n"
@@ -1485,7 +1527,13 @@ int main(int argc, char** argv) {
     ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
     g_self_exe = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string(argv[0]);
   }
-  g_opt.workloads = {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"};
+  g_opt.workloads = {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "FP"};
+  try {
+    g_opt.fast_paths = dtask::FastPaths::from_environment();
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "dtask_bench: %s\n", e.what());
+    return 2;
+  }
   g_opt.plugin = env_or("DTASK_BENCH_PLUGIN", BENCH_PLUGIN_PATH);
   g_opt.scheduler_exe = env_or("DTASK_SCHEDULER_EXE", DTASK_SCHEDULER_EXE_PATH);
   g_opt.worker_exe = env_or("DTASK_WORKER_EXE", DTASK_WORKER_EXE_PATH);
@@ -1509,6 +1557,14 @@ int main(int argc, char** argv) {
     else if (a == "--min-free-mb") g_opt.min_free_mb = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--w9-variants") g_opt.w9_variants = next();
     else if (a == "--sched-log-level") g_opt.sched_log_level = next();
+    else if (a == "--fast-paths" || a.rfind("--fast-paths=", 0) == 0) {
+      try {
+        g_opt.fast_paths = dtask::FastPaths::parse(a == "--fast-paths" ? next() : a.substr(13));
+      } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "dtask_bench: --fast-paths: %s\n", e.what());
+        return 2;
+      }
+    }
     else if (a == "--w2-sizes") {
       for (auto& s : split(next())) g_opt.w2_sizes.push_back(std::atoll(s.c_str()));
     } else if (a == "--w8-workers") {
@@ -1542,6 +1598,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  g_fast_paths = g_opt.fast_paths;
   // LocalCluster(processes=true) finds dtask-worker through this variable first.
   ::setenv("DTASK_WORKER_EXE", g_opt.worker_exe.c_str(), 1);
   dtask::log::set_level("error");
@@ -1561,6 +1618,7 @@ int main(int argc, char** argv) {
     else if (w == "W7") w7();
     else if (w == "W8") w8();
     else if (w == "W9") w9();
+    else if (w == "FP") fp();
     else {
       std::fprintf(stderr, "dtask_bench: unknown workload %s\n", w.c_str());
       return 2;

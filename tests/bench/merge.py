@@ -3,7 +3,7 @@
 
     merge.py --dir OUT [--small 0|1]
 
-Reads OUT/dtask_W*.json and OUT/dask.json, prints the table, and writes OUT/bench.json
+Reads OUT/dtask_W*.json, OUT/dtask_FP.json and OUT/dask.json, prints the table, and writes OUT/bench.json
 (machine, records, comparisons, targets) and OUT/table.md (the same tables in Markdown, as
 pasted into docs/performance.md). Standard library only.
 """
@@ -95,6 +95,8 @@ def human_n(n):
 # "latency" (p50/p99), "memory" (bytes per task).
 def kind(r):
     w, v = r["workload"], r["variant"]
+    if w == "FP":
+        return "latency" if v == "submit-result" else "rate"
     if w == "W3":
         return "latency"
     if w == "W6":
@@ -244,6 +246,45 @@ def targets(dt, dask_rows):
 
 
 # --------------------------------------------------------------------------------------------
+# FP: one row per set of fast paths
+
+
+def fast_path_rows(fp):
+    by = {}
+    order = []
+    for r in fp:
+        spec = r.get("fast_paths", "?")
+        if spec not in by:
+            order.append(spec)
+        by.setdefault(spec, {})[r["variant"]] = r
+
+    def good(r):
+        return r is not None and r.get("ok", False) and not r.get("skipped")
+
+    base = by.get("all", {})
+    rows = []
+    for spec in order:
+        w3, w2 = by[spec].get("submit-result"), by[spec].get("map")
+        b3, b2 = base.get("submit-result"), base.get("map")
+        row = {"fast_paths": spec, "w3_p50": "-", "w3_p99": "-", "w3_vs_all": "-", "w2_rate": "-", "w2_vs_all": "-",
+               "w3_n": w3 and w3["n"], "w2_n": w2 and w2["n"]}
+        if w3 is not None and not good(w3):
+            row["w3_p50"] = figure(w3)
+        elif w3 is not None:
+            row["w3_p50"], row["w3_p99"] = fnum(w3["p50_us"]), fnum(w3["p99_us"])
+            if good(b3) and b3["p50_us"]:
+                row["w3_vs_all"] = "%.2fx" % (w3["p50_us"] / b3["p50_us"])
+        if w2 is not None and not good(w2):
+            row["w2_rate"] = figure(w2)
+        elif w2 is not None:
+            row["w2_rate"] = "%s (%s)" % (fnum(w2["tasks_per_s"]), human_n(w2["n"]))
+            if good(b2) and b2["tasks_per_s"]:
+                row["w2_vs_all"] = "%.2fx" % (w2["tasks_per_s"] / b2["tasks_per_s"])
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def main():
@@ -258,11 +299,14 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     dt = []
-    for p in sorted(glob.glob(os.path.join(a.dir, "dtask_W*.json"))):
+    for p in sorted(glob.glob(os.path.join(a.dir, "dtask_*.json"))):
         dt.extend(load(p))
     dk = load(os.path.join(a.dir, "dask.json"))
     order = {w: i for i, w in enumerate(["W%d" % i for i in range(1, 10)])}
     dt.sort(key=lambda r: order.get(r["workload"], 99))
+    # FP (what each fast path is worth) gets a table of its own, not Dask comparisons.
+    fp = [r for r in dt if r["workload"] == "FP"]
+    dt = [r for r in dt if r["workload"] != "FP"]
 
     dask_by = {}
     for r in dk:
@@ -284,7 +328,10 @@ def main():
         if not drs and r["workload"] in ("W1", "W2", "W3", "W4", "W5", "W6") and not r["variant"].startswith("raw") \
                 and r["variant"] not in ("cluster-start-stop-threads", "cluster-start-stop-cli"):
             note = "no Dask run at this size" if dk else "Dask not run"
-        rows.append({"workload": r["workload"], "variant": r["variant"], "n": r["n"], "config": r["config"],
+        config = r["config"]
+        if r.get("fast_paths", "all") != "all":
+            config += " fast_paths=" + r["fast_paths"]
+        rows.append({"workload": r["workload"], "variant": r["variant"], "n": r["n"], "config": config,
                      "dtask": figure(r), "dask_default": dask_figure(dmatch.get("default")),
                      "dask_fast": dask_figure(dmatch.get("fast")),
                      "speedup_vs_best_dask": s, "note": note})
@@ -313,6 +360,17 @@ def main():
             r["workload"], r["variant"], human_n(r["n"]), fnum(r.get("sched_peak_rss_mb"), 0),
             fnum(r.get("sched_bytes_per_task"), 0), fnum(r.get("sched_cpu_s"), 2), fnum(r.get("workers_cpu_s"), 2),
             fnum(r.get("client_cpu_s"), 2), r.get("load1_at_start", "-")))
+    fp_rows = fast_path_rows(fp)
+    if fp_rows:
+        md.append("")
+        md.append("What each fast path is worth (FP: W3's round trip and W2's map with all of them, none, "
+                  "and each one off; ratios against all):")
+        md.append("")
+        md.append("| fast paths | W3 p50 us | W3 p99 us | W3 p50 vs all | W2 map tasks/s | W2 map vs all |")
+        md.append("|---|---|---|---|---|---|")
+        for x in fp_rows:
+            md.append("| %s | %s | %s | %s | %s | %s |" % (
+                x["fast_paths"], x["w3_p50"], x["w3_p99"], x["w3_vs_all"], x["w2_rate"], x["w2_vs_all"]))
     if tg:
         md.append("")
         md.append("| target | measured | goal | met |")
@@ -326,18 +384,19 @@ def main():
     text = "\n".join(md) + "\n"
     print(text)
 
-    nbad = sum(not r.get("ok", False) for r in dt) + sum(not r.get("ok", False) for r in dk)
+    nbad = sum(not r.get("ok", False) for r in dt + fp) + sum(not r.get("ok", False) for r in dk)
     info = machine(root)
     summary = {"started": a.started, "small": small, "machine": info,
                "dtask_seconds": a.dtask_seconds, "dask_seconds": a.dask_seconds,
-               "dtask_records": dt, "dask_records": dk, "rows": rows, "targets": tg, "failed_records": nbad}
+               "dtask_records": dt + fp, "dask_records": dk, "rows": rows, "fast_path_rows": fp_rows,
+               "targets": tg, "failed_records": nbad}
     with open(os.path.join(a.dir, "bench.json"), "w") as f:
         json.dump(summary, f, indent=1)
         f.write("\n")
     with open(os.path.join(a.dir, "table.md"), "w") as f:
         f.write(text)
     met = sum(1 for t in tg if t["met"])
-    print("records: dtask %d, Dask %d, failed %d; targets met %d of %d" % (len(dt), len(dk), nbad, met, len(tg)))
+    print("records: dtask %d, Dask %d, failed %d; targets met %d of %d" % (len(dt) + len(fp), len(dk), nbad, met, len(tg)))
     return 1 if nbad else 0
 
 

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The benchmark suite in one command: dtask (W1-W9) and Dask distributed (W1-W6, default config
-# and worker-saturation=inf) on this machine, one after the other, merged into one table with the
-# dtask/Dask ratios and the target checks. See docs/performance.md.
+# The benchmark suite in one command: dtask (W1-W9, and FP: what each fast path is worth) and
+# Dask distributed (W1-W6, default config and worker-saturation=inf) on this machine, one after
+# the other, merged into one table with the dtask/Dask ratios and the target checks. See
+# docs/performance.md.
 #
-#   tests/bench/run.sh [--small] [--workloads W1,...,W9] [--build-dir DIR] [--no-build]
-#                      [--out DIR] [--no-dask] [--wait-idle SECONDS]
+#   tests/bench/run.sh [--small] [--workloads W1,...,W9,FP] [--build-dir DIR] [--no-build]
+#                      [--out DIR] [--no-dask] [--wait-idle SECONDS] [--fast-paths SPEC]
 #
 # --small      small sizes (CI: the whole run takes under ~3 minutes on 2 cores)
 # --no-build   do not run ninja (meson's `benchmark` entry has built everything already)
 # --out DIR    where the JSON files and the table go (default: BUILD/bench-results[-small])
 # --no-dask    dtask only
 # --wait-idle  wait up to this long for the 1-minute load average to fall below 0.5 first
+# --fast-paths the latency shortcuts for every dtask case: all, none, or e.g.
+#              -early_start,-run_on_loop (default: DTASK_FAST_PATHS, else all). FP runs its own
+#              series (all, none, each one off) whatever this says.
 #
 # Every step runs under `timeout`. Exit status: 0 when every record is ok (a target that is
 # missed is reported, not a failure: targets are read from the figures, not enforced here).
@@ -23,7 +27,8 @@ small=0
 do_build=1
 do_dask=1
 out=""
-workloads="W1,W2,W3,W4,W5,W6,W7,W8,W9"
+workloads="W1,W2,W3,W4,W5,W6,W7,W8,W9,FP"
+fast_paths=()
 wait_idle=0
 py=/usr/bin/python3
 
@@ -36,7 +41,9 @@ while (($#)); do
     --out) out="$2"; shift ;;
     --workloads) workloads="$2"; shift ;;
     --wait-idle) wait_idle="$2"; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --fast-paths) fast_paths=("--fast-paths=$2"); shift ;;
+    --fast-paths=*) fast_paths=("$1") ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -46,7 +53,7 @@ if [ -z "$out" ]; then
   ((small)) && out="$build/bench-results-small"
 fi
 mkdir -p "$out"
-rm -f "$out"/dtask_W*.json "$out"/dask.json "$out"/bench.json "$out"/table.md "$out"/*.log
+rm -f "$out"/dtask_*.json "$out"/dask.json "$out"/bench.json "$out"/table.md "$out"/*.log
 
 bench="$build/tests/bench/dtask_bench"
 if ((do_build)); then
@@ -93,7 +100,7 @@ for w in "${wl[@]}"; do
   lim=$(limit "$w")
   # The case timeout inside is a little shorter than the outer bound, so a stuck case is
   # reported as a record (ok=false) instead of being lost with the process.
-  timeout -k 10 "$lim" "$bench" --workloads "$w" --workers 2 "${small_flag[@]}" \
+  timeout -k 10 "$lim" "$bench" --workloads "$w" --workers 2 "${small_flag[@]}" "${fast_paths[@]}" \
     --case-timeout $((lim - 30)) --json "$out/dtask_$w.json"
   rc=$?
   if ((rc != 0)); then

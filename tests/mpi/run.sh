@@ -41,6 +41,16 @@ for n in 3 4 6; do
   if [ $rc -eq 0 ] && grep -q "chains ok on $((n - 2)) workers" "$work/out" && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name"; fi
 done
 
+# --fast-paths reaches every rank (scheduler, client, workers): results are the same either way.
+for spec in none -early_start,-run_on_loop; do
+  job 60 -n 4 -- "--fast-paths=$spec" "$job" chains
+  name="--fast-paths=$spec: 256 chains correct, exit 0, nothing on stderr"
+  if [ $rc -eq 0 ] && grep -q "chains ok on 2 workers" "$work/out" && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name"; fi
+done
+job 30 -n 3 --quiet -- --fast-paths bogus "$job" chains
+name="--fast-paths bogus: exit 2, one clear error naming it"
+if [ $rc -eq 2 ] && [ "$(grep -c "unknown fast path 'bogus'" "$work/err")" -eq 1 ]; then ok "$name"; else bad "$name"; fi
+
 # The runner embedded in the user's own executable: tasks linked in, the same exit code rules.
 t0=$(date +%s)
 timeout -k 5 60 "${MPIRUN[@]}" -n 4 --quiet "$build/tests/embedded_job" 5 >"$work/out" 2>"$work/err"

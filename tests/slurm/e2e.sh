@@ -3,25 +3,47 @@
 # the jobs/ launchers under sbatch, placement on both nodes, traffic over hsn0, wrong or missing
 # interfaces, exit codes under srun, a killed worker, scancel.
 # Usage: tests/slurm/e2e.sh [BUILD_DIR]   (root; brings the cluster up, always tears it down).
+# BUILD_DIR may be anywhere, /tmp included: what the jobs run is copied into the work dir under
+# /var/tmp, which both nodes see (each node has a private /tmp).
 # Prints one line per case ("ok   ..." / "FAIL ..." with the captured output) and
 # "N passed, N failed"; exits 0 only if every case passed.
 # DTASK_E2E_KEEP=1 keeps the cluster up and the work dir afterwards (for debugging).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 build="$(cd "${1:-$root/build}" && pwd)" || { echo "no build dir ${1:-$root/build}" >&2; exit 2; }
-run="$build/src/cli/dtask-run"
-job="$build/tests/libmpi_job.so"
 cluster="$root/tests/slurm/cluster.sh"
 IF=hsn0
-for f in "$run" "$job" "$build/jobs/librunner_tasks.so" "$build/jobs/libhostname_tasks.so" \
-  "$build/jobs/libchains_tasks.so"; do
-  [ -e "$f" ] || { echo "missing $f: build first (ninja -C $build)" >&2; exit 2; }
+# What the jobs run, relative to the build dir; the libraries they link come along (with their
+# soname links), so that the $ORIGIN-relative RUNPATHs meson gives build-tree binaries still
+# find them in the copy.
+staged=(src/cli/dtask-run tests/libmpi_job.so jobs/librunner_tasks.so jobs/libhostname_tasks.so
+  jobs/libchains_tasks.so)
+for f in "${staged[@]}"; do
+  [ -e "$build/$f" ] || { echo "missing $build/$f: build first (ninja -C $build)" >&2; exit 2; }
 done
-case "$build" in /tmp/*) echo "the build dir must not be in /tmp (node2 has a private /tmp)" >&2; exit 2 ;; esac
 
-# Job files live where both nodes see them (not /tmp).
+# Job files and the staged build live where both nodes see them (not /tmp).
 work="$(mktemp -d /var/tmp/dtask-e2e-XXXXXX)"
 chmod 0755 "$work"
+stage="$work/build"
+mkdir -p "$stage"
+(cd "$build" && cp -a --parents "${staged[@]}" src/libdtask.so* src/bootstrap/libdtask_mpi.so* "$stage/") || {
+  echo "cannot copy the build into $stage" >&2
+  rm -rf "$work"
+  exit 2
+}
+chmod -R a+rX "$work"
+run="$stage/src/cli/dtask-run"
+job="$stage/tests/libmpi_job.so"
+# The copy must be self-contained: every dtask library it loads comes from the copy.
+for f in "$run" "$job" "$stage"/jobs/*.so; do
+  if ldd "$f" | grep -E 'libdtask' | grep -vq " => $stage/"; then
+    echo "$f loads a dtask library from outside $stage:" >&2
+    ldd "$f" | grep libdtask >&2
+    rm -rf "$work"
+    exit 2
+  fi
+done
 passed=0
 failed=0
 t_start=$SECONDS
@@ -139,8 +161,8 @@ declare -A expect=(
   [chains]="all 256 results are 2i\+1"
 )
 for l in runner hostnames chains; do
-  name="sbatch ${launcher[$l]#"$root/"} $build $IF: exit 0, expected output, clean stderr"
-  submit "$l" "${launcher[$l]}" "$build" "$IF"
+  name="sbatch ${launcher[$l]#"$root/"} BUILD $IF: exit 0, expected output, clean stderr"
+  submit "$l" "${launcher[$l]}" "$stage" "$IF"
   if [ -z "$jid" ]; then bad "$name (sbatch refused)" "$work/$l.sbatch"; continue; fi
   wait_job "$jid" 60
   extra=""
