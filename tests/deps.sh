@@ -3,7 +3,7 @@
 set -euo pipefail
 DTASK_PACKAGES=(
   g++ meson ninja-build pkg-config
-  libzmq3-dev cppzmq-dev nlohmann-json3-dev libspdlog-dev doctest-dev libcli11-dev libcpp-httplib-dev
+  libzmq3-dev cppzmq-dev nlohmann-json3-dev libspdlog-dev doctest-dev libcli11-dev
   libopenmpi-dev openmpi-bin
 )
 missing=()
