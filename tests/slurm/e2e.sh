@@ -33,6 +33,8 @@ mkdir -p "$stage"
   exit 2
 }
 chmod -R a+rX "$work"
+# Steps start in the submitting directory, which the nodes may not see (a clone under /tmp).
+cd "$work" || exit 2
 run="$stage/src/cli/dtask-run"
 job="$stage/tests/libmpi_job.so"
 # The copy must be self-contained: every dtask library it loads comes from the copy.
