@@ -39,8 +39,8 @@ void SchedulerState::schedule_ready(std::uint32_t slot, Outbox& out) {
   }
 }
 
-void SchedulerState::assign(std::uint32_t slot, WorkerId w, Outbox& out, std::uint64_t early_nonce) {
-  transition(slot, TaskEvent::assign(w, early_nonce), out);
+void SchedulerState::assign(std::uint32_t slot, WorkerId w, Outbox& out) {
+  transition(slot, TaskEvent::assign(w), out);
 }
 
 std::uint32_t SchedulerState::capacity(const WorkerRecord& w) const {

@@ -211,7 +211,7 @@ class SchedulerState {
 
   // ---- placement (placement.cpp) ----
   void schedule_ready(std::uint32_t slot, Outbox& out);
-  void assign(std::uint32_t slot, WorkerId w, Outbox& out, std::uint64_t early_nonce = 0);
+  void assign(std::uint32_t slot, WorkerId w, Outbox& out);
   void dispatch(Outbox& out);
   void steal_for_idle(Outbox& out);
   void retry_unrunnable(std::uint64_t now, Outbox& out);
