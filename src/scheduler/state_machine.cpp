@@ -119,6 +119,9 @@ struct StateMachine {
 static_assert(StateMachine::consistent(), "a rule's target state must be its event's target");
 
 namespace {
+// refused_logged_ has one bit per (from, to) pair (49) and this one for an event on no task.
+constexpr std::uint64_t kNoSlotLogged = std::uint64_t{1} << 63;
+static_assert(kNumTaskStates * kNumTaskStates < 63);
 // Built once at compile time: [from][event] -> rule, nullptr where illegal.
 constexpr StateMachine::Table kTable = StateMachine::build();
 }  // namespace
@@ -137,7 +140,12 @@ bool is_legal(TaskState from, TaskState to) {
 TransitionResult SchedulerState::transition(std::uint32_t slot, const TaskEvent& ev, Outbox& out) {
   if (slot >= tasks_.slots()) {
     ++refused_transitions_;
-    return {false, "no task in slot " + std::to_string(slot)};
+    std::string what = "no task in slot " + std::to_string(slot);
+    if ((refused_logged_ & kNoSlotLogged) == 0) {
+      refused_logged_ |= kNoSlotLogged;
+      log_->warn("{}: {} refused (further ones are only counted)", what, to_string(ev.kind));
+    }
+    return {false, std::move(what)};
   }
   Task& t = tasks_[slot];
   TaskState from = t.state;
@@ -277,11 +285,13 @@ void SchedulerState::enter_memory(Task& t, const TaskEvent& ev, Outbox& out) {
 }
 
 void SchedulerState::enter_erred(Task& t, const TaskEvent& ev, Outbox& out) {
-  tasks_.set_failure(protocol::slot_of(t.id), ev.failure);
+  // Every erred task has a failure: its dependents and later submitters of its key are told it.
+  auto failure = ev.failure ? ev.failure : std::make_shared<const Failure>(Failure{"?", "failed (no reason given)"});
+  tasks_.set_failure(protocol::slot_of(t.id), failure);
   t.cancelled = ev.cancelled;
   auto deps = deps_of(t);
   for (auto d : deps) --tasks_[d].unfinished_dependents;
-  const Failure* f = ev.failure.get();
+  const Failure* f = failure.get();
   for (ClientId c : t.wanted_by) {
     if (t.cancelled) {
       out.client(c, protocol::KeyCancelled{std::string(key_of(t)), f->message});

@@ -92,13 +92,17 @@ TEST_CASE("StateMachine.Refused.CountedLoggedOncePerPairAndChangesNothing") {
   REQUIRE(lines.size() == 2);
   CHECK(lines[0].find("illegal transition queued -> memory (finish) for key x") != std::string::npos);
   CHECK(lines[1].find("illegal transition queued -> released (drop_data) for key x") != std::string::npos);
+  // An event for a slot that never held a task is refused and counted too.
+  CHECK_FALSE(h.s.transition(99999, TaskEvent::queue(), h.out).ok);
+  CHECK(h.s.refused_transitions() == 4);
+  CHECK(h.out.empty());
   // The task still runs normally afterwards.
   auto w = h.worker("0");
   auto [cw, c] = h.compute_of("x");
   CHECK(cw == w);
   h.done(w, c);
   CHECK(h.state_of("x") == TaskState::memory);
-  CHECK(h.s.refused_transitions() == 3);
+  CHECK(h.s.refused_transitions() == 4);
 }
 
 TEST_CASE("StateMachine.Event.AssignCarriesTheWorkerAndTheEarlyStart") {
