@@ -465,6 +465,8 @@ void SchedulerState::forgive_silence(std::uint64_t now) {
 // ---------------------------------------------------------------------------------------------
 // graph helpers
 
+// A released task becomes ready (placed or queued) or waits for its inputs; inputs that are
+// released too (their data was dropped or lost) are brought back the same way (no recursion).
 void SchedulerState::make_ready_or_wait(std::uint32_t start, Outbox& out) {
   std::vector<std::uint32_t> stack{start};
   while (!stack.empty()) {
@@ -484,6 +486,7 @@ void SchedulerState::make_ready_or_wait(std::uint32_t start, Outbox& out) {
   }
 }
 
+// The task fails, and every dependent with it, all sharing one Failure (what the clients hear).
 void SchedulerState::fail(std::uint32_t start, const std::string& func, const std::string& message, bool cancelled,
                           Outbox& out) {
   auto failure = std::make_shared<const Failure>(Failure{func, message});
@@ -492,12 +495,16 @@ void SchedulerState::fail(std::uint32_t start, const std::string& func, const st
     std::uint32_t slot = stack.back();
     stack.pop_back();
     Task& t = tasks_[slot];
+    // Finished or gone: a failure elsewhere does not undo them (skipped here, not refused by the
+    // table, so that refusals stay the sign of a bug).
     if (t.state == TaskState::memory || t.state == TaskState::erred || t.state == TaskState::forgotten) continue;
     if (!transition(slot, TaskEvent::fail(failure, cancelled), out).ok) continue;
     for (auto d : tasks_[slot].dependents) stack.push_back(d);
   }
 }
 
+// A result nobody needs any more leaves the workers: forgotten if nothing refers to it, else its
+// data is dropped (a dependent may need it again if a later loss sends it back).
 void SchedulerState::maybe_release_data(std::uint32_t slot, Outbox& out) {
   Task& t = tasks_[slot];
   if (t.state != TaskState::memory || needed(t)) return;
