@@ -37,8 +37,8 @@ struct SchedulerServer::Impl {
   std::atomic<int> stop_code{0};
   std::atomic<bool> stop_requested{false};
 
-  explicit Impl(SchedulerOptions o) : opt(std::move(o)), state(opt.config) {
-    log = log::make("scheduler", opt.where);
+  explicit Impl(SchedulerOptions o)
+      : opt(std::move(o)), state(opt.config, log::make("scheduler", opt.where)), log(state.logger()) {
     auto host = transport::resolve_bind_host(opt.interface, opt.host);
     if (!host.ok()) throw std::runtime_error(host.error);
     if (opt.security.enabled) zap = std::make_unique<transport::ZapAuthenticator>(ctx, opt.security.client_public);

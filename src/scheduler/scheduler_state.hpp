@@ -1,34 +1,30 @@
 // The scheduler's brain: task graph, worker pool and every decision, as pure code over an outbox.
 #pragma once
 
+#include <array>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <string_view>
 #include <optional>
-#include <span>
 #include <queue>
+#include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/logger.h>
 
 #include <dtask/types.hpp>
 
 #include "protocol/messages.hpp"
+#include "scheduler/task_event.hpp"
 #include "scheduler/task_state.hpp"
 #include "scheduler/task_storage.hpp"
+#include "scheduler/task_table.hpp"
 
 namespace dtask::scheduler {
-
-using protocol::ClientId;
-using protocol::TaskId;
-using protocol::WorkerId;
-
-inline constexpr WorkerId kNoWorker{0xFFFFFFFFu};
 
 struct SchedulerConfig {
   // Tasks without dependencies wait in the scheduler's queue; a worker holds at most
@@ -65,52 +61,6 @@ struct Outbox {
   bool empty() const { return to_workers.empty() && to_clients.empty(); }
 };
 
-struct Failure {
-  std::string func;     // the task that actually failed
-  std::string message;
-};
-
-// One task as the scheduler keeps it. Sized for 10M-task graphs: only what every task needs sits
-// here (120 bytes); its key, dependency slots and arguments are one blob in the arena (see
-// SchedulerState::key_of / deps_of), and what few tasks have (restrictions, resources, arguments
-// with side frames, the failure of an erred task) lives in side tables keyed by slot.
-struct Task {
-  TaskId id;
-  std::uint64_t seq = 0;      // submission order, for the root queue
-  std::uint64_t nbytes = 0;
-  SmallList<std::uint32_t> dependents;  // slots
-  SmallList<WorkerId> who_has;
-  SmallList<ClientId> wanted_by;
-  TaskArena::Ref blob;                  // [deps: n_deps slots][key: key_size bytes][encoded args]
-  std::uint32_t key_size = 0;
-  std::uint32_t n_deps = 0;
-  std::uint32_t func = 0;                 // index into func_names_
-  std::uint32_t waiting_on = 0;           // deps not in memory
-  std::uint32_t unfinished_dependents = 0;  // dependents not in memory or erred
-  std::int32_t priority = 0;
-  std::uint32_t retries_left = 0;
-  WorkerId processing_on = kNoWorker;
-  WorkerId steal_thief = kNoWorker;
-  TaskState state = TaskState::released;
-  bool allow_other : 1 = false;
-  bool steal_pending : 1 = false;
-  bool cancelled : 1 = false;
-  bool has_extras : 1 = false;  // an entry in SchedulerState::extras_
-  bool push_result : 1 = false;  // ComputeTask names the wanting clients (protocol::ResultPushed)
-};
-// Every byte here is paid 10M times in a big graph (issue 4, W9: <= 300 bytes per task in all).
-static_assert(sizeof(Task) <= 120, "Task grew: measure W9 (dtask_bench --workloads W9) before relaxing this");
-
-// The rarely used part of a task, kept beside the table so that the common task pays one bit.
-struct TaskExtras {
-  std::vector<std::string> restrictions;  // worker names
-  protocol::Resources resources;
-  // Arguments carrying side frames (bulk data) are kept as they came instead of in the arena:
-  // the frames are shared buffers, and flattening them would copy the data.
-  bool args_here = false;
-  std::vector<protocol::TaskArg> args;
-};
-
 struct WorkerRecord {
   WorkerId id;
   std::string identity;  // ZeroMQ routing id
@@ -141,9 +91,17 @@ struct TransitionResult {
   std::string error;
 };
 
+// The scheduler's decisions, pure: messages and time in, messages out (Outbox), no sockets, no
+// clocks, no threads (the server's loop thread owns it). Its code is split by concern:
+//   scheduler_state.cpp  peers, one handler per request, graph bookkeeping (release, forget, fail)
+//   state_machine.cpp    the table of legal transitions and their entry/exit actions
+//   placement.cpp        which worker runs what: decide_worker, the root queue, dispatch, stealing
+//   pushed_results.cpp   fast path: results pushed to the waiting client, its receipts
+//   early_start.cpp      fast path: placing a task where its client already started it
+//   task_table.cpp       storage (TaskTable): slots, arena layout, key index, side tables
 class SchedulerState {
  public:
-  explicit SchedulerState(SchedulerConfig config = {});
+  explicit SchedulerState(SchedulerConfig config = {}, std::shared_ptr<spdlog::logger> log = nullptr);
 
   // ---- peers ----
   // A worker registration; the outcome is a Welcome or a Rejected in the outbox.
@@ -167,9 +125,12 @@ class SchedulerState {
   void forgive_silence(std::uint64_t now);
 
   // ---- the state machine (scheduler/state_machine.cpp) ----
-  TransitionResult transition(std::uint32_t slot, TaskState to, Outbox& out);
+  // Applies `event` to the task in `slot` if the table allows it from the task's state; a refused
+  // event changes nothing, is counted (refused_transitions()) and logged once per state pair.
+  TransitionResult transition(std::uint32_t slot, const TaskEvent& event, Outbox& out);
+  std::uint64_t refused_transitions() const { return refused_transitions_; }
 
-  // ---- decisions ----
+  // ---- decisions (scheduler/placement.cpp) ----
   std::optional<WorkerId> decide_worker(const Task& t) const;
   std::uint32_t capacity(const WorkerRecord& w) const;
   // Lists `w` in room_ if it has a free slot and is not listed yet (state_machine.cpp calls it
@@ -177,32 +138,28 @@ class SchedulerState {
   void note_room(WorkerRecord& w);
 
   // ---- queries ----
+  const TaskTable& tasks() const { return tasks_; }
   const Task* find(std::string_view key) const;
   const Task* task(std::uint32_t slot) const;
-  std::string_view key_of(const Task& t) const {
-    return t.blob.empty() ? std::string_view{} : std::string_view(arena_.data(t.blob) + t.n_deps * 4, t.key_size);
-  }
-  // Slots of the task's inputs, each once, in the order the arguments name them.
-  std::span<const std::uint32_t> deps_of(const Task& t) const {
-    if (t.n_deps == 0) return {};
-    return {reinterpret_cast<const std::uint32_t*>(arena_.data(t.blob)), t.n_deps};
-  }
-  // The arguments as a worker gets them: dependencies named by task id.
-  std::vector<protocol::TaskArg> args_of(const Task& t) const;
-  const std::vector<std::string>& restrictions_of(const Task& t) const;
-  const protocol::Resources& resources_of(const Task& t) const;
-  const Failure* failure_of(const Task& t) const;
+  std::string_view key_of(const Task& t) const { return tasks_.key_of(t); }
+  std::span<const std::uint32_t> deps_of(const Task& t) const { return tasks_.deps_of(t); }
+  std::vector<protocol::TaskArg> args_of(const Task& t) const { return tasks_.args_of(t); }
+  const std::vector<std::string>& restrictions_of(const Task& t) const { return tasks_.restrictions_of(t); }
+  const protocol::Resources& resources_of(const Task& t) const { return tasks_.resources_of(t); }
+  const Failure* failure_of(const Task& t) const { return tasks_.failure_of(t); }
   const WorkerRecord* worker(WorkerId id) const;
   const WorkerRecord* worker_by_identity(const std::string& identity) const;
   const ClientRecord* client(ClientId id) const;
   const ClientRecord* client_by_identity(const std::string& identity) const;
   std::size_t count(TaskState s) const { return counts_[static_cast<std::size_t>(s)]; }
-  std::size_t n_tasks() const { return key_index_.size(); }
-  std::size_t arena_chunks() const { return arena_.chunks_held(); }
+  std::size_t n_tasks() const { return tasks_.size(); }
+  std::size_t arena_chunks() const { return tasks_.arena_chunks(); }
   std::vector<WorkerId> alive_workers() const;
   std::vector<ClientId> alive_clients() const;
-  nlohmann::json info() const;  // scheduler_info(): workers and task counts (also the dashboard's feed)
-  const std::string& func_name(std::uint32_t f) const { return func_names_.at(f); }
+  // scheduler_info(): workers, task counts and counters (also the dashboard's feed).
+  nlohmann::json info() const;
+  const std::string& func_name(std::uint32_t f) const { return tasks_.func_name(f); }
+  const std::shared_ptr<spdlog::logger>& logger() const { return log_; }
 
   bool shutdown_requested() const { return shutdown_requested_; }
   int shutdown_code() const { return shutdown_code_; }
@@ -214,15 +171,12 @@ class SchedulerState {
  private:
   friend struct StateMachine;
 
-  // handlers
-  void on_submit(ClientId c, protocol::SubmitTasks& m, std::uint64_t now, Outbox& out);
+  // ---- handlers (scheduler_state.cpp, pushed_results.cpp) ----
+  void on_submit(ClientId c, protocol::SubmitTasks& m, Outbox& out);
   void on_release_keys(ClientId c, const protocol::ReleaseKeys& m, Outbox& out);
   void on_cancel_keys(ClientId c, const protocol::CancelKeys& m, Outbox& out);
   void on_task_done(WorkerId w, const protocol::TaskDone& m, Outbox& out);
   void on_results_received(ClientId c, const protocol::ResultsReceived& m, Outbox& out);
-  // The task in `slot`, processing on `w`, finished there: the one path for a worker's TaskDone
-  // and a client's receipt of a pushed result.
-  void finish_on(WorkerId w, std::uint32_t slot, std::uint64_t nbytes, Outbox& out);
   // What follows completions (TaskDone, receipts): forget what nobody needs any more, start
   // what became ready, and let a worker they left with room steal if the root queue is empty.
   void after_finished(std::span<const WorkerId> finished_on, Outbox& out);
@@ -231,33 +185,20 @@ class SchedulerState {
   void on_steal_reply(WorkerId w, const protocol::StealReply& m, Outbox& out);
   void on_fetch_failed(WorkerId w, const protocol::FetchFailed& m, Outbox& out);
 
-  // transition entry/exit actions (state_machine.cpp)
-  void enter_waiting(Task& t, Outbox& out);
-  void enter_queued(Task& t, Outbox& out);
-  void enter_processing(Task& t, Outbox& out);
-  void enter_memory(Task& t, Outbox& out);
-  void enter_erred(Task& t, Outbox& out);
-  void enter_released(Task& t, TaskState from, Outbox& out);
+  // ---- transition entry/exit actions (state_machine.cpp) ----
+  void leave(Task& t, TaskState from, const TaskEvent& ev, Outbox& out);
+  void enter_waiting(Task& t, const TaskEvent& ev, Outbox& out);
+  void enter_queued(Task& t, const TaskEvent& ev, Outbox& out);
+  void enter_processing(Task& t, const TaskEvent& ev, Outbox& out);
+  void enter_memory(Task& t, const TaskEvent& ev, Outbox& out);
+  void enter_erred(Task& t, const TaskEvent& ev, Outbox& out);
+  void enter_released(Task& t, const TaskEvent& ev, Outbox& out);
   void enter_forgotten(Task& t, TaskState from, Outbox& out);
-  void leave(Task& t, TaskState from, TaskState to, Outbox& out);
+  // Says once per (from, to) pair that the table refused a transition; counts every refusal.
+  TransitionResult refuse(const Task& t, TaskState from, TaskEventKind kind);
 
-  // graph helpers
-  Task* lookup(TaskId id);
-  Task& at(std::uint32_t slot) { return tasks_[slot]; }
-  std::uint32_t allocate_slot();
-  std::uint32_t slot_of_key(std::string_view key) const;
-  // Lays out a new task's key, inputs and arguments in the arena; the error says why it cannot run.
-  void store_spec(std::uint32_t slot, protocol::TaskSpec& spec, std::string& bad);
-  TaskExtras& extras_for(std::uint32_t slot);
-  void set_failure(std::uint32_t slot, std::shared_ptr<const Failure> f);
-  // Drops everything the task owns outside its record (arena bytes, side tables).
-  void free_task_storage(std::uint32_t slot);
+  // ---- graph bookkeeping (scheduler_state.cpp) ----
   void make_ready_or_wait(std::uint32_t slot, Outbox& out);
-  void schedule_ready(std::uint32_t slot, Outbox& out);
-  void assign(std::uint32_t slot, WorkerId w, Outbox& out);
-  void dispatch(Outbox& out);
-  void steal_for_idle(Outbox& out);
-  void retry_unrunnable(std::uint64_t now, Outbox& out);
   void fail(std::uint32_t slot, const std::string& func, const std::string& message, bool cancelled, Outbox& out);
   void maybe_release_data(std::uint32_t slot, Outbox& out);
   void maybe_forget(std::uint32_t slot, Outbox& out);
@@ -265,23 +206,31 @@ class SchedulerState {
   bool is_root(const Task& t) const {
     return t.n_deps == 0 && restrictions_of(t).empty() && resources_of(t).empty();
   }
-  void notify_done(const Task& t, Outbox& out);
+  // KeyDone to every client that wants the finished task, but the one that reported it.
+  void notify_done(const Task& t, const TaskEvent& finished, Outbox& out);
+
+  // ---- placement (placement.cpp) ----
+  void schedule_ready(std::uint32_t slot, Outbox& out);
+  void assign(std::uint32_t slot, WorkerId w, Outbox& out);
+  void dispatch(Outbox& out);
+  void steal_for_idle(Outbox& out);
+  void retry_unrunnable(std::uint64_t now, Outbox& out);
   bool worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const;
-  std::uint32_t intern_func(const std::string& name);
+  // A result of `nbytes` landed on `w`: its average result size decides how far ahead it is dealt.
+  void note_result(WorkerRecord& w, std::uint64_t nbytes);
+
+  // ---- fast paths (pushed_results.cpp, early_start.cpp) ----
+  // Whether the task's ComputeTask names its waiting clients (decided at submission).
+  bool push_result_wanted(const protocol::TaskSpec& spec) const;
+  // Fills ComputeTask::push_to / dependents_waiting for a task that pushes its result.
+  void add_push_targets(const Task& t, protocol::ComputeTask& m) const;
+  // Places a fresh root task on the worker its client started it on early, if that worker has
+  // a free thread; false leaves it to the usual placement.
+  bool place_early(std::uint32_t slot, std::uint64_t nonce, WorkerId w, Outbox& out);
 
   SchedulerConfig config_;
-  // A deque: growing never copies the table nor leaves half of it empty, and a Task& stays valid
-  // while new tasks are added.
-  std::deque<Task> tasks_;
-  std::vector<std::uint32_t> free_slots_;
-  TaskArena arena_;      // every task's key, input slots and encoded arguments
-  KeyIndex key_index_;   // key (in the arena) -> slot
-  std::unordered_map<std::uint32_t, TaskExtras> extras_;                      // by slot, has_extras
-  std::unordered_map<std::uint32_t, std::shared_ptr<const Failure>> failures_;  // by slot, erred only
-  std::vector<std::uint32_t> scratch_refs_;  // on_submit's per-task working space, kept to spare allocations
-  std::vector<std::uint32_t> scratch_deps_;
-  std::vector<std::string> func_names_;
-  std::unordered_map<std::string, std::uint32_t> func_index_;
+  std::shared_ptr<spdlog::logger> log_;
+  TaskTable tasks_;
   std::size_t counts_[kNumTaskStates] = {};
   std::uint64_t next_seq_ = 0;
 
@@ -316,18 +265,13 @@ class SchedulerState {
   std::uint64_t now_ms_ = 0;
   std::vector<std::uint32_t> forget_queue_;  // slots to re-check after a forget (no recursion)
   bool forgetting_ = false;
-  const Payload* inline_result_ = nullptr;  // the result inside the TaskDone being handled
-  const ClientId* receipt_from_ = nullptr;  // the client whose receipt is being handled: has it
-  // The early start (TaskSpec::early_nonce) of the task being placed by on_submit, for its
-  // ComputeTask; never stored per task.
-  std::uint32_t early_slot_ = kNoSlot;
-  std::uint64_t early_nonce_ = 0;
+
+  // counters (info()["counters"])
   std::uint64_t early_placed_ = 0;  // tasks placed where the client had started them early
   std::uint64_t stale_messages_ = 0;
   std::uint64_t receipts_accepted_ = 0;  // completions a client reported first (ResultsReceived)
-  // Places a fresh root task on the worker its client started it on early, if that worker has
-  // a free thread; false leaves it to the usual placement.
-  bool place_early(std::uint32_t slot, std::uint64_t nonce, WorkerId w, Outbox& out);
+  std::uint64_t refused_transitions_ = 0;
+  std::uint64_t refused_logged_ = 0;  // bit from*kNumTaskStates+to: that pair was logged already
 
   bool shutdown_requested_ = false;
   int shutdown_code_ = 0;

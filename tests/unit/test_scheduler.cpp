@@ -5,109 +5,13 @@
 #include <map>
 #include <set>
 
-#include "scheduler/scheduler_state.hpp"
+#include "test_scheduler_harness.hpp"
 
 using namespace dtask;
 using namespace dtask::protocol;
 using namespace dtask::scheduler;
+using dtask::test::Harness;
 
-namespace {
-
-// One helper drives every scenario: peers, submissions, worker replies, and reading the outbox.
-struct Harness {
-  SchedulerState s;
-  Outbox out;
-  std::uint64_t now = 1000;
-  ClientId client{};
-
-  explicit Harness(SchedulerConfig cfg = {}) : s(cfg) {
-    client = *s.add_client(RegisterClient{kProtocolVersion, "c", "client-data-id"}, "client-id", now, out);
-  }
-  WorkerId worker(const std::string& name, std::uint32_t nthreads = 1, Resources res = {}) {
-    RegisterWorker r;
-    r.name = name;
-    r.host = "host-" + name;
-    r.address = "tcp://127.0.0.1:" + std::to_string(5000 + name.size() * 7 + name[0]);
-    r.nthreads = nthreads;
-    r.resources = std::move(res);
-    std::string why;
-    auto id = s.add_worker(r, "wid-" + name, now, out, &why);
-    REQUIRE_MESSAGE(id.has_value(), why);
-    return *id;
-  }
-  static TaskSpec spec(const std::string& key, const std::string& func, std::vector<std::string> deps = {},
-                       bool wanted = true) {
-    TaskSpec t;
-    t.key = key;
-    t.func = func;
-    t.wanted = wanted;
-    if (deps.empty()) {
-      ClientArg a;
-      a.kind = ClientArg::value;
-      a.data = Codec<int>::encode(1);
-      t.args.push_back(a);
-    }
-    for (auto& d : deps) {
-      ClientArg a;
-      a.kind = ClientArg::dep;
-      a.refs = {d};
-      t.args.push_back(a);
-    }
-    return t;
-  }
-  // n independent root tasks: prefix0, prefix1, ...
-  static std::vector<TaskSpec> roots(const std::string& prefix, int n, const std::string& func) {
-    std::vector<TaskSpec> r;
-    for (int i = 0; i < n; ++i) r.push_back(spec(prefix + std::to_string(i), func));
-    return r;
-  }
-  void submit(std::vector<TaskSpec> specs) { s.handle(client, SubmitTasks{std::move(specs)}, now, out); }
-
-  // Takes every ComputeTask sent so far, by worker.
-  std::vector<std::pair<WorkerId, ComputeTask>> computes() {
-    std::vector<std::pair<WorkerId, ComputeTask>> r;
-    std::vector<std::pair<WorkerId, SchedulerToWorker>> rest;
-    for (auto& [w, m] : out.to_workers) {
-      if (auto* c = std::get_if<ComputeTask>(&m)) r.emplace_back(w, *c);
-      else rest.emplace_back(w, std::move(m));
-    }
-    out.to_workers = std::move(rest);
-    return r;
-  }
-  std::pair<WorkerId, ComputeTask> compute_of(const std::string& key) {
-    auto cs = computes();
-    for (auto& c : cs) {
-      if (c.second.key == key) return c;
-    }
-    FAIL("no ComputeTask for " << key);
-    return {};
-  }
-  template <class M>
-  std::vector<M> to_client() {
-    std::vector<M> r;
-    for (auto& [c, m] : out.to_clients) {
-      if (auto* x = std::get_if<M>(&m)) r.push_back(*x);
-    }
-    return r;
-  }
-  std::vector<TaskId> released_on(WorkerId w) {
-    std::vector<TaskId> r;
-    for (auto& [to, m] : out.to_workers) {
-      if (to != w) continue;
-      if (auto* x = std::get_if<ReleaseTasks>(&m)) r.insert(r.end(), x->tasks.begin(), x->tasks.end());
-    }
-    return r;
-  }
-  void done(WorkerId w, const ComputeTask& c, std::uint64_t nbytes = 8) {
-    s.handle(w, TaskDone{c.task, nbytes, false, {}}, now, out);
-  }
-  TaskState state_of(const std::string& key) {
-    const Task* t = s.find(key);
-    return t ? t->state : TaskState::forgotten;
-  }
-};
-
-}  // namespace
 
 TEST_CASE("StateMachine.Table.LegalAndIllegalPairs") {
   using S = TaskState;
@@ -136,13 +40,18 @@ TEST_CASE("StateMachine.Transition.IllegalIsRefusedAndChangesNothing") {
   h.submit({Harness::spec("x", "inc")});
   REQUIRE(h.state_of("x") == TaskState::queued);
   std::uint32_t slot = slot_of(h.s.find("x")->id);
-  for (auto to : {TaskState::memory, TaskState::waiting, TaskState::queued}) {
-    auto r = h.s.transition(slot, to, h.out);
+  h.out = {};
+  // drop_data leads to released, a state queued may go to, but only by another event (reschedule).
+  for (const auto& ev : {TaskEvent::finish(WorkerId{0}, 8, nullptr), TaskEvent::wait_for_inputs(), TaskEvent::queue(),
+                         TaskEvent::drop_data()}) {
+    CAPTURE(to_string(ev.kind));
+    auto r = h.s.transition(slot, ev, h.out);
     CHECK_FALSE(r.ok);
     CHECK(r.error.find("illegal transition queued") != std::string::npos);
     CHECK(h.state_of("x") == TaskState::queued);
   }
   CHECK(h.s.count(TaskState::queued) == 1);
+  CHECK(h.out.empty());
 }
 
 TEST_CASE("Scheduler.Chain.DependentsFollowTheirInputs") {
@@ -178,7 +87,7 @@ TEST_CASE("Scheduler.Chain.DependentsFollowTheirInputs") {
 }
 
 TEST_CASE("Scheduler.Queue.RootTasksSpreadAndHonourPriority") {
-  SchedulerConfig cfg;
+  SchedulerConfig cfg = Harness::config();
   cfg.saturation = 1;
   cfg.saturation_extra = 0;
   Harness h(cfg);
@@ -207,7 +116,7 @@ TEST_CASE("Scheduler.Queue.RootTasksSpreadAndHonourPriority") {
 TEST_CASE("Scheduler.Queue.BigResultsStopDealingAhead") {
   // Small results: a worker is dealt nthreads * saturation + extra roots at once. Once its
   // results are big, it gets only nthreads * saturation, so loaders do not run far ahead.
-  SchedulerConfig cfg;
+  SchedulerConfig cfg = Harness::config();
   cfg.saturation = 2;
   cfg.saturation_extra = 10;
   cfg.saturation_extra_max_result_bytes = 1000;
@@ -260,7 +169,7 @@ TEST_CASE("Scheduler.Restrictions.WorkersPinAndResourcesMatch") {
 }
 
 TEST_CASE("Scheduler.Restrictions.UnsatisfiableIsAClearErrorNotAHang") {
-  SchedulerConfig cfg;
+  SchedulerConfig cfg = Harness::config();
   cfg.no_worker_timeout_ms = 500;
   Harness h(cfg);
   h.worker("0");
@@ -324,7 +233,7 @@ TEST_CASE("Scheduler.WorkerDeath.RunningWorkMovesAndLostResultsAreRecomputed") {
 }
 
 TEST_CASE("Scheduler.Heartbeat.SilentWorkerIsDeclaredDead") {
-  SchedulerConfig cfg;
+  SchedulerConfig cfg = Harness::config();
   cfg.worker_timeout_ms = 1000;
   Harness h(cfg);
   auto w = h.worker("0");
@@ -345,7 +254,7 @@ TEST_CASE("Scheduler.Heartbeat.SilentWorkerIsDeclaredDead") {
 }
 
 TEST_CASE("Scheduler.Steal.4workers.IdleWorkersTakeWaitingWork") {
-  SchedulerConfig cfg;
+  SchedulerConfig cfg = Harness::config();
   cfg.saturation = 1;
   cfg.saturation_extra = 20;
   Harness h(cfg);
@@ -362,14 +271,47 @@ TEST_CASE("Scheduler.Steal.4workers.IdleWorkersTakeWaitingWork") {
     }
   }
   REQUIRE(requested.size() == 3);  // one per idle thread
-  for (auto id : requested) h.s.handle(busy, StealReply{id, true}, h.now, h.out);
+  h.out = {};
+  // Two are given up; the third had started on the busy worker, which refuses.
+  h.s.handle(busy, StealReply{requested[0], true}, h.now, h.out);
+  h.s.handle(busy, StealReply{requested[1], true}, h.now, h.out);
+  h.s.handle(busy, StealReply{requested[2], false}, h.now, h.out);
   auto moved = h.computes();
-  REQUIRE(moved.size() == 3);
+  REQUIRE(moved.size() == 2);
   std::set<WorkerId> thieves;
-  for (auto& [w, c] : moved) thieves.insert(w);
-  CHECK(thieves == std::set<WorkerId>(idle.begin(), idle.end()));
-  // A refused steal leaves the task where it was.
+  for (auto& [w, c] : moved) {
+    thieves.insert(w);
+    CHECK(w != busy);
+    CHECK(h.s.tasks().lookup(c.task)->processing_on == w);
+  }
+  CHECK(thieves.size() == 2);
+  // A refused steal leaves the task where it was: still running on the busy worker, no longer
+  // being stolen, and the would-be thief is idle again...
+  const Task* kept = h.s.tasks().lookup(requested[2]);
+  REQUIRE(kept != nullptr);
+  CHECK(kept->state == TaskState::processing);
+  CHECK(kept->processing_on == busy);
+  CHECK_FALSE(kept->steal_pending);
+  CHECK(h.s.worker(busy)->processing.size() == 10);
+  WorkerId still_idle{};
+  for (auto w : idle) {
+    if (!thieves.count(w)) still_idle = w;
+  }
+  CHECK(h.s.worker(still_idle)->processing.size() == 0);
+  CHECK(h.s.worker(still_idle)->stealing_in == 0);
+  CHECK(h.released_on(busy).empty());
+  // ...so the next tick asks the busy worker again, for that thief only.
+  h.out = {};
   h.s.tick(h.now, h.out);
+  std::vector<TaskId> again;
+  for (auto& [w, m] : h.out.to_workers) {
+    if (auto* sr = std::get_if<StealRequest>(&m)) {
+      CHECK(w == busy);
+      again.push_back(sr->task);
+    }
+  }
+  CHECK(again.size() == 1);
+  CHECK(h.s.worker(still_idle)->stealing_in == 1);
 }
 
 TEST_CASE("Scheduler.Submit.UnknownDependencyAndCancel") {
@@ -504,11 +446,7 @@ TEST_CASE("Scheduler.Push.WorkerToldWhenOthersWaitForTheResult") {
 // A task the client started early on a worker (StartTask) is placed there when that worker has
 // a free thread, and the ComputeTask names the start so the worker adopts its result.
 TaskSpec early_spec(const std::string& key, std::uint64_t nonce, WorkerId on) {
-  auto t = Harness::spec(key, "inc");
-  t.push_result = true;
-  t.early_nonce = nonce;
-  t.early_on = on;
-  return t;
+  return Harness::early_spec(key, nonce, on);
 }
 
 TEST_CASE("Scheduler.Early.PlacedWhereStarted") {

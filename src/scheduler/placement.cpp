@@ -1,0 +1,218 @@
+// Placement: which worker runs which task (decide_worker, the root queue and dispatch, stealing).
+//
+// The policy, in the order it applies:
+//  - A ready task with inputs goes where most of its input bytes already are (ties: the least
+//    busy holder), so data moves as little as possible; without holders that may run it, to the
+//    least busy worker that may (round-robin start so ties spread). Restrictions (worker names)
+//    are honoured first and dropped only for allow_other tasks; resources always are.
+//  - A root task (no inputs, no restrictions, no resources) waits in root_queue_ (priority, then
+//    submission order) and is dealt round-robin, one per worker with room per pass, to workers
+//    with fewer than capacity() tasks: nthreads * saturation, plus saturation_extra while the
+//    worker's results are small (so microsecond tasks never starve a worker, and loaders of big
+//    chunks do not run far ahead of their consumers).
+//  - A queued task no worker may run yet waits in unrunnable_ and is retried when workers join
+//    and on every tick; after no_worker_timeout_ms with workers present it fails with a message
+//    naming what it asked for and what there is.
+//  - Imbalance is corrected afterwards by stealing: a worker with idle threads asks the worker
+//    with the most tasks waiting behind its threads for some, never more than half of them.
+//  - A task the client already started on a worker is placed there first if it has a free
+//    thread (early_start.cpp, a fast path); otherwise this policy applies unchanged.
+#include <algorithm>
+#include <cmath>
+
+#include "scheduler/scheduler_state.hpp"
+
+namespace dtask::scheduler {
+
+using namespace protocol;
+
+void SchedulerState::schedule_ready(std::uint32_t slot, Outbox& out) {
+  Task& t = tasks_[slot];
+  if (is_root(t)) {
+    transition(slot, TaskEvent::queue(), out);
+    return;
+  }
+  if (auto w = decide_worker(t)) {
+    assign(slot, *w, out);
+  } else {
+    transition(slot, TaskEvent::queue(), out);
+  }
+}
+
+void SchedulerState::assign(std::uint32_t slot, WorkerId w, Outbox& out) {
+  transition(slot, TaskEvent::assign(w), out);
+}
+
+std::uint32_t SchedulerState::capacity(const WorkerRecord& w) const {
+  auto base = static_cast<std::uint32_t>(std::ceil(w.info.nthreads * config_.saturation));
+  bool small_results = w.result_bytes_avg <= config_.saturation_extra_max_result_bytes;
+  return std::max<std::uint32_t>(1, base + (small_results ? config_.saturation_extra : 0));
+}
+
+void SchedulerState::note_room(WorkerRecord& w) {
+  if (w.in_room || !w.alive || w.processing.size() >= w.capacity) return;
+  w.in_room = true;
+  room_.push_back(w.id);
+}
+
+void SchedulerState::note_result(WorkerRecord& w, std::uint64_t nbytes) {
+  // An exponential average (weight 1/8): one big result is enough to stop dealing ahead.
+  w.result_bytes_avg = (w.result_bytes_avg * 7 + nbytes) / 8;
+  w.capacity = capacity(w);
+  note_room(w);
+}
+
+void SchedulerState::dispatch(Outbox& out) {
+  if (root_queue_.empty() || room_.empty()) return;
+  // Deal queued root tasks round-robin, one per worker with a free slot per pass, so a short
+  // queue is spread over the cluster instead of filling the first worker. Only workers listed in
+  // room_ are visited; a full or dead one is unlisted here and listed again when a task leaves it.
+  bool progress = true;
+  while (progress && !root_queue_.empty()) {
+    progress = false;
+    for (std::size_t i = 0; i < room_.size() && !root_queue_.empty();) {
+      auto& w = workers_[room_[i].value];
+      if (!w.alive || w.processing.size() >= w.capacity) {
+        w.in_room = false;
+        room_[i] = room_.back();
+        room_.pop_back();
+        continue;
+      }
+      while (!root_queue_.empty()) {
+        QueueEntry e = root_queue_.top();
+        root_queue_.pop();
+        const Task& t = tasks_[e.slot];
+        // Cancelled, forgotten (the slot may hold another task by now) or already placed meanwhile.
+        if (t.seq != e.seq || t.state != TaskState::queued) continue;
+        assign(e.slot, w.id, out);
+        progress = true;
+        break;
+      }
+      ++i;
+    }
+  }
+}
+
+void SchedulerState::steal_for_idle(Outbox& out) {
+  // One pass to find the worker with the most tasks waiting behind its threads; with none there
+  // is nothing to steal (the common case), so this stays O(workers) even at 1,000 workers.
+  WorkerRecord* victim = nullptr;
+  std::size_t best_surplus = 1;
+  for (auto& v : workers_) {
+    if (!v.alive) continue;
+    std::size_t surplus = v.processing.size() > v.info.nthreads ? v.processing.size() - v.info.nthreads : 0;
+    if (surplus > best_surplus) {
+      best_surplus = surplus;
+      victim = &v;
+    }
+  }
+  if (!victim) return;
+  std::size_t budget = best_surplus / 2;  // never take more than half of what waits there
+  for (auto& thief : workers_) {
+    if (budget == 0) break;
+    if (!thief.alive || thief.id == victim->id) continue;
+    std::size_t busy = thief.processing.size() + thief.stealing_in;
+    if (busy >= thief.info.nthreads) continue;
+    std::size_t take = std::min(thief.info.nthreads - busy, budget);
+    for (auto slot : victim->processing) {
+      if (take == 0) break;
+      Task& t = tasks_[slot];
+      if (t.steal_pending || !restrictions_of(t).empty() || !worker_can_run(thief, t, true)) continue;
+      t.steal_pending = true;
+      t.steal_thief = thief.id;
+      ++thief.stealing_in;
+      out.worker(victim->id, StealRequest{t.id});
+      --take;
+      --budget;
+    }
+  }
+}
+
+void SchedulerState::retry_unrunnable(std::uint64_t now, Outbox& out) {
+  if (unrunnable_.empty()) return;
+  auto pending = unrunnable_;
+  for (auto [slot, since_ms] : pending) {
+    Task& t = tasks_[slot];
+    if (t.state != TaskState::queued) continue;
+    if (auto w = decide_worker(t)) {
+      assign(slot, *w, out);
+      continue;
+    }
+    bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w.alive; });
+    if (any_alive && now > since_ms + config_.no_worker_timeout_ms) {
+      std::string names;
+      for (const auto& w : workers_) {
+        if (w.alive) names += (names.empty() ? "" : ", ") + w.info.name;
+      }
+      std::string want;
+      for (const auto& r : restrictions_of(t)) want += (want.empty() ? "" : ", ") + r;
+      std::string res;
+      for (const auto& [k, v] : resources_of(t)) res += (res.empty() ? "" : ", ") + k + "=" + std::to_string(v);
+      fail(slot, tasks_.func_of(t),
+           "no worker can run it (workers=[" + want + "], resources={" + res + "}; workers present: " + names + ")",
+           false, out);
+    }
+  }
+}
+
+bool SchedulerState::worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const {
+  if (!w.alive) return false;
+  const TaskExtras* ex = tasks_.extras_of(t);
+  if (!ex) return true;
+  for (const auto& [name, amount] : ex->resources) {
+    auto it = std::find_if(w.info.resources.begin(), w.info.resources.end(),
+                           [&](const auto& r) { return r.first == name; });
+    if (it == w.info.resources.end() || it->second < amount) return false;
+  }
+  if (honour_restrictions && !ex->restrictions.empty()) {
+    return std::find(ex->restrictions.begin(), ex->restrictions.end(), w.info.name) != ex->restrictions.end();
+  }
+  return true;
+}
+
+std::optional<WorkerId> SchedulerState::decide_worker(const Task& t) const {
+  // With inputs in memory, only their holders are considered first (Dask's rule): most input
+  // bytes wins, then the least busy. This keeps placement O(holders), not O(workers).
+  auto occupancy = [](const WorkerRecord& w) {
+    return static_cast<double>(w.processing.size()) / w.info.nthreads;
+  };
+  if (t.n_deps != 0) {
+    std::vector<std::pair<WorkerId, std::uint64_t>> local;
+    for (auto d : deps_of(t)) {
+      const Task& dt = tasks_[d];
+      for (auto h : dt.who_has) {
+        auto it = std::find_if(local.begin(), local.end(), [&](const auto& p) { return p.first == h; });
+        if (it == local.end()) local.emplace_back(h, dt.nbytes + 1);
+        else it->second += dt.nbytes + 1;
+      }
+    }
+    const WorkerRecord* best = nullptr;
+    std::uint64_t best_bytes = 0;
+    for (const auto& [h, bytes] : local) {
+      const WorkerRecord& w = workers_[h.value];
+      if (!worker_can_run(w, t, true)) continue;
+      if (!best || bytes > best_bytes || (bytes == best_bytes && occupancy(w) < occupancy(*best))) {
+        best = &w;
+        best_bytes = bytes;
+      }
+    }
+    // Locality wins; imbalance is corrected later by stealing, which costs no transfer up front.
+    if (best) return best->id;
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    bool honour = pass == 0;
+    if (!honour && !t.allow_other) break;
+    const WorkerRecord* best = nullptr;
+    std::size_t n = workers_.size();
+    std::size_t start = n ? static_cast<std::size_t>(round_robin_++ % n) : 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const WorkerRecord& w = workers_[(start + i) % n];
+      if (!worker_can_run(w, t, honour)) continue;
+      if (!best || occupancy(w) < occupancy(*best)) best = &w;
+    }
+    if (best) return best->id;
+  }
+  return std::nullopt;
+}
+
+}  // namespace dtask::scheduler
