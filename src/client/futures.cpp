@@ -12,8 +12,8 @@ using namespace protocol;
 
 void throw_empty(const char* what) {
   throw std::invalid_argument(std::string("dtask: ") + what +
-                              " with an empty Future or Delayed (default-constructed or moved from): assign it "
-                              "the result of Client::submit, map, persist or delayed first");
+                              ": empty Future or Delayed (default-constructed or moved from); use one returned by "
+                              "Client::submit, map or persist, or by dtask::delayed");
 }
 
 // ---------------------------------------------------------------------------------------------
