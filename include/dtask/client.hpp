@@ -24,26 +24,14 @@ class Delayed;
 
 namespace detail {
 
-class ClientCore;   // src/client: the connection, its I/O thread and the futures' shared state
-class FutureState;  // src/client: one key's status, location, error and fetched data
-
-// All Future<T> copies made from one submission share one FutureRef; when the last goes, the
-// client tells the scheduler it no longer wants the key (Dask's "released" futures).
-class FutureRef {
- public:
-  FutureRef(std::shared_ptr<ClientCore> core, std::shared_ptr<FutureState> state);
-  ~FutureRef();
-  FutureRef(const FutureRef&) = delete;
-  FutureRef& operator=(const FutureRef&) = delete;
-  const std::string& key() const;
-  ClientCore& core() const { return *core_; }
-  const std::shared_ptr<FutureState>& state() const { return state_; }
-
- private:
-  std::shared_ptr<ClientCore> core_;
-  std::shared_ptr<FutureState> state_;
-};
+class ClientCore;        // src/client: the connection, its I/O thread and the futures' shared state
+class FutureRef;         // src/client: one submitted key, shared by every copy of its Future
+struct ClientInternals;  // src/client/internal.hpp: what bootstrap, tests and the benchmark see
 using FutureRefPtr = std::shared_ptr<FutureRef>;
+
+// Throws std::invalid_argument: `what` was done with an empty (default-constructed or moved
+// from) Future or Delayed.
+[[noreturn]] void throw_empty(const char* what);
 
 struct DelayedNode;
 using DelayedNodePtr = std::shared_ptr<DelayedNode>;
@@ -65,10 +53,30 @@ struct DelayedNode {
   SubmitOptions options;
 };
 
+// The templates' way to a Future's ref and a Delayed's node, which are private: what a user holds
+// is a value, not a handle on the client's internals. Throws for an empty one.
+struct Access {
+  template <class T>
+  static const FutureRefPtr& ref(const Future<T>& f, const char* what) {
+    if (!f.ref_) throw_empty(what);
+    return f.ref_;
+  }
+  template <class T>
+  static const DelayedNodePtr& node(const Delayed<T>& d, const char* what) {
+    if (!d.node_) throw_empty(what);
+    return d.node_;
+  }
+  template <class T>
+  static Future<T> make_future(FutureRefPtr ref) {
+    return Future<T>(std::move(ref));
+  }
+};
+
 std::string fresh_key(const std::string& func);
 std::string name_of_task(const void* fn);  // throws std::invalid_argument for unregistered functions
 
 // Type-erased operations, implemented in src/client.
+const std::string& key_of(const FutureRef& ref);
 std::vector<FutureRefPtr> submit_graph(ClientCore& core, const std::vector<DelayedNodePtr>& outputs);
 const Payload& fetch(const FutureRef& ref, std::optional<std::chrono::milliseconds> timeout);
 std::vector<const Payload*> fetch_all(const std::vector<const FutureRef*>& refs);
@@ -109,16 +117,16 @@ NodeArg make_arg(A&& a) {
   NodeArg out;
   if constexpr (is_future<D>::value) {
     out.kind = NodeArg::Kind::future;
-    out.future = a.ref();
+    out.future = Access::ref(a, "a task argument");
   } else if constexpr (is_delayed<D>::value) {
     out.kind = NodeArg::Kind::node;
-    out.node = a.node();
+    out.node = Access::node(a, "a task argument");
   } else if constexpr (is_future_vector<D>::value) {
     out.kind = NodeArg::Kind::future_list;
-    for (const auto& f : a) out.futures.push_back(f.ref());
+    for (const auto& f : a) out.futures.push_back(Access::ref(f, "a task argument"));
   } else if constexpr (is_delayed_vector<D>::value) {
     out.kind = NodeArg::Kind::node_list;
-    for (const auto& d : a) out.nodes.push_back(d.node());
+    for (const auto& d : a) out.nodes.push_back(Access::node(d, "a task argument"));
   } else {
     static_assert(std::is_convertible_v<A&&, std::decay_t<P>>,
                   "argument is not convertible to the task's parameter type");
@@ -159,34 +167,38 @@ DelayedNodePtr make_named_node(const SubmitOptions& opts, std::string name, A&&.
 }
 
 template <class T>
-std::vector<const FutureRef*> refs_of(const std::vector<Future<T>>& fs) {
+std::vector<const FutureRef*> refs_of(const std::vector<Future<T>>& fs, const char* what) {
   std::vector<const FutureRef*> out;
   out.reserve(fs.size());
-  for (const auto& f : fs) out.push_back(f.ref().get());
+  for (const auto& f : fs) out.push_back(Access::ref(f, what).get());
   return out;
 }
 
 }  // namespace detail
 
-// A task submitted to the cluster whose result has type T.
+// A task submitted to the cluster whose result has type T. A default-constructed (or moved
+// from) Future is empty: valid() is false and everything else throws std::invalid_argument.
 template <class T>
 class Future {
  public:
   Future() = default;
-  explicit Future(detail::FutureRefPtr ref) : ref_(std::move(ref)) {}
 
-  const std::string& key() const { return ref_->key(); }
-  FutureStatus status() const { return detail::status_of(*ref_); }
+  const std::string& key() const { return detail::key_of(ref("Future::key()")); }
+  FutureStatus status() const { return detail::status_of(ref("Future::status()")); }
   bool done() const { return status() != FutureStatus::pending; }
   // The value; throws TaskError (task name, key, message) if the task failed.
-  T result() const { return Codec<T>::decode(detail::fetch(*ref_, std::nullopt)); }
-  T result(std::chrono::milliseconds timeout) const { return Codec<T>::decode(detail::fetch(*ref_, timeout)); }
+  T result() const { return Codec<T>::decode(detail::fetch(ref("Future::result()"), std::nullopt)); }
+  T result(std::chrono::milliseconds timeout) const {
+    return Codec<T>::decode(detail::fetch(ref("Future::result()"), timeout));
+  }
   // The failure message, empty unless status() is error.
-  std::string error_message() const { return detail::error_of(*ref_); }
-  const detail::FutureRefPtr& ref() const { return ref_; }
+  std::string error_message() const { return detail::error_of(ref("Future::error_message()")); }
   bool valid() const { return static_cast<bool>(ref_); }
 
  private:
+  friend struct detail::Access;
+  explicit Future(detail::FutureRefPtr ref) : ref_(std::move(ref)) {}
+  const detail::FutureRef& ref(const char* what) const { return *detail::Access::ref(*this, what); }
   detail::FutureRefPtr ref_;
 };
 
@@ -196,10 +208,11 @@ class Delayed {
  public:
   Delayed() = default;
   explicit Delayed(detail::DelayedNodePtr node) : node_(std::move(node)) {}
-  const std::string& key() const { return node_->key; }
-  const detail::DelayedNodePtr& node() const { return node_; }
+  const std::string& key() const { return detail::Access::node(*this, "Delayed::key()")->key; }
+  bool valid() const { return static_cast<bool>(node_); }
 
  private:
+  friend struct detail::Access;
   detail::DelayedNodePtr node_;
 };
 
@@ -220,7 +233,7 @@ class AsCompleted {
   // The next finished future, or nullopt when all have been returned.
   std::optional<Future<T>> next(std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
     if (pending_.empty()) return std::nullopt;
-    auto idx = detail::wait_any(detail::refs_of(pending_), timeout);
+    auto idx = detail::wait_any(detail::refs_of(pending_, "as_completed"), timeout);
     if (!idx) throw TimeoutError("as_completed: no future finished within the timeout");
     Future<T> f = std::move(pending_[*idx]);
     pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(*idx));
@@ -269,13 +282,13 @@ class Client {
   template <class R, class... P, class... A>
   Future<detail::result_t<R>> submit(const SubmitOptions& opts, R (*fn)(P...), A&&... args) {
     auto node = detail::make_node(opts, fn, std::forward<A>(args)...);
-    return Future<detail::result_t<R>>(detail::submit_graph(core(), {node}).at(0));
+    return detail::Access::make_future<detail::result_t<R>>(detail::submit_graph(core(), {node}).at(0));
   }
   // Submits a task by its registered name (e.g. from a configuration file).
   template <class R, class... A>
   Future<R> submit_named(const SubmitOptions& opts, std::string name, A&&... args) {
     auto node = detail::make_named_node(opts, std::move(name), std::forward<A>(args)...);
-    return Future<R>(detail::submit_graph(core(), {node}).at(0));
+    return detail::Access::make_future<R>(detail::submit_graph(core(), {node}).at(0));
   }
 
   // One task per item, submitted as one batch.
@@ -307,7 +320,7 @@ class Client {
   // All results, in order; throws the first task's TaskError if any failed.
   template <class T>
   std::vector<T> gather(const std::vector<Future<T>>& futures) {
-    auto payloads = detail::fetch_all(detail::refs_of(futures));
+    auto payloads = detail::fetch_all(detail::refs_of(futures, "Client::gather"));
     std::vector<T> out;
     out.reserve(payloads.size());
     for (const Payload* p : payloads) out.push_back(Codec<T>::decode(*p));
@@ -316,15 +329,15 @@ class Client {
   // True when every future is done (finished, failed or cancelled) within the timeout.
   template <class T>
   bool wait(const std::vector<Future<T>>& futures, std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
-    return detail::wait_all(detail::refs_of(futures), timeout);
+    return detail::wait_all(detail::refs_of(futures, "Client::wait"), timeout);
   }
   template <class T>
   void cancel(const std::vector<Future<T>>& futures) {
-    detail::cancel(detail::refs_of(futures));
+    detail::cancel(detail::refs_of(futures, "Client::cancel"));
   }
   template <class T>
   void cancel(const Future<T>& future) {
-    detail::cancel({future.ref().get()});
+    detail::cancel({detail::Access::ref(future, "Client::cancel").get()});
   }
 
   // Submits the whole graph behind `outputs` at once and returns the outputs' futures.
@@ -332,7 +345,7 @@ class Client {
   std::vector<Future<T>> persist(const std::vector<Delayed<T>>& outputs) {
     std::vector<detail::DelayedNodePtr> nodes;
     nodes.reserve(outputs.size());
-    for (const auto& d : outputs) nodes.push_back(d.node());
+    for (const auto& d : outputs) nodes.push_back(detail::Access::node(d, "Client::persist"));
     return wrap<T>(detail::submit_graph(core(), nodes));
   }
   template <class T>
@@ -352,14 +365,14 @@ class Client {
   void close();
   const std::string& scheduler_address() const;
 
-  detail::ClientCore& core();
-
  private:
+  friend struct detail::ClientInternals;
+  detail::ClientCore& core();  // throws std::logic_error for a moved-from Client
   template <class T>
   static std::vector<Future<T>> wrap(std::vector<detail::FutureRefPtr> refs) {
     std::vector<Future<T>> out;
     out.reserve(refs.size());
-    for (auto& r : refs) out.emplace_back(std::move(r));
+    for (auto& r : refs) out.push_back(detail::Access::make_future<T>(std::move(r)));
     return out;
   }
   std::shared_ptr<detail::ClientCore> core_;

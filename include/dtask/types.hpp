@@ -23,6 +23,7 @@ struct Security {
   static Security none() { return {}; }
 };
 
+// One live worker as the scheduler sees it (Client::scheduler_info).
 struct WorkerInfo {
   std::uint32_t id = 0;
   std::string name;
@@ -33,14 +34,22 @@ struct WorkerInfo {
   long pid = 0;
   std::uint64_t memory_limit = 0;
   std::map<std::string, double> resources;
-  std::size_t processing = 0;
-  std::size_t in_memory = 0;
+  std::size_t processing = 0;  // tasks placed on it and not finished
+  std::size_t in_memory = 0;   // results it holds
 };
 
+// The scheduler's view of the cluster (Client::scheduler_info), taken when it answered.
 struct SchedulerInfo {
-  std::string address;
-  std::vector<WorkerInfo> workers;
-  std::map<std::string, std::size_t> tasks_by_state;
+  std::string address;              // the scheduler this client is connected to
+  std::vector<WorkerInfo> workers;  // the live ones
+  std::map<std::string, std::size_t> tasks_by_state;  // "waiting", "processing", "memory", ...
+  std::size_t n_tasks = 0;  // keys it holds in any state: 0 once every future was released
+  // How often the fast paths reached it (FastPaths; docs/architecture.md): results it heard of
+  // from a client's receipt rather than the worker's TaskDone, and tasks it placed on the worker
+  // a client had started them on early. Timing decides these, so they are for reports, not for
+  // assertions.
+  std::uint64_t completions_reported_by_clients = 0;
+  std::uint64_t placed_where_started_early = 0;
 };
 
 // The latency shortcuts between client, scheduler and worker (docs/architecture.md, "Fast

@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "bootstrap/business_card.hpp"
-#include "client/client_core.hpp"
+#include "client/internal.hpp"
 #include "common/log.hpp"
 #include "plugin/plugin.hpp"
 #include "scheduler/scheduler_server.hpp"
@@ -196,7 +196,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     }
     // The job may end under the user's code (a signalled rank, a lost scheduler): then this
     // process leaves with the job's code instead of running on alone.
-    client.core().set_end_handler([log](int code, const std::string& reason) {
+    dtask::detail::ClientInternals::set_end_handler(client, [log](int code, const std::string& reason) {
       if (g_ending_by_us) return;
       log->error("the job is ending ({}); stopping the client code", reason);
       std::fflush(nullptr);

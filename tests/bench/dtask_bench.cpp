@@ -54,7 +54,7 @@
 #include <dtask/dtask.hpp>
 
 #include "bench_tasks.hpp"
-#include "client/client_core.hpp"
+#include "client/internal.hpp"
 #include "common/hugepages.hpp"
 #include "common/log.hpp"
 #include "common/scheduler_file.hpp"
@@ -707,9 +707,9 @@ void w3(const std::string& workload = "W3", long long n_rounds = 0) {
     r["p99_us"] = percentile(lat, 99);
     r["max_us"] = percentile(lat, 100);
     // Results that came straight from the worker (3 hops) rather than through the scheduler.
-    r["results_pushed"] = c.client().core().results_pushed();
+    r["results_pushed"] = dtask::detail::ClientInternals::counters(c.client()).results_pushed;
     // ...and of those, tasks the client asked that worker to start before the scheduler placed them.
-    r["early_starts"] = c.client().core().early_starts();
+    r["early_starts"] = dtask::detail::ClientInternals::counters(c.client()).early_starts;
     fail_unless(bad == 0, r, std::to_string(bad) + " wrong");
   });
 }
@@ -1351,7 +1351,7 @@ json await_info(SpawnedCluster& c, const std::string& what) {
   auto last_progress = Clock::now();
   while (true) {
     try {
-      return c.client().core().info(10s);
+      return dtask::detail::ClientInternals::info_json(c.client(), 10s);
     } catch (const dtask::TimeoutError&) {
     }
     double cpu = proc_cpu_s(sp) + self_cpu_s();
@@ -1365,7 +1365,7 @@ json await_info(SpawnedCluster& c, const std::string& what) {
     try {
       auto f = dtask::read_scheduler_file(c.scheduler_file());
       dtask::Client probe(f.connect);
-      held = std::to_string(probe.core().info(30s).value("n_tasks", -1LL));
+      held = std::to_string(dtask::detail::ClientInternals::info_json(probe, 30s).value("n_tasks", -1LL));
     } catch (const std::exception& e) {
       held = std::string("unknown (") + e.what() + ")";
     }

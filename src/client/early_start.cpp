@@ -1,0 +1,116 @@
+// Fast path "early start", client side: a one-task submit goes straight to a worker (StartTask).
+//
+// Purpose  A submit-result loop (W3) takes two network hops instead of three: the worker that
+//          pushed the last result starts the next task at once, and the scheduler, told a
+//          little later, places the task where it already runs.
+// Inputs   A one-task submit (ClientCore::submit) that qualifies (may_start_early, below); the
+//          target, which on_pushed (pushed_results.cpp) sets to the last worker that pushed a
+//          result here; the workers' answers on early_sock_: ResultPushed (early) or NotStarted.
+// Action   early_start_for marks the spec (early_nonce, early_on) and builds the StartTask;
+//          submit holds the SubmitTasks in outgoing_ (at most kEarlyHoldMs, outgoing.hpp) and
+//          start_early sends the StartTask on early_sock_. The answer is taken by the thread
+//          spinning for that result (spin_wait.cpp) or by the I/O thread (take_early_replies):
+//          a ResultPushed goes to on_pushed, whose receipt is held right after the submit; a
+//          NotStarted makes the held submit go at once (flush_outgoing(true)).
+// Caveats  The scheduler stays in charge: it decides where the task lives, and a worker that did
+//          not start it simply runs it when placed. A StartTask that cannot go (early_sock_ not
+//          connected yet, a worker that died) is not sent: its submit is unmarked and sent at
+//          once. Off with FastPaths::early_start (or push_results, which it needs): then no
+//          StartTask is ever sent and submit sends every SubmitTasks at once.
+#include <algorithm>
+
+#include "client/connection.hpp"
+
+namespace dtask::detail {
+
+using namespace protocol;
+
+bool may_start_early(const FastPaths& fast, const TaskSpec& spec, const EarlyStartContext& ctx) {
+  if (!fast.early_start || !fast.push_results) return false;
+  if (!ctx.target_known || ctx.previous_pending || ctx.key_known) return false;
+  if (!spec.push_result || !spec.workers.empty() || !spec.resources.empty()) return false;
+  return std::all_of(spec.args.begin(), spec.args.end(), [](const ClientArg& a) { return a.kind == ClientArg::value; });
+}
+
+std::optional<ClientCore::EarlyStart> ClientCore::early_start_for(TaskSpec& spec) {
+  EarlyStartContext ctx;
+  ctx.target_known = !early_address_.empty();
+  if (!early_key_.empty()) {
+    auto it = states_.find(early_key_);
+    ctx.previous_pending = it != states_.end() && it->second->status == FutureStatus::pending;
+  }
+  ctx.key_known = states_.count(spec.key) > 0;
+  if (!may_start_early(opt_.fast_paths, spec, ctx)) return {};
+  EarlyStart e;
+  StartTask& m = e.message;
+  m.nonce = next_nonce_;
+  next_nonce_ += 2;  // odd, so never 0
+  m.key = spec.key;
+  m.func = spec.func;
+  m.args.reserve(spec.args.size());
+  for (const auto& a : spec.args) m.args.push_back(a.data);
+  m.reply_to = data_identity_;
+  spec.early_nonce = m.nonce;
+  spec.early_on = early_worker_;
+  early_key_ = spec.key;
+  e.address = early_address_;
+  return e;
+}
+
+bool ClientCore::start_early(const EarlyStart& e) {
+  bool sent;
+  {
+    std::lock_guard sock(sock_mutex_);
+    sent = send_early(e.message, e.address);
+  }
+  std::lock_guard lock(mutex_);
+  if (sent) {
+    ++early_starts_;
+  } else {
+    early_key_.clear();
+    outgoing_.unmark_early(e.message.key);
+  }
+  return sent;
+}
+
+bool ClientCore::send_early(const StartTask& m, const std::string& address) {
+  if (!early_sock_ || early_sock_address_ != address) {
+    early_sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+    transport::configure_socket(*early_sock_);
+    early_sock_->set(zmq::sockopt::linger, 0);
+    // Nothing queues for a connection still being made: such a StartTask is simply not sent.
+    early_sock_->set(zmq::sockopt::immediate, 1);
+    wakeup_.notify();  // the I/O thread polls the new socket's fd from now on
+    early_sock_->set(zmq::sockopt::routing_id, data_identity_ + "/early");
+    transport::make_curve_client(*early_sock_, opt_.security);
+    early_sock_->connect(address);
+    early_sock_address_ = address;
+  }
+  bool sent = transport::send_batch(*early_sock_, nullptr, std::vector<PeerRequest>{m});
+  rearm_io_poll();
+  return sent;
+}
+
+bool ClientCore::take_early_replies() {
+  if (!early_sock_) return false;
+  std::uint64_t not_started = 0;
+  while (auto r = transport::try_recv(*early_sock_, false)) {
+    auto d = transport::decode<PeerReply>(*r);
+    if (!d.ok()) {
+      log_->warn("dropping a bad message from worker {}: {}", early_sock_address_, d.error);
+      continue;
+    }
+    for (auto& m : d.messages) {
+      if (auto* pushed = std::get_if<ResultPushed>(&m)) on_pushed(*pushed, early_sock_address_);
+      else if (std::holds_alternative<NotStarted>(m)) ++not_started;
+    }
+    wake_waiters();
+  }
+  if (not_started) {
+    std::lock_guard lock(mutex_);
+    early_not_started_ += not_started;
+  }
+  return not_started > 0;
+}
+
+}  // namespace dtask::detail
