@@ -44,7 +44,12 @@ void WorkerState::on(PeersChanged& m, WorkerOutbox& out) {
 
 void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
   const std::uint64_t id = m.task.value;
-  if (pending_.count(id)) return;
+  if (auto it = pending_.find(id); it != pending_.end()) {
+    // Released while it ran and given to us again (an input was lost and recomputed, see
+    // SchedulerState::remove_worker): the run going on serves.
+    it->second.released = false;
+    return;
+  }
   if (m.early_nonce != 0 && adopt_early(m, out)) return;
   Pending p;
   p.msg = std::move(m);
@@ -80,6 +85,7 @@ void WorkerState::on(ReleaseTasks& m, WorkerOutbox& out) {
     if (auto it = pending_.find(id.value); it != pending_.end()) {
       // Not started: gone. Running: its result is dropped when it completes.
       if (!it->second.submitted || exec_.withdraw(id)) pending_.erase(it);
+      else it->second.released = true;
     }
   }
   if (freed_since_trim_ >= kTrimThreshold) {
@@ -223,7 +229,11 @@ bool WorkerState::start_ready(WorkerOutbox& out) {
 void WorkerState::on_completion(Completion c, WorkerOutbox& out) {
   quick_.note_run(c.entry, c.run_ns);
   auto it = pending_.find(c.id.value);
-  if (it == pending_.end()) return;  // released while it ran (or an early start's lost run)
+  if (it == pending_.end()) return;  // stolen while it ran, or an early start's lost run
+  if (it->second.released) {
+    pending_.erase(it);
+    return;
+  }
   const ComputeTask& msg = it->second.msg;
   if (c.ok) {
     const auto nbytes = c.result.nbytes();

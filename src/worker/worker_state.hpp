@@ -119,6 +119,7 @@ class WorkerState {
     protocol::ComputeTask msg;
     std::size_t missing = 0;  // inputs still being fetched
     bool submitted = false;   // handed to the executor (or run on the loop), see start_ready
+    bool released = false;    // released while it runs: its result is dropped when it completes
   };
   struct Fetch {
     std::vector<WorkerId> holders;  // still to try
