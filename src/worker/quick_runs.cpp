@@ -14,7 +14,7 @@ bool QuickRuns::may_run_here(const dtask_task_v1* fn) const {
 }
 
 void QuickRuns::note_run(const dtask_task_v1* fn, std::uint64_t run_ns) {
-  if (!enabled_ || fn == nullptr) return;
+  if (fn == nullptr) return;
   auto& r = records_[fn];
   if (run_ns > kRunHereMaxNs) {
     r.quick_in_a_row = 0;
@@ -28,7 +28,7 @@ void QuickRuns::note_run(const dtask_task_v1* fn, std::uint64_t run_ns) {
 }
 
 void QuickRuns::note_loop_run(const dtask_task_v1* fn, std::uint64_t run_ns) {
-  if (!enabled_ || fn == nullptr || run_ns <= kRunHereMaxNs) return;
+  if (fn == nullptr || run_ns <= kRunHereMaxNs) return;
   auto& r = records_[fn];
   ++r.strikes;
   r.quick_since_strike = 0;

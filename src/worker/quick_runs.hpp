@@ -39,6 +39,7 @@ struct QuickRecord {
 
 class QuickRuns {
  public:
+  // The records are kept either way; the switch is in may_run_here alone.
   explicit QuickRuns(bool enabled) : enabled_(enabled) {}
   // False for every function when the fast path is switched off.
   bool may_run_here(const dtask_task_v1* fn) const;

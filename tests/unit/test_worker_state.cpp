@@ -535,6 +535,17 @@ TEST_CASE("WorkerState.Switch.EachPathAlone") {
     CHECK(h.replies<ResultPushed>().size() == 1);
     CHECK(Harness::only<TaskDone>(h.settle()).size() == 1);
   }
+  SUBCASE("early_start off: a quick function's StartTask is answered NotStarted") {
+    FastPaths fp;
+    fp.early_start = false;
+    Harness h(fp);
+    h.quick_runs(kRunHereAfterQuickRuns);
+    h.ask(Harness::start(7, "k"));
+    CHECK(h.exec.ran_here.empty());
+    CHECK(h.replies<NotStarted>().size() == 1);
+    h.give(Harness::compute(1, "a"));  // the loop thread still runs quick tasks
+    CHECK(h.exec.ran_here.size() == 1);
+  }
   SUBCASE("run_on_loop off: quick functions go to the executor, early starts are not run") {
     FastPaths fp;
     fp.run_on_loop = false;
