@@ -39,12 +39,12 @@ bool LoopTakeover::look() {
   return false;
 }
 
-void LoopTakeover::start_standby(std::function<int()> run_loop) {
+void LoopTakeover::start_standby(const std::function<int()>& run_loop) {
   if (thread_.joinable()) return;
-  thread_ = std::thread([this, run_loop = std::move(run_loop)] { standby_main(run_loop); });
+  thread_ = std::thread([this, run_loop] { standby_main(run_loop); });
 }
 
-void LoopTakeover::standby_main(std::function<int()> run_loop) {
+void LoopTakeover::standby_main(const std::function<int()>& run_loop) {
   std::unique_lock lock(mutex_);
   while (!cv_.wait_for(lock, kTakeoverPeriod, [&] { return stop_; })) {
     if (!look()) continue;

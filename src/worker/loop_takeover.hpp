@@ -66,7 +66,7 @@ class LoopTakeover {
   // One look: takes the loop over (true) if the run going on was going on at the previous look.
   bool look();
   // Starts the standby thread once (later calls do nothing); it runs `run_loop` if it takes over.
-  void start_standby(std::function<int()> run_loop);
+  void start_standby(const std::function<int()>& run_loop);
   // From the thread that called Worker::run(), after its loop ended or was lost: if the loop
   // moved, waits for it to end on the standby thread and returns its code. Stops and joins the
   // standby thread either way.
@@ -75,7 +75,7 @@ class LoopTakeover {
  private:
   static std::uint64_t pack(Ownership o) { return o.run << 2 | static_cast<std::uint64_t>(o.owner); }
   static Ownership unpack(std::uint64_t v) { return {static_cast<LoopOwner>(v & 3), v >> 2}; }
-  void standby_main(std::function<int()> run_loop);
+  void standby_main(const std::function<int()>& run_loop);
 
   std::shared_ptr<spdlog::logger> log_;
   std::atomic<std::uint64_t> state_{0};  // the packed Ownership: who runs the loop
