@@ -1,0 +1,281 @@
+// The worker's event loop: owns its sockets, decodes, calls WorkerState, flushes its outbox.
+//
+// This is the only file in src/worker/ that touches ZeroMQ or transport/. Everything the worker
+// decides is in WorkerState (worker_state.hpp) and its fast-path units.
+//
+// Concurrency:
+// - The loop thread (the one that calls Worker::run()) owns every socket: the scheduler dealer
+//   (`sched_`), the data router (`data_`, which clients and peers send GetData/StartTask to and
+//   where pushes and replies leave), and the peer dealers (`peers_`, one per peer we fetch from).
+//   It alone calls WorkerState and touches the outbox (`out_`).
+// - Executor threads (executor.hpp) own no socket and never touch WorkerState: they run jobs,
+//   queue Completions under the Executor's mutex and wake the loop through `wakeup_` (an eventfd).
+// - The standby thread (loop_takeover.hpp) starts with the first task run on the loop thread. If
+//   such a task holds the loop for one to two kTakeoverPeriods, the standby thread wins the
+//   LoopOwner compare-exchange and from then on IS the loop thread: it owns all of the above
+//   (the old thread, when its task ends, hands the completion to the executor and leaves without
+//   touching anything). The atomic LoopTakeover::state_ decides who owns the loop; nothing else
+//   is shared between the two.
+// - Any thread or a signal handler may call Worker::stop(): `stop_requested_`/`stop_code_` are
+//   atomics and `wakeup_` wakes the loop. The ZAP authenticator has its own thread and socket.
+// - LoopTakeover::mutex_ guards only the standby thread's stop flag and the loop's end code when
+//   the loop ended on the standby thread; the Executor's mutex guards its queues.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <unordered_map>
+
+#include <zmq.hpp>
+
+#include "common/log.hpp"
+#include "transport/transport.hpp"
+#include "worker/executor.hpp"
+#include "worker/loop_takeover.hpp"
+#include "worker/worker.hpp"
+#include "worker/worker_state.hpp"
+
+namespace dtask::worker {
+
+using namespace protocol;
+
+namespace {
+// Upper bound of messages read from one socket per pass: keeps latency bounded under load.
+constexpr int kMaxDrain = 20000;
+}  // namespace
+
+struct Worker::Impl {
+  struct PeerConn {
+    std::string address;
+    std::unique_ptr<zmq::socket_t> socket;
+  };
+
+  WorkerOptions opt_;
+  std::shared_ptr<spdlog::logger> log_;
+  zmq::context_t ctx_{1};
+  std::unique_ptr<transport::ZapAuthenticator> zap_;
+  zmq::socket_t sched_{ctx_, zmq::socket_type::dealer};
+  zmq::socket_t data_{ctx_, zmq::socket_type::router};
+  std::unordered_map<std::uint32_t, PeerConn> peers_;
+  std::string address_;
+  transport::Wakeup wakeup_;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<int> stop_code_{0};
+  std::unique_ptr<Executor> exec_;
+  LoopTakeover takeover_;
+  std::unique_ptr<ExecutorOnLoop> port_;
+  std::unique_ptr<WorkerState> state_;
+  WorkerOutbox out_;  // filled and flushed by the loop's owner within a pass
+
+  explicit Impl(WorkerOptions o) : opt_(std::move(o)), log_(log::make("worker", opt_.where.empty() ? opt_.name : opt_.where)),
+                                   takeover_(log_) {
+    if (!opt_.plugin) throw std::runtime_error("worker started without a task plugin");
+    auto host = transport::resolve_bind_host(opt_.interface, opt_.host);
+    if (!host.ok()) throw std::runtime_error(host.error);
+    if (opt_.security.enabled) zap_ = std::make_unique<transport::ZapAuthenticator>(ctx_, opt_.security.client_public);
+    transport::configure_socket(data_);
+    // Clients reuse one routing id at every worker (results are pushed to it): a client that
+    // reconnects takes its id over instead of being refused while the old pipe lingers.
+    data_.set(zmq::sockopt::router_handover, 1);
+    // A send to a peer that is not connected fails instead of vanishing: a pushed result that
+    // could not be handed over must not let the scheduler think the client has it.
+    data_.set(zmq::sockopt::router_mandatory, 1);
+    transport::make_curve_server(data_, opt_.security);
+    try {
+      address_ = transport::bind_tcp(data_, host.address, 0);
+    } catch (const zmq::error_t& e) {
+      throw std::runtime_error("worker cannot bind its data server on " + host.address + ": " + e.what());
+    }
+    if (!opt_.local_directory.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(opt_.local_directory, ec);
+      if (ec) throw std::runtime_error("cannot create local directory " + opt_.local_directory + ": " + ec.message());
+    }
+    transport::configure_socket(sched_);
+    transport::make_curve_client(sched_, opt_.security);
+    sched_.connect(opt_.scheduler_address);
+  }
+
+  WorkerConfig config() const {
+    WorkerConfig c;
+    c.fast_paths = opt_.fast_paths;
+    c.fetch_timeout_ms = opt_.fetch_timeout_ms;
+    c.connect_timeout_ms = opt_.connect_timeout_ms;
+    c.scheduler_timeout_ms = opt_.scheduler_timeout_ms;
+    auto plugin = opt_.plugin;
+    c.find_task = [plugin](const std::string& name) { return plugin->find(name); };
+    std::string names;
+    for (const auto& n : plugin->task_names()) names += (names.empty() ? "" : ", ") + n;
+    c.tasks_provided = "plugin '" + plugin->name() + "' provides: " + names;
+    c.log = log_;
+    return c;
+  }
+
+  zmq::socket_t& peer_socket(WorkerId id, const std::string& address) {
+    auto& p = peers_[id.value];
+    if (!p.socket) {
+      p.address = address;
+      p.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+      transport::configure_socket(*p.socket);
+      transport::make_curve_client(*p.socket, opt_.security);
+      p.socket->connect(p.address);
+    }
+    return *p.socket;
+  }
+
+  // Sends what the pass decided: the data socket first (a refused push changes what the
+  // scheduler must hear), then peers and the executor, the scheduler's batch last.
+  void flush(std::uint64_t now) {
+    if (!out_.replies.empty()) {
+      auto replies = std::move(out_.replies);
+      out_.replies.clear();
+      for (auto& r : replies) {
+        if (!transport::send_batch(data_, &r.to, std::vector<PeerReply>{std::move(r.msg)}) &&
+            r.push.kind != PushRef::Kind::none) {
+          state_->push_refused(r.push, out_);
+        }
+      }
+    }
+    for (auto& p : out_.to_peers) {
+      transport::send_batch(peer_socket(p.peer, p.address), nullptr, std::vector<PeerRequest>{std::move(p.msg)});
+    }
+    out_.to_peers.clear();
+    for (auto id : out_.peers_left) peers_.erase(id.value);
+    out_.peers_left.clear();
+    for (auto& job : out_.to_executor) exec_->submit(std::move(job));
+    out_.to_executor.clear();
+    if (out_.trim_memory) {
+      ::malloc_trim(0);
+      out_.trim_memory = false;
+    }
+    state_->settle(now, out_);
+    if (!out_.to_scheduler.empty()) {
+      transport::send_batch(sched_, nullptr, out_.to_scheduler);
+      out_.to_scheduler.clear();
+    }
+  }
+
+  void take_completions() {
+    for (auto& c : exec_->take_completions()) state_->on_completion(std::move(c), out_);
+  }
+
+  int run() {
+    exec_ = std::make_unique<Executor>(opt_.nthreads, opt_.resources, opt_.name, [this] { wakeup_.notify(); });
+    port_ = std::make_unique<ExecutorOnLoop>(*exec_, takeover_, [this] { return run_loop().value_or(1); });
+    state_ = std::make_unique<WorkerState>(config(), *port_);
+    RegisterWorker reg;
+    reg.name = opt_.name;
+    reg.host = transport::hostname();
+    reg.address = address_;
+    reg.nthreads = static_cast<std::uint32_t>(opt_.nthreads);
+    reg.rank = opt_.rank;
+    reg.memory_limit = opt_.memory_limit;
+    reg.resources = opt_.resources;
+    reg.pid = ::getpid();
+    transport::send_batch(sched_, nullptr, std::vector<WorkerToScheduler>{reg});
+    state_->started(transport::now_ms());
+    std::optional<int> code = run_loop();
+    // The loop moved to the standby thread: it ends there.
+    if (auto moved = takeover_.finish(!code.has_value())) code = moved;
+    if (stop_requested_) code = stop_code_.load();
+    exec_->shutdown(std::chrono::milliseconds(2000));
+    if (state_->welcomed()) {
+      auto held = state_->take_held();
+      std::vector<WorkerToScheduler> last(std::make_move_iterator(held.begin()), std::make_move_iterator(held.end()));
+      last.push_back(WorkerGoodbye{code.value_or(1)});
+      transport::send_batch(sched_, nullptr, last);
+    }
+    return code.value_or(1);
+  }
+
+  // The event loop; nullopt when this thread lost it to the standby thread (see loop_takeover.hpp).
+  std::optional<int> run_loop() {
+    while (!stop_requested_) {
+      std::vector<zmq::pollitem_t> items = {{sched_.handle(), 0, ZMQ_POLLIN, 0},
+                                            {data_.handle(), 0, ZMQ_POLLIN, 0},
+                                            {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
+      std::vector<std::uint32_t> peer_ids;
+      for (auto& [id, p] : peers_) {
+        if (p.socket) {
+          items.push_back({p.socket->handle(), 0, ZMQ_POLLIN, 0});
+          peer_ids.push_back(id);
+        }
+      }
+      transport::poll(items.data(), items.size(), std::chrono::milliseconds(state_->poll_timeout_ms()));
+      const std::uint64_t now = transport::now_ms();
+      if (items[2].revents & ZMQ_POLLIN) wakeup_.drain();
+      take_completions();
+      if (items[0].revents & ZMQ_POLLIN) {
+        for (int i = 0; i < kMaxDrain; ++i) {
+          auto r = transport::try_recv(sched_, false);
+          if (!r) break;
+          auto d = transport::decode<SchedulerToWorker>(*r);
+          if (!d.ok()) {
+            log_->error("cannot understand the scheduler: {}", d.error);
+            if (d.peer_version != 0 && d.peer_version != kProtocolVersion) return 1;
+            continue;
+          }
+          for (auto& m : d.messages) {
+            try {
+              state_->handle(std::move(m), now, out_);
+            } catch (const std::exception& e) {
+              log_->error("dropped a scheduler message that could not be handled: {}", e.what());
+            }
+          }
+        }
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        for (int i = 0; i < kMaxDrain; ++i) {
+          auto r = transport::try_recv(data_, true);
+          if (!r) break;
+          auto d = transport::decode<PeerRequest>(*r);
+          if (!d.ok()) {
+            log_->warn("dropping a bad data request: {}", d.error);
+            continue;
+          }
+          for (auto& m : d.messages) {
+            try {
+              state_->handle_request(std::move(m), r->identity, out_);
+            } catch (const std::exception& e) {
+              log_->error("dropped a data request that could not be served: {}", e.what());
+            }
+          }
+        }
+      }
+      for (std::size_t i = 0; i < peer_ids.size(); ++i) {
+        if (!(items[3 + i].revents & ZMQ_POLLIN)) continue;
+        auto pit = peers_.find(peer_ids[i]);
+        if (pit == peers_.end() || !pit->second.socket) continue;
+        while (auto r = transport::try_recv(*pit->second.socket, false)) {
+          auto d = transport::decode<PeerReply>(*r);
+          if (!d.ok()) {
+            log_->warn("dropping a bad data reply: {}", d.error);
+            continue;
+          }
+          for (auto& m : d.messages) state_->handle_reply(std::move(m), out_);
+        }
+      }
+      if (!state_->start_ready(out_)) return std::nullopt;  // the standby thread owns the loop now
+      take_completions();
+      state_->tick(now, out_);
+      flush(now);
+      if (const auto& stop = state_->stop()) {
+        if (!stop->reason.empty()) log_->error("{} (scheduler {})", stop->reason, opt_.scheduler_address);
+        return stop->code;
+      }
+    }
+    return stop_code_.load();
+  }
+};
+
+Worker::Worker(WorkerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Worker::~Worker() = default;
+const std::string& Worker::address() const { return impl_->address_; }
+int Worker::run() { return impl_->run(); }
+void Worker::stop(int code) {
+  impl_->stop_code_ = code;
+  impl_->stop_requested_ = true;
+  impl_->wakeup_.notify();
+}
+
+}  // namespace dtask::worker

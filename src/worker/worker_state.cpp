@@ -1,0 +1,377 @@
+// The worker's brain: handlers, job making, completions and fetches, over WorkerOutbox.
+#include "worker/worker_state.hpp"
+
+#include <algorithm>
+
+namespace dtask::worker {
+
+using namespace protocol;
+
+WorkerState::WorkerState(WorkerConfig config, ExecutorPort& executor)
+    : config_(std::move(config)),
+      exec_(executor),
+      pushed_(config_.fast_paths.push_results),
+      held_(config_.fast_paths.hold_task_done),
+      early_(config_.fast_paths.early_start),
+      quick_(config_.fast_paths.run_on_loop) {}
+
+void WorkerState::started(std::uint64_t now) { started_ms_ = last_heard_ = last_beat_ = now; }
+
+// ---- input ----
+
+void WorkerState::handle(SchedulerToWorker msg, std::uint64_t now, WorkerOutbox& out) {
+  last_heard_ = now;
+  std::visit([&](auto& m) { on(m, out); }, msg);
+}
+
+void WorkerState::on(WorkerWelcome& m, WorkerOutbox&) {
+  welcomed_ = true;
+  me_ = m.worker;
+  heartbeat_ms_ = m.heartbeat_ms;
+  for (auto& p : m.peers) peers_[p.id.value] = p.address;
+}
+
+void WorkerState::on(Rejected& m, WorkerOutbox&) {
+  stop_ = Stop{1, "the scheduler refused this worker: " + m.reason};
+}
+
+void WorkerState::on(PeersChanged& m, WorkerOutbox& out) {
+  for (auto& p : m.joined) peers_[p.id.value] = p.address;
+  for (auto id : m.left) {
+    if (peers_.erase(id.value)) out.peers_left.push_back(id);
+  }
+}
+
+void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
+  const std::uint64_t id = m.task.value;
+  if (auto it = pending_.find(id); it != pending_.end()) {
+    // Released while it ran and given to us again (an input was lost and recomputed, see
+    // SchedulerState::remove_worker): the run going on serves.
+    it->second.released = false;
+    return;
+  }
+  if (m.early_nonce != 0 && adopt_early(m, out)) return;
+  Pending p;
+  p.msg = std::move(m);
+  for (const auto& dep : p.msg.deps) {
+    for (std::size_t i = 0; i < dep.holders.size() && i < dep.addresses.size(); ++i) {
+      auto& address = peers_[dep.holders[i].value];
+      if (address.empty()) address = dep.addresses[i];
+    }
+    if (store_.count(dep.task.value)) continue;
+    ++p.missing;
+    auto& f = fetches_[dep.task.value];
+    const bool in_flight = !f.waiting.empty();
+    f.waiting.push_back(p.msg.task);
+    if (!in_flight) {
+      f.holders.clear();
+      for (auto h : dep.holders) {
+        if (h != me_) f.holders.push_back(h);
+      }
+    }
+  }
+  auto& slot = pending_[id] = std::move(p);
+  if (slot.missing == 0) submit(slot, out);
+}
+
+void WorkerState::on(ReleaseTasks& m, WorkerOutbox& out) {
+  // Released after the client's receipt: the scheduler needs no TaskDone for these any more.
+  held_.release(m.tasks);
+  for (TaskId id : m.tasks) {
+    if (auto it = store_.find(id.value); it != store_.end()) {
+      freed_since_trim_ += it->second->nbytes();
+      store_.erase(it);
+    }
+    if (auto it = pending_.find(id.value); it != pending_.end()) {
+      // Not started: gone. Running: its result is dropped when it completes.
+      if (!it->second.submitted || exec_.withdraw(id)) pending_.erase(it);
+      else it->second.released = true;
+    }
+  }
+  if (freed_since_trim_ >= kTrimThreshold) {
+    out.trim_memory = true;
+    freed_since_trim_ = 0;
+  }
+}
+
+void WorkerState::on(StealRequest& m, WorkerOutbox& out) {
+  auto it = pending_.find(m.task.value);
+  bool stolen = false;
+  if (it != pending_.end() && (!it->second.submitted || exec_.withdraw(m.task))) {
+    pending_.erase(it);
+    stolen = true;
+  }
+  out.to_scheduler.push_back(StealReply{m.task, stolen});
+}
+
+void WorkerState::on(Heartbeat&, WorkerOutbox&) {}
+
+void WorkerState::on(WorkerShutdown& m, WorkerOutbox&) { stop_ = Stop{m.code, {}}; }
+
+void WorkerState::handle_request(PeerRequest msg, const std::string& from, WorkerOutbox& out) {
+  if (auto* start = std::get_if<StartTask>(&msg)) {
+    if (!early_.enabled()) {
+      out.reply(from, NotStarted{start->key});
+      return;
+    }
+    start_requests_.emplace_back(std::move(*start), from);  // decided at start_ready
+    return;
+  }
+  auto& get = std::get<GetData>(msg);
+  DataReply reply;
+  reply.request_id = get.request_id;
+  for (TaskId id : get.tasks) {
+    DataItem item;
+    item.task = id;
+    if (auto it = store_.find(id.value); it != store_.end()) {
+      item.found = true;
+      item.data = *it->second;  // copies the small header; bulk frames are shared
+    }
+    reply.items.push_back(std::move(item));
+  }
+  out.reply(from, std::move(reply));
+}
+
+void WorkerState::handle_reply(PeerReply msg, WorkerOutbox& out) {
+  if (auto* reply = std::get_if<DataReply>(&msg)) on_data(*reply, out);
+}
+
+void WorkerState::push_refused(PushRef push, WorkerOutbox& out) {
+  if (push.kind == PushRef::Kind::task) {
+    // No client has it after all: the scheduler must hear from us.
+    if (auto done = held_.refused(TaskId{push.id})) out.to_scheduler.push_back(std::move(*done));
+  } else if (push.kind == PushRef::Kind::early) {
+    early_.push_refused(push.id);
+  }
+}
+
+// ---- jobs ----
+
+namespace {
+// Argument `i` of `job` is this value, kept alive by the job for its run.
+void hold_value(Job& job, std::size_t i, Payload&& value) {
+  auto held = std::make_shared<const Payload>(std::move(value));
+  job.args[i].value = held.get();
+  job.keep.push_back(std::move(held));
+}
+}  // namespace
+
+void WorkerState::submit(Pending& p, WorkerOutbox& out) {
+  const dtask_task_v1* entry = config_.find_task ? config_.find_task(p.msg.func) : nullptr;
+  if (!entry) {
+    out.to_scheduler.push_back(TaskFailed{p.msg.task, "unknown task name '" + p.msg.func + "': " + config_.tasks_provided});
+    pending_.erase(p.msg.task.value);
+    return;
+  }
+  Job job;
+  job.id = p.msg.task;
+  job.priority = p.msg.priority;
+  job.entry = entry;
+  job.resources = p.msg.resources;
+  job.args.resize(p.msg.args.size());
+  // Keep every input alive for the run: the store may drop its copy meanwhile.
+  for (std::size_t i = 0; i < p.msg.args.size(); ++i) {
+    auto& a = p.msg.args[i];
+    auto& ca = job.args[i];
+    if (a.kind == TaskArg::value) {
+      hold_value(job, i, std::move(a.data));
+      continue;
+    }
+    ca.is_list = a.kind == TaskArg::dep_list;
+    for (TaskId ref : a.refs) {
+      auto it = store_.find(ref.value);
+      if (it == store_.end()) {
+        out.to_scheduler.push_back(FetchFailed{p.msg.task, ref});
+        pending_.erase(p.msg.task.value);
+        return;
+      }
+      if (ca.is_list) ca.list.push_back(it->second.get());
+      else ca.value = it->second.get();
+      job.keep.push_back(it->second);
+    }
+  }
+  ready_jobs_.push_back(std::move(job));
+}
+
+bool WorkerState::start_ready(WorkerOutbox& out) {
+  if (!start_requests_.empty()) {
+    auto requests = std::move(start_requests_);
+    start_requests_.clear();
+    for (auto& [m, from] : requests) {
+      if (!start_early(m, from, out)) return false;  // the rest are dropped: their ComputeTasks run them
+    }
+  }
+  // A job whose task was released or stolen in this same pass (its Pending is gone, having not
+  // been submitted yet) is dropped here; a Pending is submitted once.
+  std::erase_if(ready_jobs_, [&](const Job& job) {
+    auto it = pending_.find(job.id.value);
+    if (it == pending_.end() || it->second.submitted) return true;
+    it->second.submitted = true;
+    return false;
+  });
+  if (ready_jobs_.empty()) return true;
+  // Exactly one job, nothing else here, a function that has always been quick: run it on this
+  // thread (quick_runs.hpp).
+  if (ready_jobs_.size() == 1 && ready_jobs_.front().resources.empty() && quick_.may_run_here(ready_jobs_.front().entry) &&
+      out.to_executor.empty() && exec_.can_run_here() && exec_.idle()) {
+    Job job = std::move(ready_jobs_.front());
+    ready_jobs_.clear();
+    auto c = run_on_loop(std::move(job));
+    if (!c) return false;
+    on_completion(std::move(*c), out);
+    return true;
+  }
+  for (auto& job : ready_jobs_) out.to_executor.push_back(std::move(job));
+  ready_jobs_.clear();
+  return true;
+}
+
+void WorkerState::on_completion(Completion c, WorkerOutbox& out) {
+  quick_.note_run(c.entry, c.run_ns);
+  auto it = pending_.find(c.id.value);
+  if (it == pending_.end()) return;  // stolen while it ran, or an early start's lost run
+  if (it->second.released) {
+    pending_.erase(it);
+    return;
+  }
+  const ComputeTask& msg = it->second.msg;
+  if (c.ok) {
+    const auto nbytes = c.result.nbytes();
+    TaskDone done{c.id, nbytes, false, {}};
+    std::uint32_t pushes = 0;
+    if (nbytes <= kInlineResultBytes) {
+      done.has_data = true;
+      done.data = c.result;
+      pushes = pushed_.push(c.id, msg.key, c.result, msg.push_to, me_, out);
+    }
+    store_result(std::move(done), std::make_shared<const Payload>(std::move(c.result)), pushes, msg.dependents_waiting,
+                 out);
+  } else {
+    out.to_scheduler.push_back(TaskFailed{c.id, std::move(c.error)});
+  }
+  pending_.erase(it);
+}
+
+void WorkerState::store_result(TaskDone done, std::shared_ptr<const Payload> result, std::uint32_t pushes,
+                               bool dependents_waiting, WorkerOutbox& out) {
+  store_[done.task.value] = std::move(result);
+  if (pushes > 0 && !dependents_waiting && held_.enabled()) {
+    held_.hold(std::move(done), pushes);
+  } else {
+    out.to_scheduler.push_back(std::move(done));
+  }
+}
+
+// ---- time ----
+
+void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
+  if (!fetches_.empty()) start_fetches(now, out);
+  if (!requests_.empty()) expire_requests(now, out);
+  if (now >= last_beat_ + heartbeat_ms_) {
+    out.to_scheduler.push_back(Heartbeat{now});
+    last_beat_ = now;
+  }
+  if (stop_) return;
+  if (!welcomed_ && now > started_ms_ + config_.connect_timeout_ms) {
+    stop_ = Stop{1, "no answer from the scheduler within " + std::to_string(config_.connect_timeout_ms / 1000) + " s"};
+  } else if (welcomed_ && now > last_heard_ + config_.scheduler_timeout_ms) {
+    stop_ = Stop{1, "lost the scheduler (silent for " + std::to_string(config_.scheduler_timeout_ms / 1000) + " s)"};
+  }
+}
+
+void WorkerState::settle(std::uint64_t now, WorkerOutbox& out) {
+  auto due = held_.take_due(now, !out.to_scheduler.empty() || !replicas_.empty());
+  if (!due.empty()) {
+    out.to_scheduler.insert(out.to_scheduler.begin(), std::make_move_iterator(due.begin()),
+                            std::make_move_iterator(due.end()));
+  }
+  if (!replicas_.empty()) {
+    out.to_scheduler.push_back(ReplicasAdded{std::move(replicas_)});
+    replicas_.clear();
+  }
+}
+
+std::uint64_t WorkerState::poll_timeout_ms() const {
+  return held_.empty() ? heartbeat_ms_ / 2 + 1 : kPushedDoneDelayMs;
+}
+
+// ---- fetching inputs from peers ----
+
+void WorkerState::start_fetches(std::uint64_t now, WorkerOutbox& out) {
+  std::unordered_map<std::uint32_t, std::vector<TaskId>> by_peer;
+  std::vector<std::uint64_t> hopeless;
+  for (auto& [dep, f] : fetches_) {
+    if (f.in_flight) continue;
+    while (!f.holders.empty() && !peers_.count(f.holders.front().value)) f.holders.erase(f.holders.begin());
+    if (f.holders.empty()) {
+      hopeless.push_back(dep);
+      continue;
+    }
+    f.in_flight = true;
+    by_peer[f.holders.front().value].push_back(TaskId{dep});
+  }
+  for (auto dep : hopeless) fetch_failed_everywhere(dep, out);
+  for (auto& [peer, deps] : by_peer) {
+    const std::uint64_t rid = next_request_++;
+    out.to_peers.push_back(WorkerOutbox::PeerRequest{WorkerId{peer}, peers_[peer], GetData{rid, deps}});
+    requests_[rid] = Request{WorkerId{peer}, std::move(deps), now};
+  }
+}
+
+void WorkerState::fetch_failed_everywhere(std::uint64_t dep, WorkerOutbox& out) {
+  auto it = fetches_.find(dep);
+  if (it == fetches_.end()) return;
+  for (TaskId t : it->second.waiting) {
+    if (pending_.erase(t.value)) out.to_scheduler.push_back(FetchFailed{t, TaskId{dep}});
+  }
+  fetches_.erase(it);
+}
+
+void WorkerState::holder_failed(TaskId dep, WorkerId peer, WorkerOutbox& out) {
+  auto fit = fetches_.find(dep.value);
+  if (fit == fetches_.end()) return;
+  fit->second.in_flight = false;  // the next pass asks the next holder
+  std::erase(fit->second.holders, peer);
+  if (fit->second.holders.empty()) fetch_failed_everywhere(dep.value, out);
+}
+
+void WorkerState::on_data(DataReply& reply, WorkerOutbox& out) {
+  auto rit = requests_.find(reply.request_id);
+  if (rit == requests_.end()) return;
+  const WorkerId peer = rit->second.peer;
+  requests_.erase(rit);
+  for (auto& item : reply.items) {
+    auto fit = fetches_.find(item.task.value);
+    if (fit == fetches_.end()) continue;
+    if (!item.found) {
+      holder_failed(item.task, peer, out);
+      continue;
+    }
+    store_[item.task.value] = std::make_shared<const Payload>(std::move(item.data));
+    replicas_.push_back(item.task);
+    auto waiting = std::move(fit->second.waiting);
+    fetches_.erase(fit);
+    for (TaskId t : waiting) {
+      auto pit = pending_.find(t.value);
+      if (pit == pending_.end()) continue;
+      if (pit->second.missing > 0 && --pit->second.missing == 0) submit(pit->second, out);
+    }
+  }
+}
+
+void WorkerState::expire_requests(std::uint64_t now, WorkerOutbox& out) {
+  std::vector<std::uint64_t> expired;
+  for (auto& [rid, r] : requests_) {
+    if (now > r.sent_ms + config_.fetch_timeout_ms) expired.push_back(rid);
+  }
+  for (auto rid : expired) {
+    Request r = std::move(requests_[rid]);
+    requests_.erase(rid);
+    if (config_.log) {
+      config_.log->warn("peer {} did not answer a data request in {} ms", r.peer.value, config_.fetch_timeout_ms);
+    }
+    for (TaskId d : r.deps) holder_failed(d, r.peer, out);
+  }
+}
+
+}  // namespace dtask::worker

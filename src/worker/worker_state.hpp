@@ -1,0 +1,189 @@
+// The worker's brain: tasks, result store, ready jobs and fetches, as pure code over an outbox.
+//
+// WorkerState is driven by messages and time (`now` is passed in) and writes everything it wants
+// done to a WorkerOutbox; the loop (worker_server.cpp) owns the sockets, decodes, calls it and
+// flushes the outbox. What it must ask the executor synchronously (idle? can a queued job still
+// be withdrawn? run this job on the loop thread) goes through ExecutorPort. The fast paths live
+// in their own units beside it: pushed_results, held_done, early_start, quick_runs (and the
+// loop's takeover, loop_takeover, which is the loop's business). Only the thread that owns the
+// loop (loop_takeover.hpp: LoopOwner) calls it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include <dtask/types.hpp>
+
+#include "protocol/messages.hpp"
+#include "worker/early_start.hpp"
+#include "worker/executor.hpp"
+#include "worker/held_done.hpp"
+#include "worker/pushed_results.hpp"
+#include "worker/quick_runs.hpp"
+#include "worker/worker_outbox.hpp"
+
+namespace dtask::worker {
+
+using protocol::TaskId;
+using protocol::WorkerId;
+
+// Freed results above this many bytes in all are handed back to the OS at once (no nanny).
+inline constexpr std::uint64_t kTrimThreshold = 1 << 20;
+
+// What the core asks the executor, synchronously. The loop answers from the real Executor and the
+// loop's takeover (loop_takeover.hpp); unit tests from a fake.
+class ExecutorPort {
+ public:
+  virtual ~ExecutorPort() = default;
+  // Nothing queued and nothing running.
+  virtual bool idle() const = 0;
+  // Removes a job that has not started; false if it is running or gone.
+  virtual bool withdraw(TaskId id) = 0;
+  // The loop thread may still run a task (the standby thread has not taken the loop over).
+  virtual bool can_run_here() const = 0;
+  // Runs `job` on the calling thread, the loop's. nullopt if the standby thread took the loop over
+  // meanwhile: the caller then returns at once and touches nothing (the completion reaches the
+  // loop's new thread through the executor, like any other).
+  virtual std::optional<Completion> run_here(Job job) = 0;
+};
+
+struct WorkerConfig {
+  FastPaths fast_paths = FastPaths::all();
+  std::uint64_t fetch_timeout_ms = 10000;
+  std::uint64_t connect_timeout_ms = 30000;
+  std::uint64_t scheduler_timeout_ms = 15000;
+  // The task functions this worker can run (the plugin's); null for an unknown name.
+  std::function<const dtask_task_v1*(const std::string&)> find_task;
+  std::string tasks_provided;  // for the error of an unknown name: "plugin 'p' provides: a, b"
+  std::shared_ptr<spdlog::logger> log;  // null: quiet (unit tests)
+};
+
+class WorkerState {
+ public:
+  WorkerState(WorkerConfig config, ExecutorPort& executor);
+
+  // The registration went out at `now` (the connect timeout counts from here).
+  void started(std::uint64_t now);
+
+  // ---- input: one call per decoded message ----
+  void handle(protocol::SchedulerToWorker msg, std::uint64_t now, WorkerOutbox& out);
+  // On the data socket, from a client or a peer (`from`: its routing identity).
+  void handle_request(protocol::PeerRequest msg, const std::string& from, WorkerOutbox& out);
+  // On a peer connection: the answer to our GetData.
+  void handle_reply(protocol::PeerReply msg, WorkerOutbox& out);
+  // A task finished on an executor thread.
+  void on_completion(Completion c, WorkerOutbox& out);
+  // The data socket refused a push this core asked for (WorkerOutbox::Reply::push).
+  void push_refused(PushRef push, WorkerOutbox& out);
+
+  // ---- each pass, in this order ----
+  // Starts what became ready: early starts, then the ready jobs (to the executor, or one quick
+  // job on the loop thread). False if this thread no longer runs the loop: return at once.
+  bool start_ready(WorkerOutbox& out);
+  // Time: fetches to start, data requests that timed out, heartbeat, the scheduler's liveness.
+  void tick(std::uint64_t now, WorkerOutbox& out);
+  // Last, after the data socket's sends (so refused pushes are known): the held TaskDones that
+  // are due and the replicas join this pass's batch for the scheduler.
+  void settle(std::uint64_t now, WorkerOutbox& out);
+
+  // ---- queries ----
+  // How long the loop may sleep: held TaskDones must leave on time even when nothing happens.
+  std::uint64_t poll_timeout_ms() const;
+  struct Stop {
+    int code = 0;
+    std::string reason;  // empty: asked to (WorkerShutdown); else what went wrong, to log
+  };
+  const std::optional<Stop>& stop() const { return stop_; }
+  bool welcomed() const { return welcomed_; }
+  WorkerId id() const { return me_; }
+  // At the goodbye: TaskDones still held back.
+  std::vector<protocol::TaskDone> take_held() { return held_.take_all(); }
+  bool has_result(TaskId id) const { return store_.count(id.value) != 0; }
+  bool is_pending(TaskId id) const { return pending_.count(id.value) != 0; }
+  std::size_t n_results() const { return store_.size(); }
+  std::size_t n_pending() const { return pending_.size(); }
+  const QuickRuns& quick_runs() const { return quick_; }
+  const HeldDone& held_done() const { return held_; }
+
+ private:
+  // A task the scheduler gave us, until it finishes here.
+  struct Pending {
+    protocol::ComputeTask msg;
+    std::size_t missing = 0;  // inputs still being fetched
+    bool submitted = false;   // handed to the executor (or run on the loop), see start_ready
+    bool released = false;    // released while it runs: its result is dropped when it completes
+  };
+  struct Fetch {
+    std::vector<WorkerId> holders;  // still to try
+    std::vector<TaskId> waiting;    // tasks that need it
+    bool in_flight = false;         // a request for it is out
+  };
+  struct Request {
+    WorkerId peer;
+    std::vector<TaskId> deps;
+    std::uint64_t sent_ms = 0;
+  };
+
+  // scheduler messages: one handler each
+  void on(protocol::WorkerWelcome& m, WorkerOutbox& out);
+  void on(protocol::Rejected& m, WorkerOutbox& out);
+  void on(protocol::PeersChanged& m, WorkerOutbox& out);
+  void on(protocol::ComputeTask& m, WorkerOutbox& out);
+  void on(protocol::ReleaseTasks& m, WorkerOutbox& out);
+  void on(protocol::StealRequest& m, WorkerOutbox& out);
+  void on(protocol::Heartbeat& m, WorkerOutbox& out);
+  void on(protocol::WorkerShutdown& m, WorkerOutbox& out);
+
+  // Makes the job of a task whose inputs are all here (ready_jobs_), or reports why it cannot run.
+  void submit(Pending& p, WorkerOutbox& out);
+  // Keeps a finished task's result and reports it: at once, or held back (held_done.hpp).
+  void store_result(protocol::TaskDone done, std::shared_ptr<const Payload> result, std::uint32_t pushes,
+                    bool dependents_waiting, WorkerOutbox& out);
+  // Runs a job on the loop thread and notes an overrun (quick_runs.cpp); nullopt: the loop is lost.
+  std::optional<Completion> run_on_loop(Job job);
+  // Early start (early_start.cpp). start_early: false if the loop was lost. adopt_early: true if
+  // the ComputeTask is done with the result of its early start.
+  bool start_early(protocol::StartTask& m, const std::string& from, WorkerOutbox& out);
+  bool adopt_early(protocol::ComputeTask& m, WorkerOutbox& out);
+
+  // fetching inputs from peers
+  void start_fetches(std::uint64_t now, WorkerOutbox& out);
+  void on_data(protocol::DataReply& reply, WorkerOutbox& out);
+  void expire_requests(std::uint64_t now, WorkerOutbox& out);
+  // `dep`'s holder `peer` did not deliver: the next holder, or FetchFailed for who waits.
+  void holder_failed(TaskId dep, WorkerId peer, WorkerOutbox& out);
+  void fetch_failed_everywhere(std::uint64_t dep, WorkerOutbox& out);
+
+  WorkerConfig config_;
+  ExecutorPort& exec_;
+  PushedResults pushed_;
+  HeldDone held_;
+  EarlyStarts early_;
+  QuickRuns quick_;
+
+  WorkerId me_{};
+  bool welcomed_ = false;
+  std::uint32_t heartbeat_ms_ = 500;
+  std::optional<Stop> stop_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<const Payload>> store_;  // results held here
+  std::unordered_map<std::uint64_t, Pending> pending_;
+  std::unordered_map<std::uint64_t, Fetch> fetches_;   // dep -> who waits for it
+  std::unordered_map<std::uint32_t, std::string> peers_;  // peer -> its data address
+  std::unordered_map<std::uint64_t, Request> requests_;   // GetData out, by request id
+  std::uint64_t next_request_ = 1;
+  std::vector<Job> ready_jobs_;  // made ready in this pass; start_ready() hands them over
+  std::vector<std::pair<protocol::StartTask, std::string>> start_requests_;  // this pass's, and who sent them
+  std::vector<TaskId> replicas_;  // fetched results, to announce (ReplicasAdded)
+  std::uint64_t freed_since_trim_ = 0;
+  std::uint64_t started_ms_ = 0, last_heard_ = 0, last_beat_ = 0;
+};
+
+}  // namespace dtask::worker
