@@ -18,8 +18,9 @@ struct EarlyStartContext {
 // Only a task that will push its result (so the one waiting hears it from that worker), with
 // no placement wishes (workers, resources: the scheduler's business), whose arguments are all
 // values (inputs live where the scheduler knows), and one at a time (several would all land on
-// that one worker instead of being spread by the scheduler). Off with FastPaths::early_start or
-// FastPaths::push_results. Unit-tested in tests/unit/test_client_rules.cpp.
+// that one worker instead of being spread by the scheduler). Off with FastPaths::early_start,
+// FastPaths::push_results or FastPaths::run_on_loop (a worker runs a StartTask on
+// its loop thread). Unit-tested in tests/unit/test_client_rules.cpp.
 bool may_start_early(const FastPaths& fast, const protocol::TaskSpec& spec, const EarlyStartContext& ctx);
 
 }  // namespace dtask::detail

@@ -127,28 +127,8 @@ int run(bool processes) {
 }
 int main() { return run(false) + run(true); }
 CPP
-cat >embedded.cpp <<'CPP'
-// A user's MPI program with the runner embedded (dtask::mpi::run), tasks linked in.
-#include <cstdio>
-#include <string>
-#include <dtask/dtask.hpp>
-#include <dtask/mpi.hpp>
-int square(int x) { return x * x; }
-DTASK_TASKS(square);
-int main(int argc, char** argv) {
-  dtask::mpi::RunOptions options;
-  options.wait_timeout = std::chrono::seconds(30);
-  int want = argc > 1 ? std::stoi(argv[1]) : 0;
-  return dtask::mpi::run(argc, argv, options, [want](dtask::Client& client) {
-    std::vector<int> xs;
-    for (int i = 0; i < 100; ++i) xs.push_back(i);
-    long total = 0;
-    for (int v : client.gather(client.map(square, xs))) total += v;
-    std::printf("embedded: sum of squares = %ld\n", total);
-    return total == 328350 ? want : 1;
-  });
-}
-CPP
+# The embedded runner: the mpirun suite's own program, built here as a user would.
+cp "$root/tests/mpi/embedded_job.cpp" embedded.cpp
 cat >join.cpp <<'CPP'
 // A user's client joining a running scheduler through its scheduler file, then ending the cluster.
 #include <cstdio>

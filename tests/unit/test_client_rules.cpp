@@ -200,5 +200,8 @@ TEST_CASE("ClientRules.EarlyStart.TheSwitchesTurnItOff") {
   f = FastPaths::all();
   f.push_results = false;
   CHECK_FALSE(detail::may_start_early(f, early_candidate(), ready()));
+  f = FastPaths::all();
+  f.run_on_loop = false;  // the worker would decline every StartTask
+  CHECK_FALSE(detail::may_start_early(f, early_candidate(), ready()));
   CHECK_FALSE(detail::may_start_early(FastPaths::none(), early_candidate(), ready()));
 }
