@@ -7,6 +7,7 @@
 #include <random>
 
 #include "client/connection.hpp"
+#include "common/drop_log.hpp"
 
 namespace dtask::detail {
 
@@ -348,6 +349,7 @@ void ClientCore::on_data(DataReply& reply) {
 
 void ClientCore::io_loop() {
   std::uint64_t last_heard = transport::now_ms(), last_beat = 0;
+  log::DropLimiter bad_input;  // bad messages: logged once per peer, then rate-limited
   const int sched_fd = [&] {
     std::lock_guard sock(sock_mutex_);
     return static_cast<int>(sched_.get(zmq::sockopt::fd));
@@ -405,7 +407,7 @@ void ClientCore::io_loop() {
           std::lock_guard lock(mutex_);
           connection_error_ = d.error;
         } else {
-          log_->warn("dropping a bad message from the scheduler: {}", d.error);
+          log::warn_limited(*log_, bad_input, "scheduler", now, "dropping a bad message from the scheduler: " + d.error);
         }
         changed = true;
         continue;
@@ -417,7 +419,11 @@ void ClientCore::io_loop() {
       if (!(items[3 + i].revents & ZMQ_POLLIN)) continue;
       while (auto r = transport::try_recv(*data_socks[i].first, false)) {
         auto d = transport::decode<PeerReply>(*r);
-        if (!d.ok()) continue;
+        if (!d.ok()) {
+          log::warn_limited(*log_, bad_input, *data_socks[i].second, now,
+                            "dropping a bad message from worker " + *data_socks[i].second + ": " + d.error);
+          continue;
+        }
         for (auto& m : d.messages) {
           if (auto* reply = std::get_if<DataReply>(&m)) on_data(*reply);
           else if (auto* pushed = std::get_if<ResultPushed>(&m)) on_pushed(*pushed, *data_socks[i].second);

@@ -138,41 +138,41 @@ class Reader {
     else fail("expected binary data");
     return take(n);
   }
+  // The element count, checked against the bytes left (each element takes at least one), so a
+  // header claiming 2^32 elements fails here instead of sizing anything.
   std::size_t array() {
     auto b = next();
+    std::size_t n;
     if ((b & 0xf0) == 0x90) return b & 0x0f;
-    if (b == 0xdc) return be<std::uint16_t>();
-    if (b == 0xdd) return be<std::uint32_t>();
-    fail("expected an array");
+    if (b == 0xdc) n = be<std::uint16_t>();
+    else if (b == 0xdd) n = be<std::uint32_t>();
+    else fail("expected an array");
+    if (n > left()) fail("count larger than the message");
+    return n;
   }
-  // Skips one complete value of any type.
+  // Deepest nesting skip() accepts: far beyond any message dtask sends (an extra field from a newer
+  // revision, an InfoReply's JSON), and shallow enough that nlohmann's recursive from_msgpack may
+  // safely parse what skip() accepted (wire.hpp does that only after skip()).
+  static constexpr int kMaxDepth = 64;
+
+  // Skips one complete value of any type. Iterative (a count of values still to skip per level),
+  // so hostile nesting (1,000,000 x 0x91) is an error, not a stack overflow; every count is
+  // checked against the bytes left, so a huge claimed count fails at once.
   void skip() {
-    auto b = next();
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return;
-    if ((b & 0xf0) == 0x80) return skip_n(2 * (b & 0x0f));
-    if ((b & 0xf0) == 0x90) return skip_n(b & 0x0f);
-    if ((b & 0xe0) == 0xa0) return advance(b & 0x1f);
-    switch (b) {
-      case 0xcc: case 0xd0: return advance(1);
-      case 0xcd: case 0xd1: return advance(2);
-      case 0xce: case 0xd2: case 0xca: return advance(4);
-      case 0xcf: case 0xd3: case 0xcb: return advance(8);
-      case 0xd9: case 0xc4: return advance(be<std::uint8_t>());
-      case 0xda: case 0xc5: return advance(be<std::uint16_t>());
-      case 0xdb: case 0xc6: return advance(be<std::uint32_t>());
-      case 0xdc: return skip_n(be<std::uint16_t>());
-      case 0xdd: return skip_n(be<std::uint32_t>());
-      case 0xde: return skip_n(2 * static_cast<std::size_t>(be<std::uint16_t>()));
-      case 0xdf: return skip_n(2 * static_cast<std::size_t>(be<std::uint32_t>()));
-      case 0xd4: return advance(2);
-      case 0xd5: return advance(3);
-      case 0xd6: return advance(5);
-      case 0xd7: return advance(9);
-      case 0xd8: return advance(17);
-      case 0xc7: return advance(1 + static_cast<std::size_t>(be<std::uint8_t>()));
-      case 0xc8: return advance(1 + static_cast<std::size_t>(be<std::uint16_t>()));
-      case 0xc9: return advance(1 + static_cast<std::size_t>(be<std::uint32_t>()));
-      default: fail("unknown MessagePack type");
+    std::uint64_t todo[kMaxDepth + 1];
+    int depth = 0;
+    todo[0] = 1;
+    for (;;) {
+      while (todo[depth] == 0) {
+        if (depth == 0) return;
+        --depth;
+      }
+      --todo[depth];
+      std::uint64_t children = skip_head();
+      if (children == 0) continue;
+      if (children > left()) fail("count larger than the message");
+      if (depth == kMaxDepth) fail("nested too deeply");
+      todo[++depth] = children;
     }
   }
 
@@ -212,8 +212,37 @@ class Reader {
     if (static_cast<std::size_t>(end_ - p_) < n) fail("truncated");
     p_ += n;
   }
-  void skip_n(std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) skip();
+  std::size_t left() const { return static_cast<std::size_t>(end_ - p_); }
+  // Reads one value's head and skips a scalar's body; returns how many values a container holds
+  // (a map's keys and values both), 0 for a scalar.
+  std::uint64_t skip_head() {
+    auto b = next();
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return 0;
+    if ((b & 0xf0) == 0x80) return 2 * static_cast<std::uint64_t>(b & 0x0f);
+    if ((b & 0xf0) == 0x90) return b & 0x0f;
+    if ((b & 0xe0) == 0xa0) return advance(b & 0x1f), 0;
+    switch (b) {
+      case 0xcc: case 0xd0: advance(1); return 0;
+      case 0xcd: case 0xd1: advance(2); return 0;
+      case 0xce: case 0xd2: case 0xca: advance(4); return 0;
+      case 0xcf: case 0xd3: case 0xcb: advance(8); return 0;
+      case 0xd9: case 0xc4: advance(be<std::uint8_t>()); return 0;
+      case 0xda: case 0xc5: advance(be<std::uint16_t>()); return 0;
+      case 0xdb: case 0xc6: advance(be<std::uint32_t>()); return 0;
+      case 0xdc: return be<std::uint16_t>();
+      case 0xdd: return be<std::uint32_t>();
+      case 0xde: return 2 * static_cast<std::uint64_t>(be<std::uint16_t>());
+      case 0xdf: return 2 * static_cast<std::uint64_t>(be<std::uint32_t>());
+      case 0xd4: advance(2); return 0;
+      case 0xd5: advance(3); return 0;
+      case 0xd6: advance(5); return 0;
+      case 0xd7: advance(9); return 0;
+      case 0xd8: advance(17); return 0;
+      case 0xc7: advance(1 + static_cast<std::size_t>(be<std::uint8_t>())); return 0;
+      case 0xc8: advance(1 + static_cast<std::size_t>(be<std::uint16_t>())); return 0;
+      case 0xc9: advance(1 + static_cast<std::size_t>(be<std::uint32_t>())); return 0;
+      default: fail("unknown MessagePack type");
+    }
   }
   std::string take(std::size_t n) {
     if (static_cast<std::size_t>(end_ - p_) < n) fail("truncated");

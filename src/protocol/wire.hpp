@@ -55,6 +55,10 @@ template <class... T>
 struct is_variant<std::variant<T...>> : std::true_type {};
 template <class>
 inline constexpr bool dependent_false = false;
+// A vector is sized up front for at most this many elements: a count is checked only against the
+// bytes left (one byte each at least), and an element in memory may be far bigger than one byte,
+// so a claimed count must not choose the allocation. Longer vectors grow as they are read.
+inline constexpr std::size_t kMaxReserve = 1024;
 
 // Messages are MessagePack arrays of their DTASK_FIELDS, in order. A Payload is
 // [header bytes, first bulk frame index, bulk frame count]; its frames go to `bulk`.
@@ -133,13 +137,15 @@ void unpack(msgpack::Reader& r, const std::vector<Buffer>& bulk, T& v) {
     v.frames.assign(bulk.begin() + static_cast<std::ptrdiff_t>(first),
                     bulk.begin() + static_cast<std::ptrdiff_t>(first + count));
   } else if constexpr (std::is_same_v<T, nlohmann::json>) {
+    // nlohmann's parser recurses per nesting level: it sees only what skip() accepted, which
+    // bounds the depth (msgpack::Reader::kMaxDepth) and checks every length first.
     const std::uint8_t* start = r.pos();
     r.skip();
     v = nlohmann::json::from_msgpack(start, r.pos());
   } else if constexpr (is_vector<T>::value) {
-    auto n = r.array();
+    auto n = r.array();  // at most the bytes left
     v.clear();
-    v.reserve(std::min<std::size_t>(n, 1 << 20));
+    v.reserve(std::min<std::size_t>(n, kMaxReserve));
     for (std::size_t i = 0; i < n; ++i) {
       v.emplace_back();
       unpack(r, bulk, v.back());
@@ -210,7 +216,7 @@ Decoded<V> decode_batch(const void* head, std::size_t len, const std::vector<Buf
       throw std::runtime_error("message for another role (direction '" + dir + "')");
     }
     auto n = r.array();
-    d.messages.reserve(std::min<std::size_t>(n, 1 << 20));
+    d.messages.reserve(std::min<std::size_t>(n, detail::kMaxReserve));
     for (std::size_t i = 0; i < n; ++i) {
       d.messages.emplace_back();
       detail::unpack(r, bulk, d.messages.back());

@@ -10,6 +10,7 @@
 
 #include <zmq.hpp>
 
+#include "common/drop_log.hpp"
 #include "common/log.hpp"
 #include "common/scheduler_file.hpp"
 #include "transport/transport.hpp"
@@ -33,6 +34,8 @@ struct SchedulerServer::Impl {
   std::string address;
   SchedulerState state;
   std::shared_ptr<spdlog::logger> log;
+  // Bad messages are logged once per peer, then rate-limited (loop thread only).
+  log::DropLimiter bad_input;
   transport::Wakeup wakeup;
   std::atomic<int> stop_code{0};
   std::atomic<bool> stop_requested{false};
@@ -69,7 +72,7 @@ struct SchedulerServer::Impl {
     if (const auto* w = state.worker_by_identity(r.identity)) {
       auto d = transport::decode<WorkerToScheduler>(r);
       if (!d.ok()) {
-        log->warn("dropping a bad message from worker {}: {}", w->info.name, d.error);
+        log::warn_limited(*log, bad_input, r.identity, now, "dropping a bad message from worker " + w->info.name + ": " + d.error);
         return;
       }
       WorkerId id = w->id;
@@ -79,7 +82,7 @@ struct SchedulerServer::Impl {
     if (const auto* c = state.client_by_identity(r.identity)) {
       auto d = transport::decode<ClientToScheduler>(r);
       if (!d.ok()) {
-        log->warn("dropping a bad message from client {}: {}", c->name, d.error);
+        log::warn_limited(*log, bad_input, r.identity, now, "dropping a bad message from client " + c->name + ": " + d.error);
         return;
       }
       ClientId id = c->id;
@@ -113,7 +116,7 @@ struct SchedulerServer::Impl {
     }
     // Say why to a peer of another protocol version; anything else is dropped quietly.
     if (as_worker.peer_version != 0 && as_worker.peer_version != kProtocolVersion) {
-      log->warn("refused a peer: {}", as_worker.error);
+      log::warn_limited(*log, bad_input, r.identity, now, "refused a peer: " + as_worker.error);
       send_rejection(r.identity, as_worker.error, true);
     } else {
       log->debug("dropping an unrecognised message: {}", as_worker.error);

@@ -211,6 +211,26 @@ void SchedulerState::handle(ClientId from, ClientToScheduler msg, std::uint64_t 
       msg);
 }
 
+namespace {
+// Why a task's arguments cannot be run as they are (empty if they can): a dependency names
+// exactly one key, a list any number, and no other kind exists. Such a task is refused (it fails
+// with this message, its client hears KeyErred) instead of reaching a worker with a missing
+// argument.
+std::string malformed_args(const TaskSpec& spec) {
+  for (std::size_t i = 0; i < spec.args.size(); ++i) {
+    const auto& a = spec.args[i];
+    if (a.kind == ClientArg::value || a.kind == ClientArg::dep_list) continue;
+    if (a.kind == ClientArg::dep) {
+      if (a.refs.size() == 1) continue;
+      return "argument " + std::to_string(i) + " is a dependency naming " + std::to_string(a.refs.size()) +
+             " keys (exactly one expected)";
+    }
+    return "argument " + std::to_string(i) + " has an unknown kind (" + std::to_string(a.kind) + ")";
+  }
+  return {};
+}
+}  // namespace
+
 // Purpose: a client submits tasks (a graph, dependencies before their dependents).
 // Input: task specs; a key already known is the same task (Dask: the same future).
 // Action: a known key is wanted by this client too (told at once if already finished); a new
@@ -247,7 +267,7 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, Outbox& out) {
       }
       continue;
     }
-    std::string bad;
+    std::string bad = malformed_args(spec);  // refused before it can reach a worker
     std::uint32_t slot = tasks_.add(spec, bad);
     ++counts_[static_cast<std::size_t>(TaskState::released)];
     Task& t = tasks_[slot];
@@ -363,10 +383,28 @@ void SchedulerState::on_task_failed(WorkerId w, const TaskFailed& m, Outbox& out
     return;
   }
   std::uint32_t slot = slot_of(m.task);
+  // Bounds, so a task retried a million times with long messages cannot grow without limit.
+  constexpr std::size_t kMaxAttemptMessage = 2000, kMaxAttemptsText = 16000;
+  auto line = [&](std::uint32_t n) {
+    std::string msg = m.message.size() > kMaxAttemptMessage ? m.message.substr(0, kMaxAttemptMessage) + "..." : m.message;
+    return "attempt " + std::to_string(n) + " (worker '" + workers_[w.value].info.name + "'): " + msg;
+  };
   if (t->retries_left > 0) {
     --t->retries_left;
+    auto& a = attempts_[m.task.value];
+    ++a.count;
+    if (a.text.size() < kMaxAttemptsText) a.text += line(a.count) + "\n";
+    else ++a.omitted;
     transition(slot, TaskEvent::reschedule(), out);
     make_ready_or_wait(slot, out);
+  } else if (auto it = attempts_.find(m.task.value); it != attempts_.end()) {
+    // The final error lists every attempt: retries of a flaky task rarely fail the same way.
+    Attempts a = std::move(it->second);
+    attempts_.erase(it);
+    std::string message = std::move(a.text);
+    if (a.omitted) message += "(" + std::to_string(a.omitted) + " more attempts not listed)\n";
+    message += line(a.count + 1);
+    fail(slot, tasks_.func_of(*t), message, false, out);
   } else {
     fail(slot, tasks_.func_of(*t), m.message, false, out);
   }
@@ -526,6 +564,7 @@ void SchedulerState::maybe_forget(std::uint32_t slot, Outbox& out) {
     forget_queue_.pop_back();
     Task& t = tasks_[s];
     if (t.state == TaskState::forgotten || !t.wanted_by.empty() || !t.dependents.empty()) continue;
+    if (!attempts_.empty()) attempts_.erase(t.id.value);
     transition(s, TaskEvent::forget(), out);
   }
   forgetting_ = false;

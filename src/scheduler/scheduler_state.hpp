@@ -264,6 +264,14 @@ class SchedulerState {
   mutable std::uint64_t round_robin_ = 0;
   std::uint64_t now_ms_ = 0;
   std::vector<std::uint32_t> forget_queue_;  // slots to re-check after a forget (no recursion)
+  // The messages of a retried task's failed attempts, by task id, joined into its final error
+  // (bounded: see on_task_failed); dropped when the task finally fails or is forgotten.
+  struct Attempts {
+    std::string text;          // "attempt 1 (worker 'a'): ...\n" lines, at most kMaxAttemptsText
+    std::uint32_t count = 0;   // failed attempts so far
+    std::uint32_t omitted = 0; // attempts not listed (the text was full)
+  };
+  std::unordered_map<std::uint64_t, Attempts> attempts_;
   bool forgetting_ = false;
 
   // counters (info()["counters"])

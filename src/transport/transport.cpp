@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -75,7 +76,45 @@ std::string default_host() {
   return out;
 }
 
+std::int64_t parse_size(const std::string& text) {
+  if (text.empty()) return -1;
+  std::size_t used = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    return -1;
+  }
+  if (text[0] == '-') return -1;
+  int shift = 0;
+  if (used + 1 == text.size()) {
+    switch (text[used]) {
+      case 'k': case 'K': shift = 10; break;
+      case 'm': case 'M': shift = 20; break;
+      case 'g': case 'G': shift = 30; break;
+      case 't': case 'T': shift = 40; break;
+      default: return -1;
+    }
+  } else if (used != text.size()) {
+    return -1;
+  }
+  if (v > (static_cast<unsigned long long>(INT64_MAX) >> shift)) return -1;
+  return static_cast<std::int64_t>(v << shift);
+}
+
+std::int64_t max_frame_bytes() {
+  static const std::int64_t cap = [] {
+    const char* env = std::getenv("DTASK_MAX_FRAME_BYTES");
+    if (!env) return kDefaultMaxFrameBytes;
+    std::int64_t v = parse_size(env);
+    if (v < 0) return kDefaultMaxFrameBytes;
+    return v == 0 ? std::int64_t{-1} : v;
+  }();
+  return cap;
+}
+
 void configure_socket(zmq::socket_t& s) {
+  s.set(zmq::sockopt::maxmsgsize, max_frame_bytes());
   s.set(zmq::sockopt::linger, 1000);
   s.set(zmq::sockopt::sndhwm, 0);
   s.set(zmq::sockopt::rcvhwm, 0);

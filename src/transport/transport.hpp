@@ -32,8 +32,21 @@ using dtask::hostname;  // common/host.hpp: kept here for the roles that name it
 // This host's address for others to reach when no interface is named: its hostname's IPv4 address.
 std::string default_host();
 
-// Sockets: no silent drops (unbounded queues), a short linger so shutdown never blocks, and
-// TCP keepalive-style ZMTP heartbeats so dead peers are noticed.
+// The largest frame any dtask socket accepts (ZMQ_MAXMSGSIZE; a bigger one drops the connection
+// that sent it). Every frame counts on its own: the envelope of a batch, and each bulk frame (one
+// per numeric vector argument or result). Default 8 GiB: results of several GiB are real on HPC
+// nodes (the 64 MiB transfer test is far below it), and a cap, unlike an unlimited size, refuses
+// a claimed length of 2^63 bytes before ZeroMQ tries to allocate it. A peer that really sends
+// gigabytes is a memory matter, not a decoding one; lower the cap where that is a concern.
+// Environment: DTASK_MAX_FRAME_BYTES=<bytes> (a suffix K, M, G or T is allowed; 0 = no cap).
+inline constexpr std::int64_t kDefaultMaxFrameBytes = std::int64_t{8} << 30;
+// The cap in force: DTASK_MAX_FRAME_BYTES if set and valid, else kDefaultMaxFrameBytes; -1 = no cap.
+std::int64_t max_frame_bytes();
+// Parses "123", "64M", "8G" (binary units); -1 if not a size. Exposed for tests.
+std::int64_t parse_size(const std::string& text);
+
+// Sockets: no silent drops (unbounded queues), a short linger so shutdown never blocks,
+// TCP keepalive-style ZMTP heartbeats so dead peers are noticed, and the frame size cap above.
 void configure_socket(zmq::socket_t& s);
 void make_curve_server(zmq::socket_t& s, const Security& sec);
 void make_curve_client(zmq::socket_t& s, const Security& sec);

@@ -28,6 +28,7 @@
 
 #include <zmq.hpp>
 
+#include "common/drop_log.hpp"
 #include "common/log.hpp"
 #include "transport/transport.hpp"
 #include "worker/executor.hpp"
@@ -52,6 +53,8 @@ struct Worker::Impl {
 
   WorkerOptions opt_;
   std::shared_ptr<spdlog::logger> log_;
+  // Bad input is logged once per peer, then rate-limited (loop thread only).
+  log::DropLimiter bad_input_;
   zmq::context_t ctx_{1};
   std::unique_ptr<transport::ZapAuthenticator> zap_;
   zmq::socket_t sched_{ctx_, zmq::socket_type::dealer};
@@ -211,15 +214,19 @@ struct Worker::Impl {
           if (!r) break;
           auto d = transport::decode<SchedulerToWorker>(*r);
           if (!d.ok()) {
-            log_->error("cannot understand the scheduler: {}", d.error);
-            if (d.peer_version != 0 && d.peer_version != kProtocolVersion) return 1;
+            if (d.peer_version != 0 && d.peer_version != kProtocolVersion) {
+              log_->error("cannot understand the scheduler: {}", d.error);
+              return 1;
+            }
+            log::warn_limited(*log_, bad_input_, "scheduler", now, "dropping a bad message from the scheduler: " + d.error);
             continue;
           }
           for (auto& m : d.messages) {
             try {
               state_->handle(std::move(m), now, out_);
             } catch (const std::exception& e) {
-              log_->error("dropped a scheduler message that could not be handled: {}", e.what());
+              log::warn_limited(*log_, bad_input_, "scheduler", now,
+                                std::string("dropped a scheduler message that could not be handled: ") + e.what());
             }
           }
         }
@@ -230,14 +237,15 @@ struct Worker::Impl {
           if (!r) break;
           auto d = transport::decode<PeerRequest>(*r);
           if (!d.ok()) {
-            log_->warn("dropping a bad data request: {}", d.error);
+            log::warn_limited(*log_, bad_input_, r->identity, now, "dropping a bad data request: " + d.error);
             continue;
           }
           for (auto& m : d.messages) {
             try {
               state_->handle_request(std::move(m), r->identity, out_);
             } catch (const std::exception& e) {
-              log_->error("dropped a data request that could not be served: {}", e.what());
+              log::warn_limited(*log_, bad_input_, r->identity, now,
+                                std::string("dropped a data request that could not be served: ") + e.what());
             }
           }
         }
@@ -249,7 +257,8 @@ struct Worker::Impl {
         while (auto r = transport::try_recv(*pit->second.socket, false)) {
           auto d = transport::decode<PeerReply>(*r);
           if (!d.ok()) {
-            log_->warn("dropping a bad data reply: {}", d.error);
+            log::warn_limited(*log_, bad_input_, "peer " + std::to_string(peer_ids[i]), now,
+                              "dropping a bad data reply from peer " + std::to_string(peer_ids[i]) + ": " + d.error);
             continue;
           }
           for (auto& m : d.messages) state_->handle_reply(std::move(m), out_);

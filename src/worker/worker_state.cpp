@@ -163,6 +163,20 @@ void WorkerState::submit(Pending& p, WorkerOutbox& out) {
     pending_.erase(p.msg.task.value);
     return;
   }
+  // The plugin is never called with a missing argument: a dependency without exactly one task
+  // (or an argument of an unknown kind) is the sender's error, reported as the task's failure.
+  for (std::size_t i = 0; i < p.msg.args.size(); ++i) {
+    const auto& a = p.msg.args[i];
+    const char* why = nullptr;
+    if (a.kind == TaskArg::dep && a.refs.size() != 1) why = "a dependency argument must name exactly one task";
+    else if (a.kind != TaskArg::value && a.kind != TaskArg::dep && a.kind != TaskArg::dep_list) why = "unknown argument kind";
+    if (why) {
+      out.to_scheduler.push_back(TaskFailed{p.msg.task, "argument " + std::to_string(i) + " of task '" + p.msg.key +
+                                                            "' is malformed: " + why});
+      pending_.erase(p.msg.task.value);
+      return;
+    }
+  }
   Job job;
   job.id = p.msg.task;
   job.priority = p.msg.priority;
