@@ -204,7 +204,8 @@ TEST_CASE("Scheduler.Failure.RetriesThenPropagatesToDependents") {
   REQUIRE(errs.size() == 1);
   CHECK(errs[0].key == "y");
   CHECK(errs[0].func == "fail_if_negative");
-  CHECK(errs[0].message == "negative input -1");
+  // Each attempt's message (test_decoders.cpp: Decoders.Retries.TheFinalErrorListsEachAttempt).
+  CHECK(errs[0].message == "attempt 1 (worker '0'): negative input -1\nattempt 2 (worker '0'): negative input -1");
   CHECK(h.state_of("y") == TaskState::erred);
 }
 
