@@ -3,7 +3,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -138,6 +140,47 @@ inline void check_msgpack(const std::uint8_t* p, const std::uint8_t* end, std::s
   }
 }
 
+// A number converted to T only when T can hold it: nlohmann's get<int>() of 1e30 (a float where
+// an int was sent, which only a foreign or hostile encoder does) is undefined behaviour, and of
+// 2^40 silently wraps. Found by tests/fuzz (corpus/codec/ub-float-to-int-out-of-range).
+template <class T>
+T checked_number(const nlohmann::json& j) {
+  auto fail = [] { throw std::runtime_error("payload number does not fit the expected type"); };
+  if (j.is_number_unsigned()) {
+    auto v = j.get<std::uint64_t>();
+    if constexpr (std::is_integral_v<T>) {
+      if (v > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) fail();
+    }
+    return static_cast<T>(v);
+  }
+  if (j.is_number_integer()) {
+    auto v = j.get<std::int64_t>();
+    if constexpr (std::is_integral_v<T>) {
+      if (std::is_unsigned_v<T> ? v < 0 || static_cast<std::uint64_t>(v) > static_cast<std::uint64_t>(std::numeric_limits<T>::max())
+                                : v < static_cast<std::int64_t>(std::numeric_limits<T>::lowest()) ||
+                                      v > static_cast<std::int64_t>(std::numeric_limits<T>::max())) {
+        fail();
+      }
+    }
+    return static_cast<T>(v);
+  }
+  if (j.is_number_float()) {
+    double v = j.get<double>();
+    if constexpr (std::is_integral_v<T>) {
+      // Exact integers inside T's range only (the bounds as doubles: -2^(n-1) and 2^n or 2^(n-1)).
+      if (!(v >= static_cast<double>(std::numeric_limits<T>::lowest()) &&
+            v < 2.0 * static_cast<double>(std::numeric_limits<T>::max() / 2 + 1)) ||
+          v != static_cast<double>(static_cast<long double>(static_cast<T>(v)))) {
+        fail();
+      }
+    } else if constexpr (sizeof(T) < sizeof(double)) {
+      if (std::isfinite(v) && std::fabs(v) > static_cast<double>(std::numeric_limits<T>::max())) fail();
+    }
+    return static_cast<T>(v);
+  }
+  throw std::runtime_error("payload is not a number");
+}
+
 inline nlohmann::json from_msgpack(const std::string& header) {
   const auto* p = reinterpret_cast<const std::uint8_t*>(header.data());
   check_msgpack(p, p + header.size(), kMaxHeaderDepth);
@@ -154,7 +197,11 @@ struct Codec {
     p.header = detail::to_msgpack(nlohmann::json(value));
     return p;
   }
-  static T decode(const Payload& p) { return detail::from_msgpack(p.header).template get<T>(); }
+  static T decode(const Payload& p) {
+    auto h = detail::from_msgpack(p.header);
+    if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) return detail::checked_number<T>(h);
+    else return h.template get<T>();
+  }
 };
 
 template <class T>
@@ -176,7 +223,13 @@ struct Codec<T, std::enable_if_t<detail::is_bulk_vector<T>::value>> {
   static T decode(const Payload& p) {
     auto h = detail::from_msgpack(p.header);
     // A bulk vector may also arrive as an ordinary MessagePack array (e.g. built by another type).
-    if (!is_bulk(p, h)) return h.template get<T>();
+    if (!is_bulk(p, h)) {
+      if (!h.is_array()) throw std::runtime_error("payload is not a vector");
+      T out;
+      out.reserve(h.size());
+      for (const auto& x : h) out.push_back(detail::checked_number<Elem>(x));
+      return out;
+    }
     const std::byte* first = p.frames[0].data();
     std::size_t count = p.frames[0].size() / sizeof(Elem);
     // An empty frame may have no memory at all (an empty vector's data() is null).
