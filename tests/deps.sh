@@ -5,6 +5,7 @@ DTASK_PACKAGES=(
   g++ meson ninja-build pkg-config
   libzmq3-dev cppzmq-dev nlohmann-json3-dev libspdlog-dev doctest-dev libcli11-dev
   libopenmpi-dev openmpi-bin
+  clang libclang-rt-14-dev  # the libFuzzer targets (tests/fuzz/run.sh)
 )
 missing=()
 for p in "${DTASK_PACKAGES[@]}" "$@"; do

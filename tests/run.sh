@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what is missing, builds, runs every suite.
 # Suites: unit + LocalCluster (meson test), the installed surface (a real prefix, user programs
-# built with pkg-config), mpirun integration, real Slurm on two nodes, and a short benchmark run;
+# built with pkg-config), mpirun integration, real Slurm on two nodes, the fuzzers (tests/fuzz),
+# and a short benchmark run;
 # then unit, LocalCluster and mpirun once more with every fast path off (DTASK_FAST_PATHS=none),
 # each its own step. Ends with "N passed, N failed".
 set -uo pipefail
@@ -38,6 +39,9 @@ step "LocalCluster integration" meson test -C build --print-errorlogs --suite in
 step "install to a prefix + user programs with pkg-config" bash tests/install/check_out_of_tree.sh "$root/build"
 if [ -x tests/mpi/run.sh ]; then step "mpirun integration" bash tests/mpi/run.sh "$root/build"; fi
 if [ -x tests/slurm/e2e.sh ]; then step "Slurm two-node end to end" bash tests/slurm/e2e.sh "$root/build"; fi
+# The decoders under libFuzzer (clang, ASan+UBSan, its own build-fuzz/): the seed corpus replayed,
+# then 60 s of fuzzing per target (about 3 min in all on 2 cores).
+step "fuzzing: corpus replay + 60 s per target" bash tests/fuzz/run.sh --seconds 60
 if [ -x tests/bench/run.sh ]; then step "benchmarks (small)" bash tests/bench/run.sh --small; fi
 
 # The fast paths are contained: every rule and outcome holds with all of them switched off.

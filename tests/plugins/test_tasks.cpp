@@ -104,6 +104,17 @@ bool malloc_hugepage_advised(long long bytes) {
   return advised;
 }
 
+#define DTASK_TEST_DEFINE_ECHO(name, T)                                                       \
+  std::vector<T> echo_##name(std::vector<T> v) { return v; }                               \
+  std::vector<T> view_##name(std::span<const T> v) { return std::vector<T>(v.begin(), v.end()); }
+DTASK_TEST_VALUE_TASKS(DTASK_TEST_DEFINE_ECHO)
+std::string echo_string(std::string s) { return s; }
+std::vector<std::string> echo_strings(std::vector<std::string> v) { return v; }
+std::vector<std::vector<double>> echo_nested(std::vector<std::vector<double>> v) { return v; }
+std::map<std::string, std::vector<long long>> echo_map(std::map<std::string, std::vector<long long>> m) { return m; }
+
 DTASK_TASKS(inc, dec, add, noop, add64, sum_list, fail_if_negative, flaky, slow_inc, worker_name, hostname, pid,
             make_bytes, check_bytes, check_bytes_view, linspace, sum_doubles, sum_doubles_view, concat, nothing,
-            malloc_hugepage_advised);
+            malloc_hugepage_advised, echo_i8, view_i8, echo_u8, view_u8, echo_i16, view_i16, echo_u16, view_u16,
+            echo_i32, view_i32, echo_u32, view_u32, echo_i64, view_i64, echo_u64, view_u64, echo_f32, view_f32,
+            echo_f64, view_f64, echo_string, echo_strings, echo_nested, echo_map);

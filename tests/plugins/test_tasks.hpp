@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,3 +28,25 @@ double sum_doubles_view(std::span<const double> v);
 std::string concat(std::string a, std::string b);
 void nothing(int);
 bool malloc_hugepage_advised(long long bytes);
+
+// Identity tasks for every value a user can send (tests/integration/test_values.cpp): echo_X takes
+// the vector by value, view_X as a std::span and copies it out.
+#define DTASK_TEST_VALUE_TASKS(X)  \
+  X(i8, std::int8_t)               \
+  X(u8, std::uint8_t)              \
+  X(i16, std::int16_t)             \
+  X(u16, std::uint16_t)            \
+  X(i32, std::int32_t)             \
+  X(u32, std::uint32_t)            \
+  X(i64, std::int64_t)             \
+  X(u64, std::uint64_t)            \
+  X(f32, float)                    \
+  X(f64, double)
+#define DTASK_TEST_DECLARE_ECHO(name, T)          \
+  std::vector<T> echo_##name(std::vector<T> v);   \
+  std::vector<T> view_##name(std::span<const T> v);
+DTASK_TEST_VALUE_TASKS(DTASK_TEST_DECLARE_ECHO)
+std::string echo_string(std::string s);
+std::vector<std::string> echo_strings(std::vector<std::string> v);
+std::vector<std::vector<double>> echo_nested(std::vector<std::vector<double>> v);
+std::map<std::string, std::vector<long long>> echo_map(std::map<std::string, std::vector<long long>> m);
