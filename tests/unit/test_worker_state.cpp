@@ -344,9 +344,10 @@ TEST_CASE("WorkerState.Strike.AnOverrunOnTheLoopThreadMeansEightQuickRunsAgain")
   CHECK(h.handed_to_executor().empty());
 }
 
-TEST_CASE("WorkerState.Strike.ThreeStrikesAndTheFunctionStaysOffTheLoopThread") {
-  Harness h;
-  std::uint64_t id = 1;
+namespace {
+// Gives the default function its three strikes: each time quick enough to run on the loop thread,
+// then one run there that overruns. Returns the next free task id.
+std::uint64_t strike_out(Harness& h, std::uint64_t id = 1) {
   for (std::uint32_t strike = 0; strike < kRunHereMaxStrikes; ++strike) {
     h.quick_runs(kRunHereAfterQuickRuns);
     h.exec.run_ns = kOverrunNs;
@@ -355,6 +356,13 @@ TEST_CASE("WorkerState.Strike.ThreeStrikesAndTheFunctionStaysOffTheLoopThread") 
     REQUIRE(h.exec.ran_here.size() == strike + 1);
   }
   h.exec.run_ns = kQuickNs;
+  return id;
+}
+}  // namespace
+
+TEST_CASE("WorkerState.Strike.ThreeStrikesAndTheFunctionStaysOffTheLoopThread") {
+  Harness h;
+  std::uint64_t id = strike_out(h);
   h.quick_runs(kRunHereAfterQuickRuns);
   h.give(Harness::compute(id, "last"));
   CHECK(h.exec.ran_here.size() == kRunHereMaxStrikes);
@@ -367,15 +375,7 @@ TEST_CASE("WorkerState.Strike.ThreeStrikesAndTheFunctionStaysOffTheLoopThread") 
 
 TEST_CASE("WorkerState.Pardon.AStrikeIsForgivenAfter1024QuickRuns") {
   Harness h;
-  std::uint64_t id = 1;
-  for (std::uint32_t strike = 0; strike < kRunHereMaxStrikes; ++strike) {
-    h.quick_runs(kRunHereAfterQuickRuns);
-    h.exec.run_ns = kOverrunNs;
-    h.give(Harness::compute(id, "t" + std::to_string(id)));
-    ++id;
-  }
-  REQUIRE(h.exec.ran_here.size() == kRunHereMaxStrikes);
-  h.exec.run_ns = kQuickNs;
+  std::uint64_t id = strike_out(h);
   h.quick_runs(kQuickRunsPerPardon - 1);
   h.give(Harness::compute(id, "not-yet"));
   CHECK(h.exec.ran_here.size() == kRunHereMaxStrikes);  // still three strikes
