@@ -273,15 +273,22 @@ void survive(bool secure, const std::function<void(const std::string&, int, bool
 
   auto after = client.scheduler_info();
   CHECK(after.workers.size() == 2);
+  // AddressSanitizer keeps freed memory in a quarantine (256 MiB by default) before reuse, so
+  // RSS growth says nothing there; the bounds hold for the build users run.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr long kSlack = 512 * 1024;
+#else
+  constexpr long kSlack = 0;
+#endif
   for (std::size_t i = 0; i < pids.size(); ++i) {
     CHECK(alive(pids[i]));
     long grew = rss_kib(pids[i]) - rss_before[i];
     MESSAGE("worker " << i << " RSS " << rss_before[i] << " KiB -> " << rss_before[i] + grew << " KiB");
-    CHECK(grew < 64 * 1024);
+    CHECK(grew < 64 * 1024 + kSlack);
   }
   long self_grew = rss_kib(::getpid()) - self_before;
   MESSAGE("scheduler+client process RSS " << self_before << " KiB -> " << self_before + self_grew << " KiB");
-  CHECK(self_grew < 256 * 1024);
+  CHECK(self_grew < 256 * 1024 + kSlack);
 }
 
 }  // namespace
