@@ -41,7 +41,7 @@ namespace dtask::protocol {
 
 // Bump on any change to a message below. Peers with another version are refused with a message
 // that says which versions met (see wire.hpp: the envelope carries the version).
-inline constexpr std::uint32_t kProtocolVersion = 4;
+inline constexpr std::uint32_t kProtocolVersion = 5;
 // How long a worker may hold back the TaskDone of a result it pushed (see ComputeTask::push_to).
 inline constexpr std::uint64_t kPushedDoneDelayMs = 2;
 // How long a client may hold back the SubmitTasks of a task it started early (see StartTask),
@@ -211,6 +211,16 @@ using SchedulerToClient = std::variant<ClientWelcome, Rejected, KeyDone, KeyErre
                                        InfoReply, Heartbeat, ClusterClosing>;
 
 // ---- worker -> scheduler ------------------------------------------------------------------
+// What a worker's supervisor saw of its previous incarnation (the same name) when it started
+// this one: the scheduler learns of the death at once, with its cause, and which tasks were
+// actually running then (only those are suspected of killing it; queued ones just move).
+struct PreviousExit {
+  bool died = false;            // false: a first start
+  std::string reason;           // e.g. "killed by signal 11 (SIGSEGV)", "exited with code 3"
+  std::vector<TaskId> running;  // tasks its executor was running when it died
+  DTASK_FIELDS(died, reason, running)
+  bool operator==(const PreviousExit&) const = default;
+};
 struct RegisterWorker {
   std::uint32_t version = kProtocolVersion;
   std::string name;
@@ -221,7 +231,8 @@ struct RegisterWorker {
   std::uint64_t memory_limit = 0;
   Resources resources;
   std::int64_t pid = 0;
-  DTASK_FIELDS(version, name, host, address, nthreads, rank, memory_limit, resources, pid)
+  PreviousExit previous;
+  DTASK_FIELDS(version, name, host, address, nthreads, rank, memory_limit, resources, pid, previous)
   bool operator==(const RegisterWorker&) const = default;
 };
 struct TaskDone {
