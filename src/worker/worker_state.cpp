@@ -39,6 +39,17 @@ void WorkerState::on(PeersChanged& m, WorkerOutbox& out) {
   for (auto& p : m.joined) peers_[p.id.value] = p.address;
   for (auto id : m.left) {
     if (peers_.erase(id.value)) out.peers_left.push_back(id);
+    // A peer that left answers nothing: its requests fail now, not at the fetch timeout (which
+    // held a recovery after a worker's death up by fetch_timeout_ms).
+    std::vector<std::uint64_t> gone;
+    for (const auto& [rid, r] : requests_) {
+      if (r.peer == id) gone.push_back(rid);
+    }
+    for (auto rid : gone) {
+      Request r = std::move(requests_[rid]);
+      requests_.erase(rid);
+      for (TaskId d : r.deps) holder_failed(d, id, out);
+    }
   }
 }
 
@@ -63,11 +74,10 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
     auto& f = fetches_[dep.task.value];
     const bool in_flight = !f.waiting.empty();
     f.waiting.push_back(p.msg.task);
-    if (!in_flight) {
-      f.holders.clear();
-      for (auto h : dep.holders) {
-        if (h != me_) f.holders.push_back(h);
-      }
+    if (!in_flight) f.holders.clear();
+    // Holders named later (a recomputed input, a new replica) join the list of a fetch under way.
+    for (auto h : dep.holders) {
+      if (h != me_ && std::find(f.holders.begin(), f.holders.end(), h) == f.holders.end()) f.holders.push_back(h);
     }
   }
   auto& slot = pending_[id] = std::move(p);

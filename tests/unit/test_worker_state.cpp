@@ -489,6 +489,47 @@ TEST_CASE("WorkerState.Fetch.NoHolderLeftIsAFetchFailed") {
   CHECK(h.out.to_peers.empty());
 }
 
+TEST_CASE("WorkerState.Fetch.APeerThatLeftIsGivenUpAtOnce") {
+  Harness h;
+  auto m = Harness::compute(3, "c");
+  m.args[0].kind = TaskArg::dep;
+  m.args[0].refs = {TaskId{77}};
+  m.deps.push_back(DepLocation{TaskId{77}, {WorkerId{2}, WorkerId{3}}, {"tcp://p2", "tcp://p3"}});
+  h.give(std::move(m));
+  REQUIRE(h.out.to_peers.size() == 1);
+  CHECK(h.out.to_peers[0].peer == WorkerId{2});
+  h.out.to_peers.clear();
+  // Peer 2 dies: the scheduler says so long before the fetch timeout; peer 3 is asked at once.
+  h.s.handle(PeersChanged{{}, {WorkerId{2}}}, h.now, h.out);
+  h.s.tick(h.now, h.out);
+  REQUIRE(h.out.to_peers.size() == 1);
+  CHECK(h.out.to_peers[0].peer == WorkerId{3});
+  CHECK(Harness::only<FetchFailed>(h.settle()).empty());
+}
+
+TEST_CASE("WorkerState.Fetch.AHolderNamedLaterJoinsAFetchUnderWay") {
+  Harness h;
+  auto m = Harness::compute(3, "c");
+  m.args[0].kind = TaskArg::dep;
+  m.args[0].refs = {TaskId{77}};
+  m.deps.push_back(DepLocation{TaskId{77}, {WorkerId{2}}, {"tcp://p2"}});
+  h.give(std::move(m));
+  REQUIRE(h.out.to_peers.size() == 1);
+  h.out.to_peers.clear();
+  // Another task needs the same input, which now also lives on peer 5 (recomputed there).
+  auto m2 = Harness::compute(4, "d");
+  m2.args[0].kind = TaskArg::dep;
+  m2.args[0].refs = {TaskId{77}};
+  m2.deps.push_back(DepLocation{TaskId{77}, {WorkerId{5}}, {"tcp://p5"}});
+  h.give(std::move(m2));
+  CHECK(h.out.to_peers.empty());  // one fetch per input, already under way
+  h.s.handle(PeersChanged{{}, {WorkerId{2}}}, h.now, h.out);
+  h.s.tick(h.now, h.out);
+  REQUIRE(h.out.to_peers.size() == 1);
+  CHECK(h.out.to_peers[0].peer == WorkerId{5});
+  CHECK(Harness::only<FetchFailed>(h.settle()).empty());
+}
+
 // ---- the switch ----
 
 TEST_CASE("WorkerState.Switch.NoFastPathIsTakenWhenAllAreOff") {
