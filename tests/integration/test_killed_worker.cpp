@@ -64,7 +64,7 @@ TEST_CASE("KilledWorker.ATaskWhoseWorkerDiesFailsAndTheRestGoesOn") {
     slow.result(1s);
     FAIL("the task of a dead worker returned a value");
   } catch (const dtask::TaskError& e) {
-    CHECK(e.message().rfind("KilledWorker: task '" + slow.key() + "' was running on 1 workers that died", 0) == 0);
+    CHECK(e.message().rfind("KilledWorker: task '" + slow.key() + "' was running on 1 worker that died", 0) == 0);
     CHECK(e.task() == "slow_inc");
   }
   try {
