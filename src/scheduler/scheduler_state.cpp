@@ -16,9 +16,18 @@ SchedulerState::SchedulerState(SchedulerConfig config, std::shared_ptr<spdlog::l
 // peers
 
 // Purpose: a worker registers.
+// Input: its registration; `previous` is its supervisor's report on the incarnation before it
+//   (died, why, the tasks it was running), filled when the supervisor restarted it.
 // Action: refused (a Rejected via the server) for another protocol version, a shutdown under
 //   way, no threads, or a name already in use; otherwise welcomed, listed with room, and given
 //   queued work at once (roots, and tasks that waited for a worker that may run them).
+//   A name in use by a live worker while the report says the incarnation before died is that
+//   worker restarted: the old record is removed at once as a death (WorkerLoss::died, so the
+//   report's running tasks are suspected), then the new one registers. This is how a death is
+//   noticed within a second instead of after worker_timeout_ms.
+// Caveats: the report is believed (only a supervisor fills it; a worker lying about its own
+//   death harms only its own name). If the old record was already removed (heartbeat timeout),
+//   the report changes nothing: that loss was counted then, with every task suspected.
 std::optional<WorkerId> SchedulerState::add_worker(const RegisterWorker& reg, std::string identity,
                                                    std::uint64_t now, Outbox& out, std::string* reject) {
   now_ms_ = now;
@@ -32,8 +41,16 @@ std::optional<WorkerId> SchedulerState::add_worker(const RegisterWorker& reg, st
   }
   if (shutdown_requested_) return refuse("the cluster is shutting down");
   if (reg.nthreads == 0) return refuse("a worker needs at least one thread");
-  for (const auto& w : workers_) {
-    if (w.alive && w.info.name == reg.name) return refuse("a worker named '" + reg.name + "' is already registered");
+  for (auto& w : workers_) {
+    if (!w.alive || w.info.name != reg.name) continue;
+    if (!reg.previous.died) return refuse("a worker named '" + reg.name + "' is already registered");
+    // Bounded: the reason is repeated in every suspected task's error and in the log.
+    constexpr std::size_t kMaxReason = 500;
+    const std::string& said = reg.previous.reason;
+    std::string reason = said.size() > kMaxReason ? said.substr(0, kMaxReason) + "..." : said;
+    log_->warn("worker '{}' on {} died ({}) and was restarted", w.info.name, w.info.host, reason);
+    remove_worker(w.id, WorkerLoss::died(std::move(reason), reg.previous.running), out);
+    break;  // names are unique among live workers
   }
   WorkerRecord rec;
   rec.id = WorkerId{static_cast<std::uint32_t>(workers_.size())};
@@ -70,20 +87,34 @@ std::optional<ClientId> SchedulerState::add_client(const RegisterClient& reg, st
   return rec.id;
 }
 
-// Purpose: a worker left (goodbye) or died (heartbeat timeout).
-// Action: what ran there is rescheduled; results whose only copy was there are lost: their
+// Purpose: a worker left (goodbye) or died (its supervisor's report, or a heartbeat timeout).
+// Input: the kind of loss (WorkerLoss): a death names the tasks running there, or names none.
+// Action: what ran there is rescheduled. On a death, the tasks suspected of killing it (those the
+//   report names as running; every task processing there when there is no report, as Dask does)
+//   count one more death each (suspect): at allowed_failures one fails as KilledWorker, with its
+//   dependents, instead of running again. Results whose only copy was there are lost: their
 //   wanting clients hear KeyLost, dependents running or queued on them go back to released, and
 //   each is recomputed if still needed (forgotten if not). The other workers hear PeersChanged.
 // Caveats: the record stays (ids are never reused); later messages from it are counted stale.
-void SchedulerState::remove_worker(WorkerId wid, const std::string& /*reason*/, Outbox& out) {
+//   A goodbye suspects nothing. A task assigned there but not started is never suspected when a
+//   report exists (only the report knows what had started).
+void SchedulerState::remove_worker(WorkerId wid, const WorkerLoss& loss, Outbox& out) {
   if (wid.value >= workers_.size() || !workers_[wid.value].alive) return;
   auto& rec = workers_[wid.value];
   rec.alive = false;
   worker_identities_.erase(rec.identity);
+  if (loss.is_death()) ++workers_died_;
   std::vector<std::uint32_t> reschedule;
 
-  // Work in flight there starts again elsewhere.
+  // Work in flight there starts again elsewhere, unless this death was its last allowed one.
+  auto suspected = [&](std::uint32_t slot) {
+    if (loss.kind == WorkerLoss::Kind::heartbeat_timeout) return true;
+    if (loss.kind == WorkerLoss::Kind::goodbye) return false;
+    TaskId id = tasks_[slot].id;
+    return std::find(loss.running.begin(), loss.running.end(), id) != loss.running.end();
+  };
   for (auto slot : std::vector<std::uint32_t>(rec.processing.begin(), rec.processing.end())) {
+    if (suspected(slot) && suspect(slot, rec, loss, out)) continue;
     if (transition(slot, TaskEvent::reschedule(), out).ok) reschedule.push_back(slot);
   }
   // Results whose only copy was there are lost: anything still needing them recomputes them.
@@ -122,6 +153,46 @@ void SchedulerState::remove_worker(WorkerId wid, const std::string& /*reason*/, 
     if (w.alive) out.worker(w.id, PeersChanged{{}, {wid}});
   }
   dispatch(out);
+}
+
+// Purpose: a task was processing on a worker that died, and is suspected of killing it.
+// Action: one more death is counted against it, with a line naming the worker, its host and the
+//   reason (bounded, like a retried task's attempts). When the count reaches allowed_failures
+//   (0: never) the task fails as KilledWorker (the fail event, from processing), and its
+//   dependents with it: every wanting client hears KeyErred with a message naming the task, the
+//   count, the last worker and its reason, then each death; returns true. Otherwise false: the
+//   caller reschedules it as for any task on a lost worker.
+// Caveats: retries=n does not apply (as in Dask): retries are for exceptions a task raises; a
+//   death is counted apart and never consumes one. The count lives until the task fails or is
+//   forgotten (a finished task that is lost and recomputed keeps it, as Dask's suspicious does).
+bool SchedulerState::suspect(std::uint32_t slot, const WorkerRecord& w, const WorkerLoss& loss, Outbox& out) {
+  Task& t = tasks_[slot];
+  constexpr std::size_t kMaxDeathsText = 16000;
+  const std::string& reason = loss.reason;  // bounded where it came in (add_worker)
+  std::string where = "worker '" + w.info.name + "' on host " + w.info.host;
+  auto& d = deaths_[t.id.value];
+  ++d.count;
+  if (d.text.size() < kMaxDeathsText) d.text += "death " + std::to_string(d.count) + ": " + where + ": " + reason + "\n";
+  else ++d.omitted;
+  if (config_.allowed_failures == 0 || d.count < config_.allowed_failures) return false;
+
+  std::string key(key_of(t));
+  const std::uint32_t count = d.count;
+  std::string message = "KilledWorker: task '" + key + "' was running on " + std::to_string(d.count) +
+                        " workers that died; the last, " + where + ": " + reason + "\n" + d.text;
+  if (d.omitted) message += "(" + std::to_string(d.omitted) + " more deaths not listed)\n";
+  deaths_.erase(t.id.value);
+  // Exceptions it raised on earlier attempts (retries) are part of its story too.
+  if (auto it = attempts_.find(t.id.value); it != attempts_.end()) {
+    message += "earlier attempts that raised:\n" + it->second.text;
+    attempts_.erase(it);
+  }
+  if (!message.empty() && message.back() == '\n') message.pop_back();
+  ++tasks_killed_;
+  log_->warn("task '{}' failed as KilledWorker after {} workers died while running it (the last: {})", key, count,
+             reason);
+  fail(slot, tasks_.func_of(t), message, false, out);
+  return true;
 }
 
 // Purpose: a client left (goodbye) or died (heartbeat timeout).
@@ -177,7 +248,7 @@ void SchedulerState::handle(WorkerId from, WorkerToScheduler msg, std::uint64_t 
         else if constexpr (std::is_same_v<M, StealReply>) on_steal_reply(from, m, out);
         else if constexpr (std::is_same_v<M, FetchFailed>) on_fetch_failed(from, m, out);
         else if constexpr (std::is_same_v<M, WorkerGoodbye>) {
-          remove_worker(from, "goodbye", out);
+          remove_worker(from, WorkerLoss::goodbye(), out);
           if (m.code != 0 && config_.stop_job_when_worker_signalled) {
             request_shutdown(m.code, "worker " + workers_[from.value].info.name + " was stopped by a signal", out);
           }
@@ -481,7 +552,7 @@ SchedulerState::TickResult SchedulerState::tick(std::uint64_t now, Outbox& out) 
   for (auto& c : clients_) {
     if (c.alive && now > c.last_seen_ms + config_.client_timeout_ms) r.dead_clients.push_back(c.id);
   }
-  for (auto w : r.dead_workers) remove_worker(w, "heartbeat timeout", out);
+  for (auto w : r.dead_workers) remove_worker(w, WorkerLoss::heartbeat_timeout(config_.worker_timeout_ms), out);
   for (auto c : r.dead_clients) remove_client(c, out);
   for (const auto& w : workers_) {
     if (w.alive) out.worker(w.id, Heartbeat{now});
@@ -565,6 +636,7 @@ void SchedulerState::maybe_forget(std::uint32_t slot, Outbox& out) {
     Task& t = tasks_[s];
     if (t.state == TaskState::forgotten || !t.wanted_by.empty() || !t.dependents.empty()) continue;
     if (!attempts_.empty()) attempts_.erase(t.id.value);
+    if (!deaths_.empty()) deaths_.erase(t.id.value);
     transition(s, TaskEvent::forget(), out);
   }
   forgetting_ = false;
@@ -650,7 +722,9 @@ nlohmann::json SchedulerState::info() const {
   nlohmann::json counters = {{"completions_reported_by_clients", receipts_accepted_},
                               {"placed_where_started_early", early_placed_},
                               {"stale_messages", stale_messages_},
-                              {"refused_transitions", refused_transitions_}};
+                              {"refused_transitions", refused_transitions_},
+                              {"workers_died", workers_died_},
+                              {"tasks_killed", tasks_killed_}};
   // The two fast-path counters also stay at the top level, where clients read them first.
   return {{"workers", workers},
           {"tasks_by_state", states},

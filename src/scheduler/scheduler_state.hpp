@@ -46,6 +46,12 @@ struct SchedulerConfig {
   // Batch jobs (MPI runner): a worker stopped by a signal (scancel, Ctrl-C, walltime) stops the
   // whole job with that code, instead of quietly shrinking it.
   bool stop_job_when_worker_signalled = false;
+  // KilledWorker (Dask's allowed-failures): a task fails once it has been running on this many
+  // workers that died (a death report naming it, or a heartbeat timeout while it was processing
+  // there); 0: never, it is retried as often as workers die. Dask fails a task after N + 1 such
+  // deaths; here N is the number of deaths itself, as issue 13 words it ("3 workers that died").
+  // A goodbye is not a death, and retries=n does not apply to deaths (Dask's rule too).
+  std::uint32_t allowed_failures = 3;
   // Which latency shortcuts the scheduler takes part in (push_results: naming the waiting
   // clients in ComputeTask; early_start: placing a task where its client started it early).
   FastPaths fast_paths = FastPaths::from_environment();
@@ -85,6 +91,28 @@ struct ClientRecord {
   std::uint64_t last_seen_ms = 0;
 };
 
+// How a worker was lost; it decides which of its tasks are suspected of killing it (KilledWorker).
+struct WorkerLoss {
+  enum class Kind : std::uint8_t {
+    goodbye,            // it left in order: nothing suspected
+    died,               // its supervisor reported the death (RegisterWorker::previous): the tasks
+                        // the report names as running are suspected, the others only rescheduled
+    heartbeat_timeout,  // silent too long, no report: every task processing there is suspected
+  };
+  Kind kind = Kind::goodbye;
+  std::string reason;              // died: e.g. "killed by signal 11 (SIGSEGV)"
+  std::vector<TaskId> running;     // died: what its executor was running
+
+  static WorkerLoss goodbye() { return {Kind::goodbye, "goodbye", {}}; }
+  static WorkerLoss died(std::string reason, std::vector<TaskId> running) {
+    return {Kind::died, std::move(reason), std::move(running)};
+  }
+  static WorkerLoss heartbeat_timeout(std::uint64_t silent_ms) {
+    return {Kind::heartbeat_timeout, "stopped responding (silent for more than " + std::to_string(silent_ms) + " ms)", {}};
+  }
+  bool is_death() const { return kind != Kind::goodbye; }
+};
+
 // Outcome of a transition request: illegal ones are refused, never half-applied.
 struct TransitionResult {
   bool ok = true;
@@ -109,7 +137,8 @@ class SchedulerState {
                                      Outbox& out, std::string* reject_reason = nullptr);
   std::optional<ClientId> add_client(const protocol::RegisterClient& reg, std::string identity, std::uint64_t now,
                                      Outbox& out);
-  void remove_worker(WorkerId w, const std::string& reason, Outbox& out);
+  // A worker left or died (WorkerLoss); on a death, suspected tasks may fail as KilledWorker.
+  void remove_worker(WorkerId w, const WorkerLoss& loss, Outbox& out);
   void remove_client(ClientId c, Outbox& out);
 
   // ---- input: one handler per request type ----
@@ -201,6 +230,9 @@ class SchedulerState {
   void make_ready_or_wait(std::uint32_t slot, Outbox& out);
   void fail(std::uint32_t slot, const std::string& func, const std::string& message, bool cancelled, Outbox& out);
   void maybe_release_data(std::uint32_t slot, Outbox& out);
+  // A task processing on worker `w` when it died: one more death counted against it; true when
+  // that reaches allowed_failures and the task (with its dependents) failed as KilledWorker.
+  bool suspect(std::uint32_t slot, const WorkerRecord& w, const WorkerLoss& loss, Outbox& out);
   void maybe_forget(std::uint32_t slot, Outbox& out);
   bool needed(const Task& t) const { return !t.wanted_by.empty() || t.unfinished_dependents > 0; }
   bool is_root(const Task& t) const {
@@ -272,6 +304,9 @@ class SchedulerState {
     std::uint32_t omitted = 0; // attempts not listed (the text was full)
   };
   std::unordered_map<std::uint64_t, Attempts> attempts_;
+  // The deaths each suspected task was running through (same shape: "death 1: worker 'a' on host
+  // h: killed by signal 11 (SIGSEGV)\n" lines), by task id; dropped when it fails or is forgotten.
+  std::unordered_map<std::uint64_t, Attempts> deaths_;
   bool forgetting_ = false;
 
   // counters (info()["counters"])
@@ -280,6 +315,8 @@ class SchedulerState {
   std::uint64_t receipts_accepted_ = 0;  // completions a client reported first (ResultsReceived)
   std::uint64_t refused_transitions_ = 0;
   std::uint64_t refused_logged_ = 0;  // bit from*kNumTaskStates+to: that pair was logged already
+  std::uint64_t workers_died_ = 0;   // losses that were deaths (reported, or heartbeat timeouts)
+  std::uint64_t tasks_killed_ = 0;   // tasks failed as KilledWorker (not counting their dependents)
 
   bool shutdown_requested_ = false;
   int shutdown_code_ = 0;

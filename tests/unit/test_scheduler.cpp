@@ -219,7 +219,7 @@ TEST_CASE("Scheduler.WorkerDeath.RunningWorkMovesAndLostResultsAreRecomputed") {
   auto [wy, cy] = h.compute_of("y");
   REQUIRE(wy == wx);
   WorkerId survivor = wx == a ? b : a;
-  h.s.remove_worker(wx, "killed", h.out);
+  h.s.remove_worker(wx, WorkerLoss::died("killed by signal 9 (SIGKILL)", {}), h.out);
   // x's only copy died with the worker: it runs again on the survivor, then y follows it.
   auto [wx2, cx2] = h.compute_of("x");
   CHECK(wx2 == survivor);
@@ -584,7 +584,7 @@ TEST_CASE("Scheduler.Storage.ArgumentsReachTheWorkerAsSubmitted") {
   CHECK(cy.deps[0].task == cx.task);
   CHECK(cy.deps[1].task == cb.task);
   // A lost result is recomputed from the same stored arguments.
-  h.s.remove_worker(wy, "killed", h.out);
+  h.s.remove_worker(wy, WorkerLoss::died("killed by signal 9 (SIGKILL)", {}), h.out);
   auto w2 = h.worker("1");
   auto [wb2, cb2] = h.compute_of("b");
   CHECK(wb2 == w2);
