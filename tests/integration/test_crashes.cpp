@@ -134,7 +134,7 @@ TEST_CASE("Crashes.TasksThatCrashTwiceThenSucceedReturnTheirValues") {
   ScratchDir dir;
   Fixture f(2);
   auto segv = f.client.submit(crash_until, dir.path + "/segv", 2);
-  auto abrt = f.client.submit(abort_until, dir.path + "/abort", 2);
+  auto abrt = f.client.submit(sigabrt_until, dir.path + "/abort", 2);
   std::vector<int> xs(200);
   std::iota(xs.begin(), xs.end(), 0);
   auto others = f.client.map(slow_inc, xs, std::vector<int>(xs.size(), 1));
