@@ -23,6 +23,10 @@ struct LocalClusterOptions {
   std::vector<std::map<std::string, double>> worker_resources;  // by worker index
   std::string log_level = "warn";
   FastPaths fast_paths = FastPaths::from_environment();  // for its scheduler, workers and clients
+  // A task that was running on this many workers that died fails with a KilledWorker error
+  // (Dask's allowed-failures; 0: never). Only worker processes can die and come back: threads
+  // die with the program.
+  std::uint32_t allowed_failures = 3;
 };
 
 class LocalCluster {

@@ -27,6 +27,9 @@ struct RunOptions {
   bool no_client = false;           // scheduler + workers only (the `dask-mpi` command)
   std::string plugin;               // task plugin .so; empty: tasks linked into this program
   FastPaths fast_paths = FastPaths::from_environment();  // --fast-paths, for every rank
+  // A task that was running on this many workers that died fails with a KilledWorker error
+  // (Dask's allowed-failures; 0: never). docs/architecture.md, "Worker loss".
+  std::uint32_t allowed_failures = 3;
 };
 
 // Runs this rank's role and returns the job's exit code (the client's return value) on every

@@ -94,6 +94,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     so.config.worker_timeout_ms = static_cast<std::uint64_t>(opt.heartbeat_timeout.count());
     so.config.client_timeout_ms = static_cast<std::uint64_t>(opt.heartbeat_timeout.count());
     so.config.fast_paths = opt.fast_paths;
+    so.config.allowed_failures = opt.allowed_failures;
     try {
       server = std::make_unique<scheduler::SchedulerServer>(so);
       auto& c = report.card;

@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.5, 3600.0));
   app.add_option("--fast-paths", fast_paths, std::string(dtask::cli::kFastPathsHelp) + "; for every rank");
+  app.add_option("--allowed-failures", opt.allowed_failures,
+                 "a task that was running on this many workers that died fails (KilledWorker); 0: never")
+      ->capture_default_str();
   app.add_flag("--no-client", opt.no_client,
                "scheduler and workers only; a client joins with --scheduler-file and ends the job");
   app.prefix_command();  // everything from the plugin path on belongs to the job

@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", insecure, "no CURVE encryption/authentication (trusted networks only)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_option("--fast-paths", fast_paths, dtask::cli::kFastPathsHelp);
+  app.add_option("--allowed-failures", opt.config.allowed_failures,
+                 "a task that was running on this many workers that died fails (KilledWorker); 0: never")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!dtask::log::valid_level(log_level)) {
     std::fprintf(stderr, "dtask-scheduler: unknown log level '%s'\n", log_level.c_str());

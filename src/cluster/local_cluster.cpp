@@ -70,6 +70,7 @@ struct LocalCluster::Impl {
     so.security = security;
     so.where = "local";
     so.config.fast_paths = opt.fast_paths;
+    so.config.allowed_failures = opt.allowed_failures;
     server = std::make_unique<scheduler::SchedulerServer>(so);
     server_thread = std::thread([this] { server->run(); });
     try {

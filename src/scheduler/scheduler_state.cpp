@@ -156,6 +156,7 @@ void SchedulerState::remove_worker(WorkerId wid, const WorkerLoss& loss, Outbox&
 }
 
 // Purpose: a task was processing on a worker that died, and is suspected of killing it.
+// Input: its slot (processing on `w`), the dead worker's record and the loss (its reason).
 // Action: one more death is counted against it, with a line naming the worker, its host and the
 //   reason (bounded, like a retried task's attempts). When the count reaches allowed_failures
 //   (0: never) the task fails as KilledWorker (the fail event, from processing), and its
@@ -178,8 +179,9 @@ bool SchedulerState::suspect(std::uint32_t slot, const WorkerRecord& w, const Wo
 
   std::string key(key_of(t));
   const std::uint32_t count = d.count;
-  std::string message = "KilledWorker: task '" + key + "' was running on " + std::to_string(d.count) +
-                        " workers that died; the last, " + where + ": " + reason + "\n" + d.text;
+  std::string message = "KilledWorker: task '" + key + "' was running on " +
+                        (count == 1 ? std::string("1 worker that died") : std::to_string(count) + " workers that died") +
+                        "; the last, " + where + ": " + reason + "\n" + d.text;
   if (d.omitted) message += "(" + std::to_string(d.omitted) + " more deaths not listed)\n";
   deaths_.erase(t.id.value);
   // Exceptions it raised on earlier attempts (retries) are part of its story too.
