@@ -169,7 +169,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     sup.board_slots = static_cast<std::size_t>(wo.nthreads) + 1;
     return worker::supervise(sup, [&](const protocol::PreviousExit& previous,
                                       std::shared_ptr<worker::RunningBoard> board) {
-      install_signals();  // this incarnation's own: SIGTERM/SIGINT stop its Worker
+      install_signals();  // this incarnation's own: SIGTERM/SIGINT (forwarded by the supervisor) reach its Worker
       worker::WorkerOptions mine = wo;
       mine.previous = previous;
       mine.board = std::move(board);
