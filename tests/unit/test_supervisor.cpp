@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <future>
 
+#include "worker/executor.hpp"
 #include "worker/running_board.hpp"
 #include "worker/supervisor.hpp"
 
@@ -34,6 +36,22 @@ void prepare_to_crash() {
   ::signal(SIGSEGV, SIG_DFL);
   ::signal(SIGABRT, SIG_DFL);
 }
+
+// A task entry whose "function" looks at the board while it runs (what a supervisor would read
+// if the process died right then).
+std::shared_ptr<RunningBoard> g_board;
+std::promise<std::vector<TaskId>> g_seen_by_thread;
+std::vector<TaskId> g_seen_here;
+void look_at_board_here(dtask_call* call) {
+  g_seen_here = g_board->running();
+  reinterpret_cast<dtask::detail::Call*>(call)->ok = true;
+}
+void look_at_board_on_thread(dtask_call* call) {
+  g_seen_by_thread.set_value(g_board->running());
+  reinterpret_cast<dtask::detail::Call*>(call)->ok = true;
+}
+const dtask_task_v1 kLookHere{"look_here", nullptr, 0, look_at_board_here};
+const dtask_task_v1 kLookOnThread{"look_on_thread", nullptr, 0, look_at_board_on_thread};
 
 }  // namespace
 
@@ -140,6 +158,32 @@ TEST_CASE("Supervisor.Board.ASharedBoardOutlivesTheChildThatWroteIt") {
   }
   REQUIRE(::waitpid(child, &status, 0) == child);
   CHECK(p->running().empty());  // a private board is the child's own copy
+}
+
+TEST_CASE("Supervisor.Board.TheExecutorMarksTheTaskItRunsUntilItEnds") {
+  g_board = RunningBoard::make_private(3);  // 2 executor threads + the loop thread's slot
+  std::promise<std::vector<TaskId>> fresh;
+  g_seen_by_thread.swap(fresh);
+  auto seen = g_seen_by_thread.get_future();
+  {
+    Executor exec(2, {}, "unit", [] {}, g_board);
+    // On the loop thread (run_here): marked in the slot after the threads' while it runs.
+    Job here;
+    here.id = TaskId{11};
+    here.entry = &kLookHere;
+    CHECK(exec.run_here(std::move(here)).ok);
+    CHECK(g_seen_here == std::vector<TaskId>{TaskId{11}});
+    CHECK(g_board->running().empty());
+    // On an executor thread.
+    Job job;
+    job.id = TaskId{12};
+    job.entry = &kLookOnThread;
+    exec.submit(std::move(job));
+    CHECK(seen.get() == std::vector<TaskId>{TaskId{12}});
+    exec.shutdown(std::chrono::milliseconds(10'000));
+  }
+  CHECK(g_board->running().empty());
+  g_board.reset();
 }
 
 // ---- the fork loop ------------------------------------------------------------------------
