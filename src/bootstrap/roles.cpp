@@ -17,6 +17,7 @@
 #include "plugin/plugin.hpp"
 #include "scheduler/scheduler_server.hpp"
 #include "transport/transport.hpp"
+#include "worker/supervisor.hpp"
 #include "worker/worker.hpp"
 
 namespace dtask::bootstrap {
@@ -159,16 +160,31 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     wo.connect_timeout_ms = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(opt.wait_timeout).count());
     if (!opt.local_directory.empty()) wo.local_directory = opt.local_directory + "/worker-" + std::to_string(rank);
-    try {
-      worker::Worker w(wo);
-      g_worker = &w;
-      int code = w.run();
-      g_worker = nullptr;
-      return code;
-    } catch (const std::exception& e) {
-      log->error("{}", e.what());
-      return 1;
-    }
+    // This role process supervises the worker (supervisor.hpp): a task that kills its process
+    // (a signal, abort, the OOM killer) costs one incarnation, and the next one registers again
+    // under the same name. The rank's MPI process above us is untouched either way.
+    worker::SuperviseOptions sup;
+    sup.name = wo.name;
+    sup.where = where;
+    sup.board_slots = static_cast<std::size_t>(wo.nthreads) + 1;
+    return worker::supervise(sup, [&](const protocol::PreviousExit& previous,
+                                      std::shared_ptr<worker::RunningBoard> board) {
+      install_signals();  // this incarnation's own: SIGTERM/SIGINT (forwarded by the supervisor) reach its Worker
+      worker::WorkerOptions mine = wo;
+      mine.previous = previous;
+      mine.board = std::move(board);
+      try {
+        worker::Worker w(mine);
+        g_worker = &w;
+        int code = w.run();
+        g_worker = nullptr;
+        return code;
+      } catch (const std::exception& e) {
+        g_worker = nullptr;
+        log->error("{}", e.what());
+        return 1;
+      }
+    });
   }
 
   // ---- the client: runs the user's code, then shuts the whole job down with its return code

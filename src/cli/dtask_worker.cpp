@@ -13,6 +13,7 @@
 #include "common/scheduler_file.hpp"
 #include "plugin/plugin.hpp"
 #include "transport/transport.hpp"
+#include "worker/supervisor.hpp"
 #include "worker/worker.hpp"
 
 namespace {
@@ -43,6 +44,12 @@ int main(int argc, char** argv) {
   app.add_option("--interface", opt.interface, "network interface for the data server (e.g. hsn0)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_option("--fast-paths", fast_paths, dtask::cli::kFastPathsHelp);
+  bool no_restart = false;
+  int max_restarts = dtask::worker::RestartPolicy{}.max_deaths;
+  app.add_flag("--no-restart", no_restart, "run the worker in this process, unsupervised: a crash ends it");
+  app.add_option("--max-restarts", max_restarts, "restarts within 60 s before the supervisor gives up")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   auto fail = [](const std::string& msg) {
     std::fprintf(stderr, "dtask-worker: %s\n", msg.c_str());
@@ -70,16 +77,33 @@ int main(int argc, char** argv) {
   auto loaded = dtask::plugin::Plugin::load(plugin_path);
   if (!loaded.ok()) return fail(loaded.error);
   opt.plugin = loaded.plugin;
-  std::unique_ptr<dtask::worker::Worker> worker;
-  try {
-    worker = std::make_unique<dtask::worker::Worker>(opt);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dtask-worker: %s\n", e.what());
-    return 1;
-  }
-  g_worker = worker.get();
-  dtask::cli::on_termination(&stop);
-  int code = worker->run();
-  g_worker = nullptr;
-  return code;
+  auto run_worker = [](const dtask::worker::WorkerOptions& o) {
+    std::unique_ptr<dtask::worker::Worker> worker;
+    try {
+      worker = std::make_unique<dtask::worker::Worker>(o);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "dtask-worker: %s\n", e.what());
+      return 1;
+    }
+    g_worker = worker.get();
+    dtask::cli::on_termination(&stop);
+    int code = worker->run();
+    g_worker = nullptr;
+    return code;
+  };
+  if (no_restart) return run_worker(opt);
+  // This process supervises the worker (worker/supervisor.hpp): it runs in a child, and a child
+  // killed by a signal (a crashing task, kill -9, the OOM killer) is replaced by a new one with
+  // the same name. SIGTERM/SIGINT go to the child; an exit with a code ends dtask-worker with it.
+  dtask::worker::SuperviseOptions sup;
+  sup.name = opt.name;
+  sup.board_slots = static_cast<std::size_t>(opt.nthreads) + 1;
+  sup.policy.max_deaths = max_restarts;
+  return dtask::worker::supervise(sup, [&](const dtask::protocol::PreviousExit& previous,
+                                           std::shared_ptr<dtask::worker::RunningBoard> board) {
+    dtask::worker::WorkerOptions mine = opt;
+    mine.previous = previous;
+    mine.board = std::move(board);
+    return run_worker(mine);
+  });
 }

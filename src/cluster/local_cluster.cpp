@@ -141,19 +141,25 @@ struct LocalCluster::Impl {
     // The scheduler told every worker to stop; these return within their grace period.
     for (auto& w : workers) w->stop(0);
     for (auto& t : worker_threads) t.join();
-    for (pid_t pid : children) {
+    // Each child is a dtask-worker supervisor (worker/supervisor.hpp) with its worker beneath it.
+    // One the scheduler could not reach (an incarnation between a crash and its registration)
+    // is asked with SIGTERM, which the supervisor forwards and which stops it restarting; a
+    // supervisor killed outright takes its worker along (PR_SET_PDEATHSIG).
+    auto reaped = [](pid_t pid, int polls) {
       int status = 0;
-      for (int i = 0; i < 100; ++i) {
-        if (::waitpid(pid, &status, WNOHANG) == pid) {
-          pid = 0;
-          break;
-        }
+      for (int i = 0; i < polls; ++i) {
+        if (::waitpid(pid, &status, WNOHANG) == pid) return true;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
-      if (pid != 0) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-      }
+      return false;
+    };
+    for (pid_t pid : children) {
+      if (reaped(pid, 100)) continue;
+      ::kill(pid, SIGTERM);
+      if (reaped(pid, 60)) continue;
+      ::kill(pid, SIGKILL);
+      int status = 0;
+      ::waitpid(pid, &status, 0);
     }
     if (!private_dir.empty()) {
       std::error_code ec;

@@ -12,10 +12,13 @@ thread_local std::string t_worker_name;
 }  // namespace
 
 Executor::Executor(int nthreads, protocol::Resources available, std::string worker_name,
-                   std::function<void()> on_complete)
-    : on_complete_(std::move(on_complete)), worker_name_(std::move(worker_name)), nthreads_(nthreads) {
+                   std::function<void()> on_complete, std::shared_ptr<RunningBoard> board)
+    : on_complete_(std::move(on_complete)),
+      worker_name_(std::move(worker_name)),
+      nthreads_(nthreads),
+      board_(board ? std::move(board) : RunningBoard::make_private(static_cast<std::size_t>(nthreads) + 1)) {
   for (const auto& [name, amount] : available) available_[name] += amount;
-  for (int i = 0; i < nthreads; ++i) threads_.emplace_back([this] { run(); });
+  for (int i = 0; i < nthreads; ++i) threads_.emplace_back([this, i] { run(static_cast<std::size_t>(i)); });
 }
 
 Executor::~Executor() { shutdown(std::chrono::milliseconds(2000)); }
@@ -56,13 +59,15 @@ bool Executor::idle() const {
   return ready_.empty() && running_ == 0;
 }
 
-Completion Executor::invoke(Job& job) {
+Completion Executor::invoke(Job& job, std::size_t slot) {
   detail::Call call;
   call.fn = job.entry->fn;
   call.args = std::span<const detail::CallArg>(job.args.data(), job.args.size());
+  board_->start(slot, job.id);  // if the task kills the process, the supervisor reads this
   const auto start = std::chrono::steady_clock::now();
   job.entry->invoke(reinterpret_cast<dtask_call*>(&call));
   const auto took = std::chrono::steady_clock::now() - start;
+  board_->end(slot);
   return Completion{job.id, call.ok, std::move(call.result), std::move(call.error), job.entry,
                     static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count())};
 }
@@ -73,7 +78,8 @@ Completion Executor::run_here(Job job) {
     std::lock_guard lock(mutex_);
     ++running_;
   }
-  Completion c = invoke(job);
+  // One run_here() at a time (the loop's owner; loop_takeover.hpp): the slot after the threads'.
+  Completion c = invoke(job, static_cast<std::size_t>(nthreads_));
   bool waiting_work;
   {
     std::lock_guard lock(mutex_);
@@ -103,7 +109,7 @@ bool Executor::fits(const Job& j) const {
   return true;
 }
 
-void Executor::run() {
+void Executor::run(std::size_t slot) {
   t_worker_name = worker_name_;
   while (true) {
     Job job;
@@ -128,7 +134,7 @@ void Executor::run() {
       for (const auto& [name, amount] : job.resources) available_[name] -= amount;
       ++running_;
     }
-    Completion c = invoke(job);
+    Completion c = invoke(job, slot);
     {
       std::lock_guard lock(mutex_);
       completions_.push_back(std::move(c));

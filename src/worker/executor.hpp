@@ -18,6 +18,7 @@
 #include <dtask/task.hpp>
 
 #include "protocol/messages.hpp"
+#include "worker/running_board.hpp"
 
 namespace dtask::worker {
 
@@ -43,7 +44,10 @@ struct Completion {
 class Executor {
  public:
   // `on_complete` runs on an executor thread after each task (the worker wakes its loop there).
-  Executor(int nthreads, protocol::Resources available, std::string worker_name, std::function<void()> on_complete);
+  // `board` (may be null): executor thread i marks slot i while it runs a task, run_here() slot
+  // nthreads (running_board.hpp); its supervisor reads it if this process dies.
+  Executor(int nthreads, protocol::Resources available, std::string worker_name, std::function<void()> on_complete,
+           std::shared_ptr<RunningBoard> board = nullptr);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -66,8 +70,8 @@ class Executor {
   void shutdown(std::chrono::milliseconds grace);
 
  private:
-  void run();
-  Completion invoke(Job& job);
+  void run(std::size_t slot);
+  Completion invoke(Job& job, std::size_t slot);
   bool fits(const Job& j) const;
   struct Order {
     std::int32_t priority;
@@ -88,6 +92,7 @@ class Executor {
   int running_ = 0;
   std::condition_variable idle_cv_;
   std::vector<std::thread> threads_;
+  std::shared_ptr<RunningBoard> board_;  // never null (a private one without a supervisor)
 };
 
 }  // namespace dtask::worker

@@ -9,6 +9,7 @@
 
 #include "plugin/plugin.hpp"
 #include "protocol/messages.hpp"
+#include "worker/running_board.hpp"
 
 namespace dtask::worker {
 
@@ -29,6 +30,11 @@ struct WorkerOptions {
   std::uint64_t scheduler_timeout_ms = 15000;
   std::uint64_t fetch_timeout_ms = 10000;
   FastPaths fast_paths = FastPaths::from_environment();  // which latency shortcuts this worker takes
+  // Set by its supervisor (supervisor.hpp): how the incarnation before this one ended, sent in
+  // RegisterWorker, and the shared board its executor marks running tasks on. Without a
+  // supervisor: a first start and a private board.
+  protocol::PreviousExit previous;
+  std::shared_ptr<RunningBoard> board;
 };
 
 class Worker {

@@ -163,7 +163,8 @@ struct Worker::Impl {
   }
 
   int run() {
-    exec_ = std::make_unique<Executor>(opt_.nthreads, opt_.resources, opt_.name, [this] { wakeup_.notify(); });
+    exec_ = std::make_unique<Executor>(opt_.nthreads, opt_.resources, opt_.name, [this] { wakeup_.notify(); },
+                                       opt_.board);
     port_ = std::make_unique<ExecutorOnLoop>(*exec_, takeover_, [this] { return run_loop().value_or(1); });
     state_ = std::make_unique<WorkerState>(config(), *port_);
     RegisterWorker reg;
@@ -175,6 +176,7 @@ struct Worker::Impl {
     reg.memory_limit = opt_.memory_limit;
     reg.resources = opt_.resources;
     reg.pid = ::getpid();
+    reg.previous = opt_.previous;  // from the supervisor: this name's previous incarnation died
     transport::send_batch(sched_, nullptr, std::vector<WorkerToScheduler>{reg});
     state_->started(transport::now_ms());
     std::optional<int> code = run_loop();

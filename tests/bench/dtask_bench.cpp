@@ -476,8 +476,10 @@ class SpawnedCluster {
     }
     g_sched_pid = sched_;
     for (int i = 0; i < n_workers; ++i) {
+      // --no-restart: the pid spawned is the worker itself (not its supervisor), whose CPU time
+      // workers_cpu_s reads.
       workers_.push_back(spawn({g_opt.worker_exe, "--scheduler-file", file, "--name", std::to_string(i), "--nthreads",
-                                "1", "--plugin", g_opt.plugin, "--log-level", "error", fast_paths}));
+                                "1", "--plugin", g_opt.plugin, "--log-level", "error", fast_paths, "--no-restart"}));
     }
     auto f = dtask::read_scheduler_file(file);
     if (!f.ok()) throw std::runtime_error(f.error);

@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -28,7 +30,22 @@ std::string where(int) {
   gethostname(buf, sizeof buf - 1);
   return std::string(buf) + "/" + dtask::get_worker_name();
 }
-DTASK_TASKS(inc, dec, add, slow_inc, where);
+// Tasks that kill the worker process running them (the "crashes" scenario): SIGSEGV on the
+// first n attempts, counted in the file at `path`, then n; or on every attempt.
+[[noreturn]] void segfault() {
+  ::signal(SIGSEGV, SIG_DFL);
+  ::raise(SIGSEGV);
+  std::abort();
+}
+int crash_until(std::string path, int n) {
+  int count = 0;
+  if (std::ifstream in(path); in) in >> count;
+  std::ofstream(path, std::ios::trunc) << count + 1 << "\n";
+  if (count < n) segfault();
+  return n;
+}
+int always_crash(int) { segfault(); }
+DTASK_TASKS(inc, dec, add, slow_inc, where, crash_until, always_crash);
 
 namespace {
 
@@ -112,6 +129,46 @@ int stranger(dtask::Client& c) {
   return 0;
 }
 
+// Tasks that crash their worker process under mpirun: each worker rank's role process restarts
+// its worker, which registers again under its rank; a task that crashes twice then succeeds
+// returns its value, one that always crashes fails as KilledWorker naming the signal, its
+// dependent fails, everything else is exact and every worker is back at the end.
+int crashes(dtask::Client& c, const std::string& dir) {
+  const std::size_t n_workers = c.scheduler_info().workers.size();
+  auto twice = c.submit(crash_until, dir + "/segv", 2);
+  auto doomed = c.submit(always_crash, 1);
+  auto dependent = c.submit(inc, doomed);
+  std::vector<int> xs(300);
+  for (int i = 0; i < 300; ++i) xs[static_cast<std::size_t>(i)] = i;
+  auto others = c.map(slow_inc, xs, std::vector<int>(300, 2));
+  if (twice.result(std::chrono::seconds(60)) != 2) throw std::runtime_error("crash_until returned a wrong value");
+  std::string message;
+  try {
+    doomed.result(std::chrono::seconds(60));
+    throw std::runtime_error("always_crash returned a value");
+  } catch (const dtask::TaskError& e) {
+    message = e.what();
+  }
+  if (message.find("KilledWorker") == std::string::npos || message.find("SIGSEGV") == std::string::npos) {
+    throw std::runtime_error("always_crash failed with an unexpected message: " + message);
+  }
+  bool dependent_failed = false;
+  try {
+    dependent.result(std::chrono::seconds(30));
+  } catch (const dtask::TaskError&) {
+    dependent_failed = true;
+  }
+  if (!dependent_failed) throw std::runtime_error("the dependent of a KilledWorker task did not fail");
+  auto out = c.gather(others);
+  for (int i = 0; i < 300; ++i) {
+    if (out[static_cast<std::size_t>(i)] != i + 1) throw std::runtime_error("wrong result next to crashing tasks");
+  }
+  if (!c.wait_for_workers(n_workers, std::chrono::seconds(20))) throw std::runtime_error("a worker did not come back");
+  std::printf("crashes ok: crash_until=2, always_crash KilledWorker with SIGSEGV, 300 others exact, %zu workers back\n",
+              c.scheduler_info().workers.size());
+  return 0;
+}
+
 int hostnames(dtask::Client& c, int n) {
   std::vector<int> xs(static_cast<std::size_t>(n), 0);
   std::map<std::string, int> per_host;
@@ -139,6 +196,7 @@ int job_main(dtask::Client& c, int argc, char** argv) {
     return 0;
   }
   if (mode == "stranger") return stranger(c);
+  if (mode == "crashes") return crashes(c, argv[2]);
   if (mode == "hostnames") return hostnames(c, argc > 2 ? std::stoi(argv[2]) : 100);
   throw std::runtime_error("unknown scenario " + mode);
 }

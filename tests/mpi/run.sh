@@ -167,5 +167,15 @@ else
   bad "$name"
 fi
 
+# Tasks that kill their worker process (SIGSEGV): each worker rank's role process supervises its
+# worker and restarts it under the same name; the job finishes, exit 0, and nothing is left.
+mkdir -p "$work/crash"
+job 120 -n 5 -- "$job" crashes "$work/crash"
+for _ in $(seq 50); do pgrep -f "$work/crash" >/dev/null || break; sleep 0.1; done
+left=$(pgrep -fc "$work/crash")
+name="tasks that crash their worker: restarted, crash-twice returns, always-crash is KilledWorker (SIGSEGV), rest exact"
+if [ $rc -eq 0 ] && grep -q "crashes ok" "$work/out" && [ "$left" -eq 0 ] &&
+  grep -q "killed by signal 11 (SIGSEGV)" "$work/err"; then ok "$name"; else bad "$name (left=$left)"; fi
+
 echo "$passed passed, $failed failed"
 ((failed == 0))

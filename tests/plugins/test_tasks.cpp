@@ -1,4 +1,5 @@
 // The task plugin the tests run: small arithmetic, failures, bulk data, sleeps and placement probes.
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -104,6 +105,35 @@ bool malloc_hugepage_advised(long long bytes) {
   return advised;
 }
 
+// Crashing tasks (tests/integration/test_crashes.cpp, tests/mpi): they kill the worker process
+// that runs them. The counter file at `path` counts the attempts across processes; the default
+// SIGSEGV action is restored first so a sanitizer's handler cannot turn the crash into an exit.
+namespace {
+int bump_counter(const std::string& path) {
+  int count = 0;
+  if (std::ifstream in(path); in) in >> count;
+  std::ofstream(path, std::ios::trunc) << count + 1 << "\n";
+  return count;
+}
+[[noreturn]] void segfault() {
+  ::signal(SIGSEGV, SIG_DFL);
+  ::raise(SIGSEGV);
+  std::abort();
+}
+}  // namespace
+// Raises SIGSEGV on its first `n` attempts (counted in `path`), then returns n.
+int crash_until(std::string path, int n) {
+  if (bump_counter(path) < n) segfault();
+  return n;
+}
+// abort()s on its first `n` attempts (counted in `path`), then returns n. (Named so it does not
+// sort before "add": LocalCluster.Errors.UnknownTaskNameIsClear reads the list of names.)
+int sigabrt_until(std::string path, int n) {
+  if (bump_counter(path) < n) std::abort();
+  return n;
+}
+int always_crash(int) { segfault(); }
+
 #define DTASK_TEST_DEFINE_ECHO(name, T)                                                       \
   std::vector<T> echo_##name(std::vector<T> v) { return v; }                               \
   std::vector<T> view_##name(std::span<const T> v) { return std::vector<T>(v.begin(), v.end()); }
@@ -117,4 +147,5 @@ DTASK_TASKS(inc, dec, add, noop, add64, sum_list, fail_if_negative, flaky, slow_
             make_bytes, check_bytes, check_bytes_view, linspace, sum_doubles, sum_doubles_view, concat, nothing,
             malloc_hugepage_advised, echo_i8, view_i8, echo_u8, view_u8, echo_i16, view_i16, echo_u16, view_u16,
             echo_i32, view_i32, echo_u32, view_u32, echo_i64, view_i64, echo_u64, view_u64, echo_f32, view_f32,
-            echo_f64, view_f64, echo_string, echo_strings, echo_nested, echo_map);
+            echo_f64, view_f64, echo_string, echo_strings, echo_nested, echo_map, crash_until, sigabrt_until,
+            always_crash);

@@ -28,6 +28,9 @@ double sum_doubles_view(std::span<const double> v);
 std::string concat(std::string a, std::string b);
 void nothing(int);
 bool malloc_hugepage_advised(long long bytes);
+int crash_until(std::string path, int n);  // SIGSEGV on the first n attempts (counted in the file at path)
+int sigabrt_until(std::string path, int n);  // abort() on the first n attempts
+int always_crash(int);                     // SIGSEGV, every time
 
 // Identity tasks for every value a user can send (tests/integration/test_values.cpp): echo_X takes
 // the vector by value, view_X as a std::span and copies it out.
