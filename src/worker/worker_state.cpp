@@ -50,6 +50,10 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
     it->second.released = false;
     return;
   }
+  if (retiring_) {
+    give_back(m.task, out);  // sent before the scheduler heard we retire
+    return;
+  }
   if (m.early_nonce != 0 && adopt_early(m, out)) return;
   Pending p;
   p.msg = std::move(m);
@@ -110,7 +114,7 @@ void WorkerState::on(WorkerShutdown& m, WorkerOutbox&) { stop_ = Stop{m.code, {}
 
 void WorkerState::handle_request(PeerRequest msg, const std::string& from, WorkerOutbox& out) {
   if (auto* start = std::get_if<StartTask>(&msg)) {
-    if (!early_.enabled()) {
+    if (!early_.enabled() || retiring_) {
       out.reply(from, NotStarted{start->key});
       return;
     }
@@ -269,7 +273,7 @@ void WorkerState::on_completion(Completion c, WorkerOutbox& out) {
 void WorkerState::store_result(TaskDone done, std::shared_ptr<const Payload> result, std::uint32_t pushes,
                                bool dependents_waiting, WorkerOutbox& out) {
   store_[done.task.value] = std::move(result);
-  if (pushes > 0 && !dependents_waiting && held_.enabled()) {
+  if (pushes > 0 && !dependents_waiting && held_.enabled() && !retiring_) {
     held_.hold(std::move(done), pushes);
   } else {
     out.to_scheduler.push_back(std::move(done));
@@ -288,9 +292,25 @@ void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
   if (stop_) return;
   if (!welcomed_ && now > started_ms_ + config_.connect_timeout_ms) {
     stop_ = Stop{1, "no answer from the scheduler within " + std::to_string(config_.connect_timeout_ms / 1000) + " s"};
+  } else if (welcomed_ && link_down_since_ != 0 && now > link_down_since_ + kSchedulerReconnectGraceMs) {
+    // Connection loss is the quick sign (a dead scheduler's kernel closes its sockets); the
+    // silence below is the fallback for a scheduler that hangs with its connections open.
+    stop_ = Stop{1, "lost the scheduler: its connection closed and was not made again within " +
+                        std::to_string(kSchedulerReconnectGraceMs) + " ms"};
   } else if (welcomed_ && now > last_heard_ + config_.scheduler_timeout_ms) {
     stop_ = Stop{1, "lost the scheduler (silent for " + std::to_string(config_.scheduler_timeout_ms / 1000) + " s)"};
+  } else if (retiring_ && now > retire_deadline_) {
+    if (config_.log) {
+      config_.log->warn("retiring: the hand-over did not finish within {} s; leaving anyway (results held only here "
+                        "are recomputed elsewhere)", config_.drain_timeout_ms / 1000);
+    }
+    stop_ = Stop{0, {}};
   }
+}
+
+void WorkerState::scheduler_link(bool up, std::uint64_t now) {
+  if (up) link_down_since_ = 0;
+  else if (link_down_since_ == 0) link_down_since_ = std::max<std::uint64_t>(now, 1);
 }
 
 void WorkerState::settle(std::uint64_t now, WorkerOutbox& out) {
