@@ -28,7 +28,8 @@ std::string where(int) {
   gethostname(buf, sizeof buf - 1);
   return std::string(buf) + "/" + dtask::get_worker_name();
 }
-DTASK_TASKS(inc, dec, add, slow_inc, where);
+std::string echo(std::string s) { return s; }
+DTASK_TASKS(inc, dec, add, slow_inc, where, echo);
 
 namespace {
 
@@ -128,6 +129,7 @@ int job_main(dtask::Client& c, int argc, char** argv) {
   if (mode == "exit") return std::stoi(argv[2]);
   if (mode == "throw") throw std::runtime_error("deliberate failure in the client code");
   if (mode == "kill-worker") return kill_worker(c);
+  if (mode == "drain") return drain(c);
   if (mode == "kill-client") {
     std::fflush(nullptr);
     ::raise(SIGKILL);
