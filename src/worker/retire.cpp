@@ -34,8 +34,8 @@ void WorkerState::retire(std::uint64_t now, WorkerOutbox& out) {
     it = it->second.waiting.empty() && !it->second.in_flight ? fetches_.erase(it) : std::next(it);
   }
   std::sort(msg.returned.begin(), msg.returned.end(), [](TaskId a, TaskId b) { return a.value < b.value; });
-  // TaskDones held back for a client's receipt go now: the scheduler must know what is here.
-  for (auto& done : held_.take_all()) out.to_scheduler.push_back(std::move(done));
+  // TaskDones held back for a client's receipt go along with this message (held_done: any other
+  // message takes them), and none is held from now on (store_result).
   if (config_.log) {
     config_.log->info("retiring: {} results held here, {} tasks running, {} given back", store_.size(), pending_.size(),
                       msg.returned.size());

@@ -6,8 +6,8 @@
 // Inputs: Worker::retire() (signal-safe; the loop calls WorkerState::retire at its next pass),
 //   then the scheduler's FetchReplicas (to other workers) and WorkerMayLeave (to this one).
 // Action (WorkerState, retire.cpp): RetireWorker to the scheduler with the tasks not started here
-//   (withdrawn from the executor, or still waiting for inputs); tasks running here finish and are
-//   reported as usual (TaskDones not held back); ComputeTasks arriving later go back the same way,
+//   (withdrawn from the executor, or still waiting for inputs; TaskDones held back go with it);
+//   tasks running here finish and are reported at once (never held back); ComputeTasks arriving later go back the same way,
 //   StartTasks are answered NotStarted; the data server keeps serving. WorkerMayLeave ends the
 //   loop with code 0 and the goodbye follows.
 // Caveats: bounded by WorkerConfig::drain_timeout_ms (default 30 s): after that the worker leaves

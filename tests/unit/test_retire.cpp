@@ -141,15 +141,21 @@ TEST_CASE("WorkerRetire.WorkArrivingLaterGoesBackToo") {
 
 TEST_CASE("WorkerRetire.PushedResultsTaskDoneIsNotHeldBack") {
   WorkerHarness h;
-  auto m = WorkerHarness::compute(30);
-  m.push_to = {"client-data-id"};
-  h.give(m);
+  for (std::uint64_t id : {30, 31}) {
+    auto m = WorkerHarness::compute(id);
+    m.push_to = {"client-data-id"};
+    h.give(m);
+  }
   h.complete(30);
   CHECK(WorkerHarness::only<TaskDone>(h.settle()).empty());  // held for the client's receipt
   h.s.retire(h.now, h.out);
   auto batch = h.settle();
   CHECK(WorkerHarness::only<TaskDone>(batch).size() == 1);  // the scheduler must know what is here
   CHECK(WorkerHarness::only<RetireWorker>(batch).size() == 1);
+  h.complete(31);  // finishes while retiring: reported at once, not held
+  auto done = WorkerHarness::only<TaskDone>(h.settle());
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].task == TaskId{31});
 }
 
 TEST_CASE("WorkerRetire.LeavesWithCodeZeroWhenTheSchedulerSaysSo") {
@@ -354,6 +360,18 @@ TEST_CASE("SchedulerRetire.WithNoOtherWorkerItMayLeaveAtOnce") {
   h.s.handle(a, RetireWorker{}, h.now, h.out);
   CHECK(sent<FetchReplicas>(h).empty());
   CHECK(sent<WorkerMayLeave>(h).size() == 1);
+}
+
+TEST_CASE("SchedulerRetire.WithNoOtherWorkerItStillFinishesWhatRunsFirst") {
+  Harness h;
+  auto a = h.worker("a");
+  h.submit({Harness::spec("run", "inc")});
+  auto [w, c] = h.compute_of("run");
+  h.s.handle(a, RetireWorker{}, h.now, h.out);
+  CHECK(sent<WorkerMayLeave>(h).empty());
+  h.done(a, c);
+  CHECK(sent<WorkerMayLeave>(h).size() == 1);
+  CHECK(h.state_of("run") == scheduler::TaskState::memory);
 }
 
 TEST_CASE("SchedulerRetire.ACopyWhoseRecipientLeftIsAskedOfAnotherWorker") {
