@@ -215,8 +215,11 @@ struct Worker::Impl {
     // The loop moved to the standby thread: it ends there.
     if (auto moved = takeover_.finish(!code.has_value())) code = moved;
     if (stop_requested_) code = stop_code_.load();
-    exec_->shutdown(std::chrono::milliseconds(2000));
-    if (state_->welcomed()) {
+    // A lost scheduler: leave at once (the tasks' results could go nowhere, a goodbye neither).
+    const bool gone = state_->stop() && state_->stop()->scheduler_gone;
+    exec_->shutdown(std::chrono::milliseconds(gone ? 0 : 2000));
+    if (gone) sched_.set(zmq::sockopt::linger, 0);
+    if (state_->welcomed() && !gone) {
       auto held = state_->take_held();
       std::vector<WorkerToScheduler> last(std::make_move_iterator(held.begin()), std::make_move_iterator(held.end()));
       last.push_back(WorkerGoodbye{code.value_or(1)});

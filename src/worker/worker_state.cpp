@@ -295,10 +295,12 @@ void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
   } else if (welcomed_ && link_down_since_ != 0 && now > link_down_since_ + kSchedulerReconnectGraceMs) {
     // Connection loss is the quick sign (a dead scheduler's kernel closes its sockets); the
     // silence below is the fallback for a scheduler that hangs with its connections open.
-    stop_ = Stop{1, "lost the scheduler: its connection closed and was not made again within " +
-                        std::to_string(kSchedulerReconnectGraceMs) + " ms"};
+    stop_ = Stop{1,
+                 "lost the scheduler: its connection closed and was not made again within " +
+                     std::to_string(kSchedulerReconnectGraceMs) + " ms",
+                 true};
   } else if (welcomed_ && now > last_heard_ + config_.scheduler_timeout_ms) {
-    stop_ = Stop{1, "lost the scheduler (silent for " + std::to_string(config_.scheduler_timeout_ms / 1000) + " s)"};
+    stop_ = Stop{1, "lost the scheduler (silent for " + std::to_string(config_.scheduler_timeout_ms / 1000) + " s)", true};
   } else if (retiring_ && now > retire_deadline_) {
     if (config_.log) {
       config_.log->warn("retiring: the hand-over did not finish within {} s; leaving anyway (results held only here "

@@ -109,6 +109,7 @@ class WorkerState {
   struct Stop {
     int code = 0;
     std::string reason;  // empty: asked to (WorkerShutdown); else what went wrong, to log
+    bool scheduler_gone = false;  // nobody to say goodbye to, nothing worth waiting for
   };
   const std::optional<Stop>& stop() const { return stop_; }
   bool welcomed() const { return welcomed_; }

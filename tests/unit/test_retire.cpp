@@ -220,6 +220,7 @@ TEST_CASE("WorkerLink.AClosedConnectionNotMadeAgainMeansTheSchedulerIsGone") {
   REQUIRE(h.s.stop().has_value());
   CHECK(h.s.stop()->code == 1);
   CHECK(h.s.stop()->reason.find("lost the scheduler") != std::string::npos);
+  CHECK(h.s.stop()->scheduler_gone);
 }
 
 // ---- the scheduler's side ----
