@@ -99,6 +99,7 @@ struct TransitionResult {
 //   placement.cpp        which worker runs what: decide_worker, the root queue, dispatch, stealing
 //   pushed_results.cpp   fast path: results pushed to the waiting client, its receipts
 //   early_start.cpp      fast path: placing a task where its client already started it
+//   retire.cpp           retiring workers: no new work, their unique results copied, then leave
 //   task_table.cpp       storage (TaskTable): slots, arena layout, key index, side tables
 class SchedulerState {
  public:
