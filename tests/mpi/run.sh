@@ -148,6 +148,7 @@ kill -TERM $rank2
 wait $pid
 rc=$?
 secs=$(($(date +%s) - t0))
+echo "     (drain: $(grep -o 'results ready.*' "$work/out" | head -1); whole job ${secs} s)"
 name="SIGTERM to one worker rank: it drains and leaves, the job goes on, results kept, exit 0"
 if [ -n "$rank2" ] && [ $rc -eq 0 ] && [ "$secs" -le 30 ] && grep -q "all 120 results kept after worker 2 left" "$work/out" &&
   [ ! -s "$work/err" ]; then ok "$name"; else bad "$name (rank2 pids:$rank2)"; fi
