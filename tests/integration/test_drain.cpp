@@ -112,8 +112,12 @@ TEST_CASE("Drain.SIGTERMToAWorkerHandsItsResultsOverAndTheJobGoesOn") {
   auto slow = client.submit(there, slow_inc, 41, 800);
   std::this_thread::sleep_for(200ms);
 
+  const auto t0 = std::chrono::steady_clock::now();
   REQUIRE(::kill(static_cast<pid_t>(victim), SIGTERM) == 0);
   CHECK(eventually(client, [](const dtask::SchedulerInfo& i) { return i.workers.size() == 1; }));
+  MESSAGE("worker 0 (" << on_victim << " results) left "
+                       << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
+                       << " ms after SIGTERM");
   CHECK(slow.result(30s) == 42);
 
   // Dependents read the inputs where they are now: on the remaining worker, as copies.
