@@ -9,12 +9,11 @@ using namespace protocol;
 
 void WorkerState::retire(std::uint64_t now, WorkerOutbox& out) {
   if (retiring_ || stop_) return;
-  if (!welcomed_) {
-    stop_ = Stop{0, {}};  // nothing given to us yet: nothing to hand over
-    return;
-  }
   retiring_ = true;
   retire_deadline_ = now + config_.drain_timeout_ms;
+  // Not registered yet: the RetireWorker goes with the welcome (on(WorkerWelcome)), so the
+  // scheduler hears of it and lets us go with a goodbye instead of waiting for our silence.
+  if (!welcomed_) return;
   // What has not started goes back: jobs still queued at the executor (withdrawn), tasks waiting
   // for inputs, jobs made ready in this pass. What runs finishes here.
   RetireWorker msg;

@@ -24,11 +24,12 @@ void WorkerState::handle(SchedulerToWorker msg, std::uint64_t now, WorkerOutbox&
   std::visit([&](auto& m) { on(m, out); }, msg);
 }
 
-void WorkerState::on(WorkerWelcome& m, WorkerOutbox&) {
+void WorkerState::on(WorkerWelcome& m, WorkerOutbox& out) {
   welcomed_ = true;
   me_ = m.worker;
   heartbeat_ms_ = m.heartbeat_ms;
   for (auto& p : m.peers) peers_[p.id.value] = p.address;
+  if (retiring_) out.to_scheduler.push_back(RetireWorker{});  // asked to retire before it got here
 }
 
 void WorkerState::on(Rejected& m, WorkerOutbox&) {

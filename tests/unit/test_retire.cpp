@@ -204,6 +204,22 @@ TEST_CASE("WorkerRetire.RecipientFetchesFromTheRetiringWorkerAndSaysSo") {
   CHECK(h.s.has_result(TaskId{41}));
 }
 
+TEST_CASE("WorkerRetire.AskedBeforeTheWelcomeItRetiresWhenWelcomed") {
+  FakeExecutor exec;
+  worker::WorkerState s(WorkerHarness::config(), exec);
+  worker::WorkerOutbox out;
+  s.started(1000);
+  s.retire(1000, out);
+  CHECK(out.to_scheduler.empty());  // nobody to tell yet
+  CHECK_FALSE(s.stop().has_value());
+  s.handle(WorkerWelcome{kProtocolVersion, WorkerId{4}, {}, 500}, 1010, out);
+  REQUIRE(out.to_scheduler.size() == 1);
+  CHECK(std::holds_alternative<RetireWorker>(out.to_scheduler[0]));
+  s.handle(WorkerMayLeave{0}, 1020, out);
+  REQUIRE(s.stop().has_value());
+  CHECK(s.stop()->code == 0);
+}
+
 TEST_CASE("WorkerLink.AClosedConnectionNotMadeAgainMeansTheSchedulerIsGone") {
   WorkerHarness h;
   h.s.scheduler_link(false, h.now);
