@@ -32,7 +32,7 @@ std::atomic<bool> g_ending_by_us{false};
 
 extern "C" void on_role_signal(int sig) {
   if (auto* s = g_scheduler.load()) s->stop(128 + sig);
-  if (auto* w = g_worker.load()) w->stop(128 + sig);
+  if (auto* w = g_worker.load()) w->retire(128 + sig);  // drains; a second signal stops it
   if (g_client_signal_pipe[1] >= 0) {
     unsigned char b = static_cast<unsigned char>(sig);
     [[maybe_unused]] auto n = ::write(g_client_signal_pipe[1], &b, 1);

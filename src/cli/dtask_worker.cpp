@@ -19,7 +19,7 @@
 namespace {
 std::atomic<dtask::worker::Worker*> g_worker{nullptr};
 void stop(int code) {
-  if (auto* w = g_worker.load()) w->stop(code);
+  if (auto* w = g_worker.load()) w->retire(code);  // drains (worker/retire.hpp); a second signal stops it
 }
 }  // namespace
 

@@ -4,6 +4,7 @@
 // paths live beside this file: pushed_results.cpp, early_start.cpp, spin_wait.cpp.
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 #include "client/connection.hpp"
@@ -27,6 +28,10 @@ constexpr std::uint64_t kFetchTimeoutMs = 15000; // a worker that does not answe
 // Submissions up to this many tasks are sent by the submitting thread; bigger ones are
 // encoded and sent by the I/O thread, so map() of a million tasks returns promptly.
 constexpr std::size_t kDirectSendTasks = 64;
+// The connection to the scheduler closed and was not made again within this long: it is gone
+// (ZeroMQ reconnects within ~100 ms to a scheduler that is still there).
+constexpr std::uint64_t kSchedulerReconnectGraceMs = 1000;
+constexpr const char* kMonitorAddress = "inproc://dtask-client-scheduler-link";
 }  // namespace
 
 ClientCore::ClientCore(ConnectOptions options)
@@ -34,6 +39,9 @@ ClientCore::ClientCore(ConnectOptions options)
   log_ = log::make("client", opt_.name);
   transport::configure_socket(sched_);
   transport::make_curve_client(sched_, opt_.security);
+  if (zmq_socket_monitor(sched_.handle(), kMonitorAddress, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) == 0) {
+    monitor_.connect(kMonitorAddress);
+  }
 }
 
 ClientCore::~ClientCore() { close(); }
@@ -349,6 +357,7 @@ void ClientCore::on_data(DataReply& reply) {
 
 void ClientCore::io_loop() {
   std::uint64_t last_heard = transport::now_ms(), last_beat = 0;
+  std::uint64_t link_down_since = 0;  // when sched_'s connection closed (monitor_), 0: up
   log::DropLimiter bad_input;  // bad messages: logged once per peer, then rate-limited
   const int sched_fd = [&] {
     std::lock_guard sock(sock_mutex_);
@@ -378,7 +387,9 @@ void ClientCore::io_loop() {
       }
     }
     std::vector<zmq::pollitem_t> items = {{nullptr, sched_fd, ZMQ_POLLIN, 0}, {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0},
-                                          {nullptr, early_fd, static_cast<short>(early_fd >= 0 ? ZMQ_POLLIN : 0), 0}};
+                                          {nullptr, early_fd, static_cast<short>(early_fd >= 0 ? ZMQ_POLLIN : 0), 0},
+                                          {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+    constexpr std::size_t kFixedItems = 4;  // the data sockets' items follow
     std::vector<std::pair<zmq::socket_t*, const std::string*>> data_socks;
     for (auto& [address, c] : data_conns_) {
       items.push_back({c.socket->handle(), 0, ZMQ_POLLIN, 0});
@@ -392,6 +403,17 @@ void ClientCore::io_loop() {
     transport::poll(items.data(), items.size(), std::chrono::milliseconds(wait_ms));
     now = transport::now_ms();
     if (items[1].revents & ZMQ_POLLIN) wakeup_.drain();
+    if (items[3].revents & ZMQ_POLLIN) {
+      // libzmq's events about sched_'s connection: [u16 event, u32 value], then an address.
+      zmq::message_t event, address;
+      while (monitor_.recv(event, zmq::recv_flags::dontwait)) {
+        if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::dontwait);
+        std::uint16_t id = 0;
+        if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
+        if (id == ZMQ_EVENT_DISCONNECTED && link_down_since == 0) link_down_since = std::max<std::uint64_t>(now, 1);
+        if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) link_down_since = 0;
+      }
+    }
     bool changed = false, not_started = false;
     std::vector<transport::Received> received;
     {
@@ -416,7 +438,7 @@ void ClientCore::io_loop() {
       changed = true;
     }
     for (std::size_t i = 0; i < data_socks.size(); ++i) {
-      if (!(items[3 + i].revents & ZMQ_POLLIN)) continue;
+      if (!(items[kFixedItems + i].revents & ZMQ_POLLIN)) continue;
       while (auto r = transport::try_recv(*data_socks[i].first, false)) {
         auto d = transport::decode<PeerReply>(*r);
         if (!d.ok()) {
@@ -453,15 +475,28 @@ void ClientCore::io_loop() {
       transport::send_batch(sched_, nullptr, std::vector<ClientToScheduler>{Heartbeat{now}});
       last_beat = now;
     }
-    bool lost = false;
+    bool lost = false, closed = false;
     {
       std::lock_guard lock(mutex_);
-      if (welcomed_ && now > last_heard + static_cast<std::uint64_t>(opt_.scheduler_timeout.count()) &&
-          connection_error_.empty()) {
+      if (cluster_closing_ && link_down_since != 0 && connection_error_.empty()) {
+        // The scheduler said the cluster closes, then went: expected, nothing to report.
+        connection_error_ = "the cluster at " + opt_.address + " has shut down";
+        closed = true;
+      } else if (welcomed_ && link_down_since != 0 && now > link_down_since + kSchedulerReconnectGraceMs &&
+                 connection_error_.empty()) {
+        connection_error_ = "lost the scheduler at " + opt_.address + " (its connection closed and was not made again within " +
+                            std::to_string(kSchedulerReconnectGraceMs) + " ms)";
+        lost = true;
+      } else if (welcomed_ && now > last_heard + static_cast<std::uint64_t>(opt_.scheduler_timeout.count()) &&
+                 connection_error_.empty()) {
         connection_error_ = "lost the scheduler at " + opt_.address + " (silent for " +
                             std::to_string(opt_.scheduler_timeout.count() / 1000) + " s)";
         lost = true;
       }
+    }
+    if (closed) {
+      fail_all_pending(connection_error_);
+      changed = true;
     }
     if (lost) {
       fail_all_pending(connection_error_);
@@ -472,6 +507,7 @@ void ClientCore::io_loop() {
         handler = end_handler_;
       }
       if (handler) handler(1, connection_error_);
+      else log_->error("{}", connection_error_);  // the one line; an end handler says it itself
     }
     if (changed) wake_waiters();
   }

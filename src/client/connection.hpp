@@ -20,6 +20,10 @@
 //   data_conns_  one DEALER per worker data server (GetData out; DataReply/ResultPushed back).
 //                I/O thread only, no lock.
 //   wakeup_      an eventfd: any thread notifies, only the I/O thread waits on and drains it.
+//   monitor_     PAIR receiving libzmq's events about sched_'s connection (closed, made again).
+//                Set up by the constructor before the I/O thread starts, then I/O thread only, no
+//                lock: a connection closed and not made again within a second means the scheduler
+//                is gone (the heartbeat silence, scheduler_timeout, stays the fallback).
 //
 // LOCKS
 //   sock_mutex_  sched_, early_sock_, early_sock_address_.
@@ -197,6 +201,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::shared_ptr<spdlog::logger> log_;
   zmq::context_t ctx_{1};
   zmq::socket_t sched_{ctx_, zmq::socket_type::dealer};  // sock_mutex_
+  zmq::socket_t monitor_{ctx_, zmq::socket_type::pair};  // I/O thread (see the header)
   std::mutex sock_mutex_;
   transport::Wakeup wakeup_;
   std::thread io_;

@@ -41,7 +41,7 @@ namespace dtask::protocol {
 
 // Bump on any change to a message below. Peers with another version are refused with a message
 // that says which versions met (see wire.hpp: the envelope carries the version).
-inline constexpr std::uint32_t kProtocolVersion = 5;
+inline constexpr std::uint32_t kProtocolVersion = 6;
 // How long a worker may hold back the TaskDone of a result it pushed (see ComputeTask::push_to).
 inline constexpr std::uint64_t kPushedDoneDelayMs = 2;
 // How long a client may hold back the SubmitTasks of a task it started early (see StartTask),
@@ -273,8 +273,18 @@ struct WorkerGoodbye {
   DTASK_FIELDS(code)
   bool operator==(const WorkerGoodbye&) const = default;
 };
+// The worker is leaving on its own (SIGTERM, Worker::retire): it takes no new work, finishes what
+// runs, keeps serving its results until the scheduler has copied the ones only it holds
+// (FetchReplicas to other workers), then hears WorkerMayLeave and says goodbye. `returned` are
+// tasks it was given but had not started: the scheduler places them elsewhere. Sent again, with
+// more returned tasks, for ComputeTasks that reach it after it began retiring.
+struct RetireWorker {
+  std::vector<TaskId> returned;
+  DTASK_FIELDS(returned)
+  bool operator==(const RetireWorker&) const = default;
+};
 using WorkerToScheduler = std::variant<RegisterWorker, TaskDone, TaskFailed, ReplicasAdded, StealReply,
-                                       FetchFailed, Heartbeat, WorkerGoodbye>;
+                                       FetchFailed, Heartbeat, WorkerGoodbye, RetireWorker>;
 
 // ---- scheduler -> worker ------------------------------------------------------------------
 struct Peer {
@@ -342,8 +352,24 @@ struct WorkerShutdown {
   DTASK_FIELDS(code)
   bool operator==(const WorkerShutdown&) const = default;
 };
+// Copy these results from worker `from` (retiring; its data server is at `address`) and keep
+// them: the recipient fetches them as it fetches inputs and answers ReplicasAdded.
+struct FetchReplicas {
+  WorkerId from;
+  std::string address;
+  std::vector<TaskId> tasks;
+  DTASK_FIELDS(from, address, tasks)
+  bool operator==(const FetchReplicas&) const = default;
+};
+// To a retiring worker: nothing holds only here any more (or nowhere else could take it); say
+// goodbye and go.
+struct WorkerMayLeave {
+  std::uint32_t handed_over = 0;  // results copied to other workers, for its log
+  DTASK_FIELDS(handed_over)
+  bool operator==(const WorkerMayLeave&) const = default;
+};
 using SchedulerToWorker = std::variant<WorkerWelcome, Rejected, PeersChanged, ComputeTask, ReleaseTasks,
-                                       StealRequest, Heartbeat, WorkerShutdown>;
+                                       StealRequest, Heartbeat, WorkerShutdown, FetchReplicas, WorkerMayLeave>;
 
 // ---- peer data (worker or client -> a worker's data server) --------------------------------
 struct GetData {

@@ -50,7 +50,7 @@ std::uint32_t SchedulerState::capacity(const WorkerRecord& w) const {
 }
 
 void SchedulerState::note_room(WorkerRecord& w) {
-  if (w.in_room || !w.alive || w.processing.size() >= w.capacity) return;
+  if (w.in_room || !w.alive || w.retiring || w.processing.size() >= w.capacity) return;
   w.in_room = true;
   room_.push_back(w.id);
 }
@@ -72,7 +72,7 @@ void SchedulerState::dispatch(Outbox& out) {
     progress = false;
     for (std::size_t i = 0; i < room_.size() && !root_queue_.empty();) {
       auto& w = workers_[room_[i].value];
-      if (!w.alive || w.processing.size() >= w.capacity) {
+      if (!w.alive || w.retiring || w.processing.size() >= w.capacity) {
         w.in_room = false;
         room_[i] = room_.back();
         room_.pop_back();
@@ -156,7 +156,7 @@ void SchedulerState::retry_unrunnable(std::uint64_t now, Outbox& out) {
 }
 
 bool SchedulerState::worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const {
-  if (!w.alive) return false;
+  if (!w.alive || w.retiring) return false;  // a retiring worker takes no new work (retire.cpp)
   const TaskExtras* ex = tasks_.extras_of(t);
   if (!ex) return true;
   for (const auto& [name, amount] : ex->resources) {

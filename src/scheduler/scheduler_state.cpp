@@ -257,8 +257,10 @@ void SchedulerState::handle(WorkerId from, WorkerToScheduler msg, std::uint64_t 
         }
         else if constexpr (std::is_same_v<M, Heartbeat>) {}
         else if constexpr (std::is_same_v<M, RegisterWorker>) ++stale_messages_;  // already registered
+        else if constexpr (std::is_same_v<M, RetireWorker>) on_retire_worker(from, m, out);
       },
       msg);
+  if (!retiring_.empty() && (workers_[from.value].retiring || std::holds_alternative<ReplicasAdded>(msg))) advance_retirements(out);
 }
 
 void SchedulerState::handle(ClientId from, ClientToScheduler msg, std::uint64_t now, Outbox& out) {
@@ -565,6 +567,7 @@ SchedulerState::TickResult SchedulerState::tick(std::uint64_t now, Outbox& out) 
   retry_unrunnable(now, out);
   dispatch(out);
   if (root_queue_.empty()) steal_for_idle(out);
+  if (!retiring_.empty()) advance_retirements(out);
   return r;
 }
 
@@ -726,7 +729,8 @@ nlohmann::json SchedulerState::info() const {
                               {"stale_messages", stale_messages_},
                               {"refused_transitions", refused_transitions_},
                               {"workers_died", workers_died_},
-                              {"tasks_killed", tasks_killed_}};
+                              {"tasks_killed", tasks_killed_},
+                              {"workers_retired", workers_retired_}, {"results_handed_over", results_handed_over_}};
   // The two fast-path counters also stay at the top level, where clients read them first.
   return {{"workers", workers},
           {"tasks_by_state", states},

@@ -80,6 +80,7 @@ struct WorkerRecord {
   std::uint32_t capacity = 0;     // root tasks it may hold at once (nthreads * saturation + extra)
   std::uint64_t result_bytes_avg = 0;  // moving average of its results' sizes (decides the extra)
   bool in_room = false;           // listed in SchedulerState::room_
+  bool retiring = false;          // leaving on its own (retire.cpp): no new work, results handed over
 };
 
 struct ClientRecord {
@@ -126,6 +127,7 @@ struct TransitionResult {
 //   placement.cpp        which worker runs what: decide_worker, the root queue, dispatch, stealing
 //   pushed_results.cpp   fast path: results pushed to the waiting client, its receipts
 //   early_start.cpp      fast path: placing a task where its client already started it
+//   retire.cpp           retiring workers: no new work, their unique results copied, then leave
 //   task_table.cpp       storage (TaskTable): slots, arena layout, key index, side tables
 class SchedulerState {
  public:
@@ -213,6 +215,11 @@ class SchedulerState {
   void on_replicas_added(WorkerId w, const protocol::ReplicasAdded& m, Outbox& out);
   void on_steal_reply(WorkerId w, const protocol::StealReply& m, Outbox& out);
   void on_fetch_failed(WorkerId w, const protocol::FetchFailed& m, Outbox& out);
+
+  // ---- retiring workers (retire.cpp) ----
+  void on_retire_worker(WorkerId w, const protocol::RetireWorker& m, Outbox& out);
+  // Hands over what only retiring workers hold and lets go those with nothing left to give.
+  void advance_retirements(Outbox& out);
 
   // ---- transition entry/exit actions (state_machine.cpp) ----
   void leave(Task& t, TaskState from, const TaskEvent& ev, Outbox& out);
@@ -308,6 +315,19 @@ class SchedulerState {
   // h: killed by signal 11 (SIGSEGV)\n" lines), by task id; dropped when it fails or is forgotten.
   std::unordered_map<std::uint64_t, Attempts> deaths_;
   bool forgetting_ = false;
+
+  // Retiring workers (retire.cpp) and the copies asked for on their behalf, by slot: who was
+  // asked to fetch it, from whom, since when (asked again elsewhere if it takes too long).
+  struct Handover {
+    TaskId task;
+    WorkerId from, to;
+    std::uint64_t since_ms = 0;
+  };
+  std::vector<WorkerId> retiring_;
+  std::unordered_map<std::uint32_t, Handover> handovers_;
+  std::unordered_map<std::uint32_t, std::uint32_t> handed_from_;  // retiring worker -> copies made
+  std::uint64_t results_handed_over_ = 0;
+  std::uint64_t workers_retired_ = 0;
 
   // counters (info()["counters"])
   std::uint64_t early_placed_ = 0;  // tasks placed where the client had started them early

@@ -29,6 +29,7 @@ struct WorkerOptions {
   std::uint64_t connect_timeout_ms = 30000;
   std::uint64_t scheduler_timeout_ms = 15000;
   std::uint64_t fetch_timeout_ms = 10000;
+  std::uint64_t drain_timeout_ms = 30000;  // retire(): leave after this long even if not all was handed over
   FastPaths fast_paths = FastPaths::from_environment();  // which latency shortcuts this worker takes
   // Set by its supervisor (supervisor.hpp): how the incarnation before this one ended, sent in
   // RegisterWorker, and the shared board its executor marks running tasks on. Without a
@@ -50,6 +51,10 @@ class Worker {
   int run();
   // Thread- and signal-safe: leave the cluster now with this code.
   void stop(int code);
+  // Thread- and signal-safe: leave gracefully (worker/retire.hpp): finish what runs, give back what
+  // has not started, hand every result held only here to another worker, then run() returns 0.
+  // Called again more than a second later (a second SIGTERM, Ctrl-C twice): stop(code) now.
+  void retire(int code);
 
  private:
   struct Impl;

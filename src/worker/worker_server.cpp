@@ -16,13 +16,19 @@
 //   (the old thread, when its task ends, hands the completion to the executor and leaves without
 //   touching anything). The atomic LoopTakeover::state_ decides who owns the loop; nothing else
 //   is shared between the two.
-// - Any thread or a signal handler may call Worker::stop(): `stop_requested_`/`stop_code_` are
-//   atomics and `wakeup_` wakes the loop. The ZAP authenticator has its own thread and socket.
+// - Any thread or a signal handler may call Worker::stop() or Worker::retire(): `stop_requested_`,
+//   `stop_code_` and `retire_at_` are atomics and `wakeup_` wakes the loop, which hands the retire
+//   request to WorkerState at its next pass. The ZAP authenticator has its own thread and socket.
+// - `monitor_` (a PAIR socket) receives libzmq's events about `sched_`'s connection (closed, made
+//   again); the loop's owner reads it like its other sockets: that is how a dead scheduler is
+//   noticed within about a second (WorkerState::scheduler_link).
 // - LoopTakeover::mutex_ guards only the standby thread's stop flag and the loop's end code when
 //   the loop ended on the standby thread; the Executor's mutex guards its queues.
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <unordered_map>
 
@@ -43,6 +49,8 @@ using namespace protocol;
 namespace {
 // Upper bound of messages read from one socket per pass: keeps latency bounded under load.
 constexpr int kMaxDrain = 20000;
+// The loop's poll items before the peers': scheduler, data server, wakeup, scheduler link monitor.
+constexpr std::size_t kFixedItems = 4;
 }  // namespace
 
 struct Worker::Impl {
@@ -64,6 +72,9 @@ struct Worker::Impl {
   transport::Wakeup wakeup_;
   std::atomic<bool> stop_requested_{false};
   std::atomic<int> stop_code_{0};
+  std::atomic<std::uint64_t> retire_at_{0};  // when retire() was first called (now_ms), 0: never
+  bool retire_passed_ = false;                // loop owner: WorkerState::retire was called
+  zmq::socket_t monitor_{ctx_, zmq::socket_type::pair};
   std::unique_ptr<Executor> exec_;
   LoopTakeover takeover_;
   std::unique_ptr<ExecutorOnLoop> port_;
@@ -96,7 +107,29 @@ struct Worker::Impl {
     }
     transport::configure_socket(sched_);
     transport::make_curve_client(sched_, opt_.security);
+    // Events about the connection to the scheduler, before it is made (see the header).
+    const std::string monitor_address = "inproc://dtask-worker-scheduler-link";
+    if (zmq_socket_monitor(sched_.handle(), monitor_address.c_str(),
+                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+      throw std::runtime_error("worker cannot watch its connection to the scheduler: " +
+                               std::string(zmq_strerror(zmq_errno())));
+    }
+    monitor_.connect(monitor_address);
     sched_.connect(opt_.scheduler_address);
+  }
+
+  // libzmq's events about sched_'s connection: two frames, [u16 event, u32 value] and an address.
+  void read_monitor(std::uint64_t now) {
+    while (true) {
+      zmq::message_t event, address;
+      if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
+      if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::dontwait);
+      if (event.size() < 2) continue;
+      std::uint16_t id = 0;
+      std::memcpy(&id, event.data(), sizeof id);
+      if (id == ZMQ_EVENT_DISCONNECTED) state_->scheduler_link(false, now);
+      else if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) state_->scheduler_link(true, now);
+    }
   }
 
   WorkerConfig config() const {
@@ -105,6 +138,7 @@ struct Worker::Impl {
     c.fetch_timeout_ms = opt_.fetch_timeout_ms;
     c.connect_timeout_ms = opt_.connect_timeout_ms;
     c.scheduler_timeout_ms = opt_.scheduler_timeout_ms;
+    c.drain_timeout_ms = opt_.drain_timeout_ms;
     auto plugin = opt_.plugin;
     c.find_task = [plugin](const std::string& name) { return plugin->find(name); };
     std::string names;
@@ -183,8 +217,11 @@ struct Worker::Impl {
     // The loop moved to the standby thread: it ends there.
     if (auto moved = takeover_.finish(!code.has_value())) code = moved;
     if (stop_requested_) code = stop_code_.load();
-    exec_->shutdown(std::chrono::milliseconds(2000));
-    if (state_->welcomed()) {
+    // A lost scheduler: leave at once (the tasks' results could go nowhere, a goodbye neither).
+    const bool gone = state_->stop() && state_->stop()->scheduler_gone;
+    exec_->shutdown(std::chrono::milliseconds(gone ? 0 : 2000));
+    if (gone) sched_.set(zmq::sockopt::linger, 0);
+    if (state_->welcomed() && !gone) {
       auto held = state_->take_held();
       std::vector<WorkerToScheduler> last(std::make_move_iterator(held.begin()), std::make_move_iterator(held.end()));
       last.push_back(WorkerGoodbye{code.value_or(1)});
@@ -198,7 +235,8 @@ struct Worker::Impl {
     while (!stop_requested_) {
       std::vector<zmq::pollitem_t> items = {{sched_.handle(), 0, ZMQ_POLLIN, 0},
                                             {data_.handle(), 0, ZMQ_POLLIN, 0},
-                                            {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
+                                            {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0},
+                                            {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
       std::vector<std::uint32_t> peer_ids;
       for (auto& [id, p] : peers_) {
         if (p.socket) {
@@ -209,6 +247,11 @@ struct Worker::Impl {
       transport::poll(items.data(), items.size(), std::chrono::milliseconds(state_->poll_timeout_ms()));
       const std::uint64_t now = transport::now_ms();
       if (items[2].revents & ZMQ_POLLIN) wakeup_.drain();
+      if (items[3].revents & ZMQ_POLLIN) read_monitor(now);
+      if (!retire_passed_ && retire_at_.load() != 0) {
+        retire_passed_ = true;
+        state_->retire(now, out_);
+      }
       take_completions();
       if (items[0].revents & ZMQ_POLLIN) {
         for (int i = 0; i < kMaxDrain; ++i) {
@@ -253,7 +296,7 @@ struct Worker::Impl {
         }
       }
       for (std::size_t i = 0; i < peer_ids.size(); ++i) {
-        if (!(items[3 + i].revents & ZMQ_POLLIN)) continue;
+        if (!(items[kFixedItems + i].revents & ZMQ_POLLIN)) continue;
         auto pit = peers_.find(peer_ids[i]);
         if (pit == peers_.end() || !pit->second.socket) continue;
         while (auto r = transport::try_recv(*pit->second.socket, false)) {
@@ -287,6 +330,16 @@ void Worker::stop(int code) {
   impl_->stop_code_ = code;
   impl_->stop_requested_ = true;
   impl_->wakeup_.notify();
+}
+void Worker::retire(int code) {
+  // Signal-safe: a clock read (clock_gettime), atomics and an eventfd write.
+  const std::uint64_t now = std::max<std::uint64_t>(transport::now_ms(), 1);
+  std::uint64_t first = 0;
+  if (impl_->retire_at_.compare_exchange_strong(first, now)) {
+    impl_->wakeup_.notify();
+  } else if (now > first + kRetireRepeatMs) {
+    stop(code);
+  }
 }
 
 }  // namespace dtask::worker

@@ -24,11 +24,12 @@ void WorkerState::handle(SchedulerToWorker msg, std::uint64_t now, WorkerOutbox&
   std::visit([&](auto& m) { on(m, out); }, msg);
 }
 
-void WorkerState::on(WorkerWelcome& m, WorkerOutbox&) {
+void WorkerState::on(WorkerWelcome& m, WorkerOutbox& out) {
   welcomed_ = true;
   me_ = m.worker;
   heartbeat_ms_ = m.heartbeat_ms;
   for (auto& p : m.peers) peers_[p.id.value] = p.address;
+  if (retiring_) out.to_scheduler.push_back(RetireWorker{});  // asked to retire before it got here
 }
 
 void WorkerState::on(Rejected& m, WorkerOutbox&) {
@@ -59,6 +60,10 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
     // Released while it ran and given to us again (an input was lost and recomputed, see
     // SchedulerState::remove_worker): the run going on serves.
     it->second.released = false;
+    return;
+  }
+  if (retiring_) {
+    give_back(m.task, out);  // sent before the scheduler heard we retire
     return;
   }
   if (m.early_nonce != 0 && adopt_early(m, out)) return;
@@ -120,7 +125,7 @@ void WorkerState::on(WorkerShutdown& m, WorkerOutbox&) { stop_ = Stop{m.code, {}
 
 void WorkerState::handle_request(PeerRequest msg, const std::string& from, WorkerOutbox& out) {
   if (auto* start = std::get_if<StartTask>(&msg)) {
-    if (!early_.enabled()) {
+    if (!early_.enabled() || retiring_) {
       out.reply(from, NotStarted{start->key});
       return;
     }
@@ -279,7 +284,7 @@ void WorkerState::on_completion(Completion c, WorkerOutbox& out) {
 void WorkerState::store_result(TaskDone done, std::shared_ptr<const Payload> result, std::uint32_t pushes,
                                bool dependents_waiting, WorkerOutbox& out) {
   store_[done.task.value] = std::move(result);
-  if (pushes > 0 && !dependents_waiting && held_.enabled()) {
+  if (pushes > 0 && !dependents_waiting && held_.enabled() && !retiring_) {
     held_.hold(std::move(done), pushes);
   } else {
     out.to_scheduler.push_back(std::move(done));
@@ -298,9 +303,27 @@ void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
   if (stop_) return;
   if (!welcomed_ && now > started_ms_ + config_.connect_timeout_ms) {
     stop_ = Stop{1, "no answer from the scheduler within " + std::to_string(config_.connect_timeout_ms / 1000) + " s"};
+  } else if (welcomed_ && link_down_since_ != 0 && now > link_down_since_ + kSchedulerReconnectGraceMs) {
+    // Connection loss is the quick sign (a dead scheduler's kernel closes its sockets); the
+    // silence below is the fallback for a scheduler that hangs with its connections open.
+    stop_ = Stop{1,
+                 "lost the scheduler: its connection closed and was not made again within " +
+                     std::to_string(kSchedulerReconnectGraceMs) + " ms",
+                 true};
   } else if (welcomed_ && now > last_heard_ + config_.scheduler_timeout_ms) {
-    stop_ = Stop{1, "lost the scheduler (silent for " + std::to_string(config_.scheduler_timeout_ms / 1000) + " s)"};
+    stop_ = Stop{1, "lost the scheduler (silent for " + std::to_string(config_.scheduler_timeout_ms / 1000) + " s)", true};
+  } else if (retiring_ && now > retire_deadline_) {
+    if (config_.log) {
+      config_.log->warn("retiring: the hand-over did not finish within {} s; leaving anyway (results held only here "
+                        "are recomputed elsewhere)", config_.drain_timeout_ms / 1000);
+    }
+    stop_ = Stop{0, {}};
   }
+}
+
+void WorkerState::scheduler_link(bool up, std::uint64_t now) {
+  if (up) link_down_since_ = 0;
+  else if (link_down_since_ == 0) link_down_since_ = std::max<std::uint64_t>(now, 1);
 }
 
 void WorkerState::settle(std::uint64_t now, WorkerOutbox& out) {

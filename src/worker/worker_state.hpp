@@ -28,6 +28,7 @@
 #include "worker/held_done.hpp"
 #include "worker/pushed_results.hpp"
 #include "worker/quick_runs.hpp"
+#include "worker/retire.hpp"
 #include "worker/worker_outbox.hpp"
 
 namespace dtask::worker {
@@ -60,6 +61,8 @@ struct WorkerConfig {
   std::uint64_t fetch_timeout_ms = 10000;
   std::uint64_t connect_timeout_ms = 30000;
   std::uint64_t scheduler_timeout_ms = 15000;
+  // A retiring worker leaves after this long even if its results were not all copied (retire.hpp).
+  std::uint64_t drain_timeout_ms = 30000;
   // The task functions this worker can run (the plugin's); null for an unknown name.
   std::function<const dtask_task_v1*(const std::string&)> find_task;
   std::string tasks_provided;  // for the error of an unknown name: "plugin 'p' provides: a, b"
@@ -81,6 +84,12 @@ class WorkerState {
   void handle_reply(protocol::PeerReply msg, WorkerOutbox& out);
   // A task finished on an executor thread.
   void on_completion(Completion c, WorkerOutbox& out);
+  // Leave gracefully (retire.hpp): no new work, unstarted tasks back to the scheduler, results
+  // served until the scheduler says WorkerMayLeave or drain_timeout_ms passes. Idempotent.
+  void retire(std::uint64_t now, WorkerOutbox& out);
+  // The connection to the scheduler closed (false) or was made again (true), as the loop's
+  // socket monitor saw it: closed for kSchedulerReconnectGraceMs means the scheduler is gone.
+  void scheduler_link(bool up, std::uint64_t now);
   // The data socket refused a push this core asked for (WorkerOutbox::Reply::push).
   void push_refused(PushRef push, WorkerOutbox& out);
 
@@ -100,9 +109,11 @@ class WorkerState {
   struct Stop {
     int code = 0;
     std::string reason;  // empty: asked to (WorkerShutdown); else what went wrong, to log
+    bool scheduler_gone = false;  // nobody to say goodbye to, nothing worth waiting for
   };
   const std::optional<Stop>& stop() const { return stop_; }
   bool welcomed() const { return welcomed_; }
+  bool retiring() const { return retiring_; }
   WorkerId id() const { return me_; }
   // At the goodbye: TaskDones still held back.
   std::vector<protocol::TaskDone> take_held() { return held_.take_all(); }
@@ -141,6 +152,10 @@ class WorkerState {
   void on(protocol::StealRequest& m, WorkerOutbox& out);
   void on(protocol::Heartbeat& m, WorkerOutbox& out);
   void on(protocol::WorkerShutdown& m, WorkerOutbox& out);
+  void on(protocol::FetchReplicas& m, WorkerOutbox& out);   // retire.cpp
+  void on(protocol::WorkerMayLeave& m, WorkerOutbox& out);  // retire.cpp
+  // A ComputeTask that reached a retiring worker goes back (retire.cpp).
+  void give_back(TaskId task, WorkerOutbox& out);
 
   // Makes the job of a task whose inputs are all here (ready_jobs_), or reports why it cannot run.
   void submit(Pending& p, WorkerOutbox& out);
@@ -184,6 +199,9 @@ class WorkerState {
   std::vector<TaskId> replicas_;  // fetched results, to announce (ReplicasAdded)
   std::uint64_t freed_since_trim_ = 0;
   std::uint64_t started_ms_ = 0, last_heard_ = 0, last_beat_ = 0;
+  bool retiring_ = false;
+  std::uint64_t retire_deadline_ = 0;
+  std::uint64_t link_down_since_ = 0;  // 0: the connection to the scheduler is up
 };
 
 }  // namespace dtask::worker

@@ -45,7 +45,8 @@ int crash_until(std::string path, int n) {
   return n;
 }
 int always_crash(int) { segfault(); }
-DTASK_TASKS(inc, dec, add, slow_inc, where, crash_until, always_crash);
+std::string echo(std::string s) { return s; }
+DTASK_TASKS(inc, dec, add, slow_inc, where, crash_until, always_crash, echo);
 
 namespace {
 
@@ -169,6 +170,33 @@ int crashes(dtask::Client& c, const std::string& dir) {
   return 0;
 }
 
+// Worker rank 2 gets SIGTERM (from tests/mpi/run.sh, once "results ready" shows): it hands its
+// results over and leaves, the job goes on. Each result names the worker that computed it, so a
+// result recomputed after the leave would name another one.
+int drain(dtask::Client& c) {
+  std::vector<int> xs(120);
+  for (int i = 0; i < 120; ++i) xs[static_cast<std::size_t>(i)] = i;
+  auto fs = c.map(where, xs);
+  auto by = c.gather(fs);
+  long on_2 = 0;
+  for (const auto& w : by) on_2 += w.size() > 2 && w.compare(w.size() - 2, 2, "/2") == 0;
+  std::printf("results ready: %ld of 120 on worker 2\n", on_2);
+  std::fflush(stdout);
+  bool gone = false;
+  for (int i = 0; i < 3000 && !gone; ++i) {
+    gone = true;
+    for (const auto& w : c.scheduler_info().workers) gone = gone && w.name != "2";
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!gone) throw std::runtime_error("worker 2 did not leave");
+  std::vector<dtask::Future<std::string>> again;
+  for (auto& f : fs) again.push_back(c.submit(echo, f));
+  if (c.gather(again) != by) throw std::runtime_error("a result was recomputed or lost after worker 2 left");
+  if (c.gather(c.map(inc, xs)).back() != 120) throw std::runtime_error("wrong result after worker 2 left");
+  std::printf("all 120 results kept after worker 2 left (%ld were there)\n", on_2);
+  return 0;
+}
+
 int hostnames(dtask::Client& c, int n) {
   std::vector<int> xs(static_cast<std::size_t>(n), 0);
   std::map<std::string, int> per_host;
@@ -185,6 +213,7 @@ int job_main(dtask::Client& c, int argc, char** argv) {
   if (mode == "exit") return std::stoi(argv[2]);
   if (mode == "throw") throw std::runtime_error("deliberate failure in the client code");
   if (mode == "kill-worker") return kill_worker(c);
+  if (mode == "drain") return drain(c);
   if (mode == "kill-client") {
     std::fflush(nullptr);
     ::raise(SIGKILL);

@@ -111,11 +111,13 @@ name="SIGTERM to mpirun: orderly exit, non-zero, scheduler file (0600) removed, 
 if [ $rc -ne 0 ] && [ "$secs" -le 15 ] && [ "$mode" = 600 ] && [ ! -e "$sched" ] && [ "$left" -eq 0 ] &&
   ! grep -qiE "segmentation|core dumped|terminate called" "$work/err"; then ok "$name"; else bad "$name (mode=$mode left=$left)"; fi
 
-# SIGTERM to one worker rank only: the whole job stops in order, non-zero, within seconds.
+# SIGTERM to one worker rank only: that worker drains (its results handed over to the other
+# worker, nothing recomputed: mpi_job's drain checks each result still names the worker that
+# computed it) and leaves; the job goes on and ends with the client's 0.
 t0=$(date +%s)
-timeout -k 5 60 "${MPIRUN[@]}" -n 4 --quiet "$run" --scheduler-file "$sched" "$job" sleep 60 >"$work/out" 2>"$work/err" &
+timeout -k 5 60 "${MPIRUN[@]}" -n 4 --quiet "$run" --scheduler-file "$sched" "$job" drain >"$work/out" 2>"$work/err" &
 pid=$!
-for _ in $(seq 100); do grep -q sleeping "$work/out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 200); do grep -q "results ready" "$work/out" 2>/dev/null && break; sleep 0.1; done
 rank2=""
 for p in $(pgrep -f "$sched"); do
   if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2; then rank2="$rank2 $p"; fi
@@ -146,9 +148,37 @@ kill -TERM $rank2
 wait $pid
 rc=$?
 secs=$(($(date +%s) - t0))
-name="SIGTERM to one worker rank: the whole job stops, non-zero"
-if [ -n "$rank2" ] && [ $rc -ne 0 ] && [ "$secs" -le 15 ]; then ok "$name"; else bad "$name (rank2 pids:$rank2)"; fi
+echo "     (drain: $(grep -o 'results ready.*' "$work/out" | head -1); whole job ${secs} s)"
+name="SIGTERM to one worker rank: it drains and leaves, the job goes on, results kept, exit 0"
+if [ -n "$rank2" ] && [ $rc -eq 0 ] && [ "$secs" -le 30 ] && grep -q "all 120 results kept after worker 2 left" "$work/out" &&
+  [ ! -s "$work/err" ]; then ok "$name"; else bad "$name (rank2 pids:$rank2)"; fi
 for _ in $(seq 50); do pgrep -f "$sched" >/dev/null || break; sleep 0.1; done
+
+# kill -9 of the scheduler's process: every rank ends within seconds, non-zero; the workers say
+# they lost the scheduler, naming its address.
+timeout -k 5 60 "${MPIRUN[@]}" -n 4 --quiet "$run" --scheduler-file "$sched" "$job" sleep 60 >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 100); do grep -q sleeping "$work/out" 2>/dev/null && break; sleep 0.1; done
+address=$(sed -n 's/.*"address" *: *"\([^"]*\)".*/\1/p' "$sched" 2>/dev/null | head -1)
+victim=""
+for p in $(pgrep -f "$sched"); do
+  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=0 || continue
+  # the role process (the scheduler) is the rank-0 process whose parent is rank 0 too
+  pp=$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null)
+  tr '\0' '\n' <"/proc/$pp/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=0 && victim=$p
+done
+t0=$(date +%s.%N)
+[ -n "$victim" ] && kill -KILL "$victim"
+wait $pid
+rc=$?
+secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+lines=$(grep -c "lost the scheduler.*${address:-tcp://}" "$work/err")
+echo "     (scheduler kill -9 -> every rank gone: ${secs} s; 'lost the scheduler' lines: $lines)"
+name="kill -9 of the scheduler: every rank exits non-zero within 10 s, workers say so naming the address"
+if [ -n "$victim" ] && [ -n "$address" ] && [ $rc -ne 0 ] && awk -v s="$secs" 'BEGIN{exit !(s <= 10)}' &&
+  [ "$lines" -ge 2 ]; then ok "$name"; else bad "$name (victim:$victim address:$address lines:$lines)"; fi
+for _ in $(seq 50); do pgrep -f "$sched" >/dev/null || break; sleep 0.1; done
+rm -f "$sched"  # a killed scheduler leaves its file behind
 
 # --no-client: scheduler + workers serve until an outside client ends the job.
 timeout -k 5 60 "${MPIRUN[@]}" -n 3 "$run" --no-client --scheduler-file "$sched" "$job" >"$work/out" 2>"$work/err" &

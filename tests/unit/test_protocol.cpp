@@ -239,6 +239,7 @@ TEST_CASE("Protocol.RoundTrip.WorkerToScheduler") {
       FetchFailed{make_task_id(1, 2), make_task_id(2, 3)},
       Heartbeat{5},
       WorkerGoodbye{4},
+      RetireWorker{{make_task_id(1, 1), make_task_id(2, 0)}},
   });
 }
 
@@ -252,6 +253,8 @@ TEST_CASE("Protocol.RoundTrip.SchedulerToWorker") {
       StealRequest{make_task_id(1, 2)},
       Heartbeat{9},
       WorkerShutdown{3},
+      FetchReplicas{WorkerId{2}, "tcp://c:3", {make_task_id(1, 2)}},
+      WorkerMayLeave{7},
   });
 }
 
