@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <unordered_map>
 
@@ -39,6 +40,22 @@ struct SchedulerServer::Impl {
   transport::Wakeup wakeup;
   std::atomic<int> stop_code{0};
   std::atomic<bool> stop_requested{false};
+  // Connection loss (loop thread only). `links` (PAIR) receives libzmq's DISCONNECTED events for
+  // `router`'s connections, naming the connection's fd; `worker_fd` is the fd each worker last
+  // spoke on (by WorkerId), so an event names a worker. Events are applied only once the router
+  // is drained: what a dying worker sent before its connection closed is read first.
+  zmq::socket_t links{ctx, zmq::socket_type::pair};
+  std::vector<int> worker_fd;
+  std::vector<int> closed_fds;
+  std::uint64_t link_deadline = 0;  // when the first closed link's grace ends (0: none pending)
+
+  void log_closed(const std::vector<WorkerId>& ws) {
+    for (auto w : ws) {
+      const auto* rec = state.worker(w);
+      log->warn("worker '{}' ({}) closed its connection and did not come back; its tasks are rescheduled",
+                rec->info.name, rec->info.host);
+    }
+  }
 
   explicit Impl(SchedulerOptions o)
       : opt(std::move(o)), state(opt.config, log::make("scheduler", opt.where)), log(state.logger()) {
@@ -47,6 +64,10 @@ struct SchedulerServer::Impl {
     if (opt.security.enabled) zap = std::make_unique<transport::ZapAuthenticator>(ctx, opt.security.client_public);
     transport::configure_socket(router);
     transport::make_curve_server(router, opt.security);
+    if (zmq_socket_monitor(router.handle(), "inproc://dtask-scheduler-links", ZMQ_EVENT_DISCONNECTED) != 0) {
+      throw std::runtime_error("scheduler cannot watch its connections: " + std::string(zmq_strerror(zmq_errno())));
+    }
+    links.connect("inproc://dtask-scheduler-links");
     try {
       address = transport::bind_tcp(router, host.address, opt.port);
     } catch (const zmq::error_t& e) {
@@ -76,6 +97,7 @@ struct SchedulerServer::Impl {
         return;
       }
       WorkerId id = w->id;
+      note_fd(id, r.source_fd);
       for (auto& m : d.messages) state.handle(id, std::move(m), now, out);
       return;
     }
@@ -101,6 +123,7 @@ struct SchedulerServer::Impl {
         send_rejection(r.identity, why, true);
         return;
       }
+      note_fd(*id, r.source_fd);
       log->info("worker '{}' registered from {} ({} threads)", reg->name, reg->address, reg->nthreads);
       for (std::size_t i = 1; i < as_worker.messages.size(); ++i) state.handle(*id, std::move(as_worker.messages[i]), now, out);
       return;
@@ -162,6 +185,40 @@ struct SchedulerServer::Impl {
     });
   }
 
+  void note_fd(WorkerId id, int fd) {
+    if (id.value >= worker_fd.size()) worker_fd.resize(id.value + 1, -1);
+    worker_fd[id.value] = fd;
+  }
+
+  // libzmq's events: two frames, [u16 event, u32 value (the fd)] and an address.
+  void read_links() {
+    while (true) {
+      zmq::message_t event, address;
+      if (!links.recv(event, zmq::recv_flags::dontwait)) return;
+      if (event.more()) (void)links.recv(address, zmq::recv_flags::dontwait);
+      if (event.size() < 6) continue;
+      std::uint16_t kind = 0;
+      std::int32_t fd = -1;
+      std::memcpy(&kind, event.data(), 2);
+      std::memcpy(&fd, static_cast<const char*>(event.data()) + 2, 4);
+      if (kind == ZMQ_EVENT_DISCONNECTED && fd >= 0) closed_fds.push_back(fd);
+    }
+  }
+
+  // Called with the router drained: the workers that last spoke on a closed connection.
+  void apply_closed_links(std::uint64_t now) {
+    for (int fd : closed_fds) {
+      for (auto w : state.alive_workers()) {
+        if (w.value < worker_fd.size() && worker_fd[w.value] == fd) {
+          worker_fd[w.value] = -1;
+          state.connection_closed(w, now);
+          if (link_deadline == 0) link_deadline = now + opt.config.heartbeat_ms;
+        }
+      }
+    }
+    closed_fds.clear();
+  }
+
   int run() {
     Outbox out;
     const std::uint64_t hb = opt.config.heartbeat_ms;
@@ -184,9 +241,15 @@ struct SchedulerServer::Impl {
         if (!anyone_talking || now >= shutdown_deadline) break;
       }
       std::uint64_t wait = now >= last_tick + hb ? 0 : last_tick + hb - now;
-      zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup.fd(), ZMQ_POLLIN, 0}};
-      transport::poll(items, 2, std::chrono::milliseconds(std::max<std::uint64_t>(wait, 1)));
+      if (link_deadline != 0) wait = std::min(wait, link_deadline > now ? link_deadline - now : 0);
+      zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
+                                 {nullptr, wakeup.fd(), ZMQ_POLLIN, 0},
+                                 {links.handle(), 0, ZMQ_POLLIN, 0}};
+      transport::poll(items, 3, std::chrono::milliseconds(std::max<std::uint64_t>(wait, 1)));
       if (items[1].revents & ZMQ_POLLIN) wakeup.drain();
+      // Events first, messages after: an event read now is applied only after what its
+      // connection delivered before closing has been read (below).
+      if (items[2].revents & ZMQ_POLLIN) read_links();
       now = transport::now_ms();
       if (items[0].revents & ZMQ_POLLIN) {
         // Bounded by count and by time: a huge graph arriving must not starve heartbeats and
@@ -203,7 +266,14 @@ struct SchedulerServer::Impl {
           }
         }
       }
+      if (!closed_fds.empty() && !(router.get(zmq::sockopt::events) & ZMQ_POLLIN)) {
+        apply_closed_links(transport::now_ms());
+      }
       now = transport::now_ms();
+      if (link_deadline != 0 && now >= link_deadline) {
+        link_deadline = 0;
+        log_closed(state.expire_closed_links(now, out));
+      }
       if (now >= last_tick + hb) {
         // A loop that was stalled (a huge graph arriving) must not declare its peers dead.
         if (now > last_tick + 4 * hb) state.forgive_silence(now);
@@ -213,6 +283,7 @@ struct SchedulerServer::Impl {
           const auto* rec = state.worker(w);
           log->warn("worker '{}' ({}) stopped responding; its tasks are rescheduled", rec->info.name, rec->info.host);
         }
+        log_closed(dead.closed_workers);
         if (!dead.dead_clients.empty() && opt.exit_when_client_lost && !state.shutdown_requested()) {
           log->error("the client stopped responding; shutting the job down");
           state.request_shutdown(1, "the client was lost", out);

@@ -108,7 +108,7 @@ void SchedulerState::remove_worker(WorkerId wid, const WorkerLoss& loss, Outbox&
 
   // Work in flight there starts again elsewhere, unless this death was its last allowed one.
   auto suspected = [&](std::uint32_t slot) {
-    if (loss.kind == WorkerLoss::Kind::heartbeat_timeout) return true;
+    if (loss.kind == WorkerLoss::Kind::heartbeat_timeout || loss.kind == WorkerLoss::Kind::connection_lost) return true;
     if (loss.kind == WorkerLoss::Kind::goodbye) return false;
     TaskId id = tasks_[slot].id;
     return std::find(loss.running.begin(), loss.running.end(), id) != loss.running.end();
@@ -241,6 +241,7 @@ void SchedulerState::handle(WorkerId from, WorkerToScheduler msg, std::uint64_t 
     return;
   }
   workers_[from.value].last_seen_ms = now;
+  workers_[from.value].link_closed_ms = 0;  // it speaks: whatever closed, it is (re)connected
   std::visit(
       [&](auto& m) {
         using M = std::decay_t<decltype(m)>;
@@ -557,6 +558,7 @@ SchedulerState::TickResult SchedulerState::tick(std::uint64_t now, Outbox& out) 
     if (c.alive && now > c.last_seen_ms + config_.client_timeout_ms) r.dead_clients.push_back(c.id);
   }
   for (auto w : r.dead_workers) remove_worker(w, WorkerLoss::heartbeat_timeout(config_.worker_timeout_ms), out);
+  r.closed_workers = expire_closed_links(now, out);
   for (auto c : r.dead_clients) remove_client(c, out);
   for (const auto& w : workers_) {
     if (w.alive) out.worker(w.id, Heartbeat{now});
@@ -571,8 +573,25 @@ SchedulerState::TickResult SchedulerState::tick(std::uint64_t now, Outbox& out) 
   return r;
 }
 
+std::vector<WorkerId> SchedulerState::expire_closed_links(std::uint64_t now, Outbox& out) {
+  std::vector<WorkerId> lost;
+  for (auto& w : workers_) {
+    if (w.alive && w.link_closed_ms != 0 && now >= w.link_closed_ms + config_.heartbeat_ms) lost.push_back(w.id);
+  }
+  for (auto w : lost) remove_worker(w, WorkerLoss::connection_lost(), out);
+  return lost;
+}
+
+void SchedulerState::connection_closed(WorkerId w, std::uint64_t now) {
+  if (w.value >= workers_.size() || !workers_[w.value].alive) return;
+  if (workers_[w.value].link_closed_ms == 0) workers_[w.value].link_closed_ms = now;
+}
+
 void SchedulerState::forgive_silence(std::uint64_t now) {
-  for (auto& w : workers_) w.last_seen_ms = std::max(w.last_seen_ms, now);
+  for (auto& w : workers_) {
+    w.last_seen_ms = std::max(w.last_seen_ms, now);
+    if (w.link_closed_ms != 0) w.link_closed_ms = now;  // what it said meanwhile may still be unread
+  }
   for (auto& c : clients_) c.last_seen_ms = std::max(c.last_seen_ms, now);
 }
 

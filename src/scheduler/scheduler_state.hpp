@@ -81,6 +81,7 @@ struct WorkerRecord {
   std::uint64_t result_bytes_avg = 0;  // moving average of its results' sizes (decides the extra)
   bool in_room = false;           // listed in SchedulerState::room_
   bool retiring = false;          // leaving on its own (retire.cpp): no new work, results handed over
+  std::uint64_t link_closed_ms = 0;  // when its connection was seen to close (0: not); see connection_closed
 };
 
 struct ClientRecord {
@@ -99,6 +100,7 @@ struct WorkerLoss {
     died,               // its supervisor reported the death (RegisterWorker::previous): the tasks
                         // the report names as running are suspected, the others only rescheduled
     heartbeat_timeout,  // silent too long, no report: every task processing there is suspected
+    connection_lost,    // its connection closed and it said nothing since, no report: as heartbeat_timeout
   };
   Kind kind = Kind::goodbye;
   std::string reason;              // died: e.g. "killed by signal 11 (SIGSEGV)"
@@ -110,6 +112,9 @@ struct WorkerLoss {
   }
   static WorkerLoss heartbeat_timeout(std::uint64_t silent_ms) {
     return {Kind::heartbeat_timeout, "stopped responding (silent for more than " + std::to_string(silent_ms) + " ms)", {}};
+  }
+  static WorkerLoss connection_lost() {
+    return {Kind::connection_lost, "its connection closed and it did not come back (no supervisor report)", {}};
   }
   bool is_death() const { return kind != Kind::goodbye; }
 };
@@ -148,10 +153,19 @@ class SchedulerState {
   void handle(ClientId from, protocol::ClientToScheduler msg, std::uint64_t now, Outbox& out);
   // Periodic: liveness, stealing, unrunnable timeouts. Returns the workers and clients it found dead.
   struct TickResult {
-    std::vector<WorkerId> dead_workers;
+    std::vector<WorkerId> dead_workers;    // silent past worker_timeout_ms
+    std::vector<WorkerId> closed_workers;  // connection closed, silent since (connection_closed)
     std::vector<ClientId> dead_clients;
   };
   TickResult tick(std::uint64_t now, Outbox& out);
+  // The server saw worker `w`'s connection close (a dead process's kernel closes its sockets at
+  // once). If it says nothing for heartbeat_ms (a live worker speaks twice in that time, also after
+  // a reconnection), tick() removes it as connection_lost: loss within a second, not at the
+  // heartbeat timeout. A supervisor's report (a same-name registration) usually comes first.
+  void connection_closed(WorkerId w, std::uint64_t now);
+  // Removes the workers whose grace after a closed connection has ended (tick() calls it too;
+  // the server also at the first grace's end, so the loss is not held up to the next tick).
+  std::vector<WorkerId> expire_closed_links(std::uint64_t now, Outbox& out);
   // The loop was stalled (big graph): nobody's silence in that time counts against them.
   void forgive_silence(std::uint64_t now);
 

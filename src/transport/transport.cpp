@@ -209,6 +209,8 @@ std::optional<Received> try_recv(zmq::socket_t& s, bool router) {
     r.identity = first.to_string();
     if (!first.more()) return std::nullopt;
     if (!s.recv(r.head, zmq::recv_flags::none)) return std::nullopt;
+    // On the body frame: the routing id frame of a peer that set its own id carries no fd.
+    r.source_fd = zmq_msg_get(r.head.handle(), ZMQ_SRCFD);
   } else {
     r.head = std::move(first);
   }

@@ -75,6 +75,7 @@ class ZapAuthenticator {
 // One received multipart: [identity] envelope [bulk...]; bulk frames are zero-copy Buffers.
 struct Received {
   std::string identity;  // only for ROUTER sockets
+  int source_fd = -1;    // only for ROUTER sockets: the connection it came on (libzmq's ZMQ_SRCFD)
   zmq::message_t head;
   std::vector<Buffer> bulk;
 };

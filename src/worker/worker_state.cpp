@@ -296,7 +296,9 @@ void WorkerState::store_result(TaskDone done, std::shared_ptr<const Payload> res
 void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
   if (!fetches_.empty()) start_fetches(now, out);
   if (!requests_.empty()) expire_requests(now, out);
-  if (now >= last_beat_ + heartbeat_ms_) {
+  // Twice per heartbeat_ms: a live worker whose connection was seen to close speaks again within
+  // the scheduler's grace (SchedulerState::connection_closed).
+  if (now >= last_beat_ + heartbeat_ms_ / 2) {
     out.to_scheduler.push_back(Heartbeat{now});
     last_beat_ = now;
   }

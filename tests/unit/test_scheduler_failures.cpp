@@ -330,3 +330,60 @@ TEST_CASE("SchedulerFailures.KilledWorker.TheDeathListIsBounded") {
   CHECK(m.find("more deaths not listed") != std::string::npos);
   CHECK(m.size() < 20000);
 }
+
+// ---- connection loss: a closed connection and silence since, without a supervisor's report ----
+
+TEST_CASE("SchedulerFailures.ConnectionClosed.ASilentWorkerIsLostWithinAHeartbeat") {
+  Harness h(allowing(1));
+  auto a = h.worker("a");
+  h.worker("b");
+  h.submit({Harness::spec("x", "inc")});
+  auto [wx, cx] = h.compute_of("x");
+  h.s.connection_closed(wx, h.now);
+  const auto hb = Harness::config().heartbeat_ms;
+  auto early = h.s.tick(h.now + hb - 1, h.out);
+  CHECK(early.closed_workers.empty());
+  CHECK(h.s.worker(wx)->alive);
+  auto r = h.s.tick(h.now + hb, h.out);
+  REQUIRE(r.closed_workers == std::vector<WorkerId>{wx});
+  CHECK(r.dead_workers.empty());
+  CHECK_FALSE(h.s.worker(wx)->alive);
+  // No report says what had started: what was processing there is suspected, as for a timeout.
+  CHECK(h.state_of("x") == TaskState::erred);
+  auto errs = h.to_client<KeyErred>();
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].message.find("its connection closed and it did not come back") != std::string::npos);
+  CHECK(counter(h, "workers_died") == 1);
+  (void)a;
+}
+
+TEST_CASE("SchedulerFailures.ConnectionClosed.AWorkerThatSpeaksAgainStays") {
+  Harness h;
+  auto a = h.worker("a");
+  h.submit({Harness::spec("x", "inc")});
+  h.s.connection_closed(a, h.now);
+  // It reconnected (libzmq does so on its own) and sent its heartbeat.
+  h.s.handle(a, Heartbeat{h.now + 100}, h.now + 100, h.out);
+  const auto hb = Harness::config().heartbeat_ms;
+  auto r = h.s.tick(h.now + 3 * hb, h.out);
+  CHECK(r.closed_workers.empty());
+  CHECK(h.s.worker(a)->alive);
+  CHECK(h.state_of("x") == TaskState::processing);
+  CHECK(counter(h, "workers_died") == 0);
+}
+
+TEST_CASE("SchedulerFailures.ConnectionClosed.TheSupervisorsReportWinsAndCountsOnce") {
+  Harness h(allowing(2));
+  h.worker("a");
+  h.submit({Harness::spec("x", "inc")});
+  auto [wx, cx] = h.compute_of("x");
+  h.s.connection_closed(wx, h.now);
+  // The restarted incarnation's report comes well within the grace: the death is the report's.
+  auto a2 = restart(h, "a", {cx.task});
+  CHECK_FALSE(h.s.worker(wx)->alive);
+  auto r = h.s.tick(h.now + 10 * Harness::config().heartbeat_ms, h.out);
+  CHECK(r.closed_workers.empty());
+  CHECK(h.s.worker(a2)->alive);
+  CHECK(counter(h, "workers_died") == 1);
+  CHECK(h.state_of("x") == TaskState::processing);  // death 1 of 2 allowed: running again on a2
+}
