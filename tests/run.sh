@@ -62,6 +62,7 @@ off=(env DTASK_FAST_PATHS=none)
 step "unit tests, fast paths off" "${off[@]}" meson test -C build --print-errorlogs --suite unit
 step "LocalCluster integration, fast paths off" "${off[@]}" meson test -C build --print-errorlogs --suite integration
 if [ -x tests/mpi/run.sh ]; then step "mpirun integration, fast paths off" "${off[@]}" bash tests/mpi/run.sh "$root/build"; fi
+if [ -x tests/chaos/run.sh ]; then step "chaos: 3 runs with a kill -9, fast paths off" "${off[@]}" bash tests/chaos/run.sh chaos "$root/build" --runs 3; fi
 
 if ((failed)); then printf 'failed suite: %s\n' "${failures[@]}"; fi
 echo "$passed passed, $failed failed"
