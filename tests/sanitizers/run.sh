@@ -17,11 +17,11 @@ suites=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -j) jobs="$2"; shift 2 ;;
-    --suite) suites+=(--suite "$2"); shift 2 ;;
+    --suite) suites+=("$2"); shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ ${#suites[@]} -gt 0 ] || suites=(--suite unit --suite integration)
+[ ${#suites[@]} -gt 0 ] || suites=(unit integration)
 
 case "$kind" in
   asan) build="$root/build-asan"; sanitize="address,undefined" ;;
@@ -36,20 +36,6 @@ if [ ! -f "$build/build.ninja" ]; then
     -Db_lundef=false -Dmpi=disabled >"$build/setup.log" 2>&1 || { cat "$build/setup.log"; exit 1; }
 fi
 
-# The targets the unit and integration suites need, read from meson's own test list.
-mapfile -t targets < <(meson introspect "$build" --targets | python3 -c '
-import json, sys, os
-root = sys.argv[1]
-want = ("tests/unit/", "tests/integration/", "tests/libtest_tasks", "tests/libnot_a_plugin",
-        "tests/libbad_version", "src/cli/dtask-worker", "src/cli/dtask-scheduler")
-for t in json.load(sys.stdin):
-    for f in t["filename"]:
-        rel = os.path.relpath(f, root)
-        if rel.startswith(want) and not rel.endswith(".p"):
-            print(rel)
-' "$build")
-ninja -C "$build" -j "$jobs" "${targets[@]}" >"$build/ninja.log" 2>&1 || { tail -40 "$build/ninja.log"; exit 1; }
-
 logs="$build/sanitizer-logs"
 rm -rf "$logs"
 mkdir -p "$logs"
@@ -60,9 +46,29 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
 export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:log_path=$logs/tsan:suppressions=$root/tests/sanitizers/tsan.supp"
 export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp"
 
-meson test -C "$build" --no-rebuild --print-errorlogs "${suites[@]}" \
-  --timeout-multiplier "${DTASK_SANITIZER_TIMEOUT_MULTIPLIER:-3}"
-rc=$?
+# Suite by suite: build what it needs (read from meson's target list: its test executables, the
+# plugins, dtask-worker and dtask-scheduler), then run it.
+rc=0
+for suite in "${suites[@]}"; do
+  mapfile -t targets < <(meson introspect "$build" --targets | python3 -c '
+import json, sys, os
+root, suite = sys.argv[1], sys.argv[2]
+want = ("tests/" + suite + "/", "tests/libtest_tasks", "tests/libnot_a_plugin", "tests/libbad_version",
+        "src/cli/dtask-worker", "src/cli/dtask-scheduler")
+for t in json.load(sys.stdin):
+    for f in t["filename"]:
+        rel = os.path.relpath(f, root)
+        if rel.startswith(want):
+            print(rel)
+' "$build" "$suite")
+  t0=$SECONDS
+  ninja -C "$build" -j "$jobs" "${targets[@]}" >"$build/ninja.log" 2>&1 || { tail -40 "$build/ninja.log"; exit 1; }
+  echo "$kind: built the $suite suite's targets in $((SECONDS - t0)) s"
+  t0=$SECONDS
+  meson test -C "$build" --no-rebuild --print-errorlogs --suite "$suite" \
+    --timeout-multiplier "${DTASK_SANITIZER_TIMEOUT_MULTIPLIER:-3}" || rc=1
+  echo "$kind: ran the $suite suite in $((SECONDS - t0)) s"
+done
 reports=$(find "$logs" -type f | wc -l)
 if [ "$reports" -gt 0 ]; then
   for f in "$logs"/*; do
