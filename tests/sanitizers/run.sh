@@ -44,7 +44,6 @@ mkdir -p "$logs"
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:log_path=$logs/asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
 export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:log_path=$logs/tsan:suppressions=$root/tests/sanitizers/tsan.supp"
-export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp"
 
 # Suite by suite: build what it needs (read from meson's target list: its test executables, the
 # plugins, dtask-worker and dtask-scheduler), then run it.
