@@ -2,6 +2,7 @@
 # The one test command (README, CI): installs what is missing, builds, runs every suite.
 # Suites: unit + LocalCluster (meson test), the installed surface (a real prefix, user programs
 # built with pkg-config), mpirun integration, real Slurm on two nodes, the fuzzers (tests/fuzz),
+# chaos and clean runs under mpirun, the unit and LocalCluster suites under ASan+UBSan and TSan,
 # and a short benchmark run;
 # then unit, LocalCluster and mpirun once more with every fast path off (DTASK_FAST_PATHS=none),
 # each its own step. Ends with "N passed, N failed".
@@ -42,6 +43,18 @@ if [ -x tests/slurm/e2e.sh ]; then step "Slurm two-node end to end" bash tests/s
 # The decoders under libFuzzer (clang, ASan+UBSan, its own build-fuzz/): the seed corpus replayed,
 # then 60 s of fuzzing per target (about 3 min in all on 2 cores).
 step "fuzzing: corpus replay + 60 s per target" bash tests/fuzz/run.sh --seconds 60
+# Issue 13 under mpirun (tests/chaos/run.sh): a worker kill -9ed at a seeded random moment of a
+# 20,201-task graph, 10 runs, every result exact; then 100 runs of the runner example, each exit 0
+# with nothing on stderr.
+if [ -x tests/chaos/run.sh ]; then
+  step "chaos: 10 runs with a kill -9" bash tests/chaos/run.sh chaos "$root/build"
+  step "100 clean runs" bash tests/chaos/run.sh clean "$root/build"
+fi
+# The unit and LocalCluster suites under the sanitizers (tests/sanitizers/run.sh), each in its own
+# build dir (build-asan/, build-tsan/) with only the targets those suites need; a report from any
+# process, a spawned worker included, fails the step.
+step "ASan+UBSan: unit + LocalCluster" bash tests/sanitizers/run.sh asan
+step "TSan: unit + LocalCluster" bash tests/sanitizers/run.sh tsan
 if [ -x tests/bench/run.sh ]; then step "benchmarks (small)" bash tests/bench/run.sh --small; fi
 
 # The fast paths are contained: every rule and outcome holds with all of them switched off.
@@ -49,6 +62,7 @@ off=(env DTASK_FAST_PATHS=none)
 step "unit tests, fast paths off" "${off[@]}" meson test -C build --print-errorlogs --suite unit
 step "LocalCluster integration, fast paths off" "${off[@]}" meson test -C build --print-errorlogs --suite integration
 if [ -x tests/mpi/run.sh ]; then step "mpirun integration, fast paths off" "${off[@]}" bash tests/mpi/run.sh "$root/build"; fi
+if [ -x tests/chaos/run.sh ]; then step "chaos: 3 runs with a kill -9, fast paths off" "${off[@]}" bash tests/chaos/run.sh chaos "$root/build" --runs 3; fi
 
 if ((failed)); then printf 'failed suite: %s\n' "${failures[@]}"; fi
 echo "$passed passed, $failed failed"

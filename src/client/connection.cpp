@@ -53,7 +53,10 @@ void ClientCore::start() {
     throw ConnectionError("cannot connect to scheduler at '" + opt_.address + "': " + e.what());
   }
   post(RegisterClient{kProtocolVersion, opt_.name, data_identity_});
-  io_ = std::thread([this] { io_loop(); });
+  io_ = std::thread([this] {
+    io_id_.store(std::this_thread::get_id());
+    io_loop();
+  });
   std::unique_lock lock(mutex_);
   bool ok = cv_.wait_for(lock, opt_.connect_timeout, [&] { return welcomed_ || !connection_error_.empty(); });
   if (!ok || !connection_error_.empty()) {
@@ -174,7 +177,7 @@ void ClientCore::flush_outgoing(bool force) {
 }
 
 void ClientCore::rearm_io_poll() {
-  if (std::this_thread::get_id() == io_.get_id()) return;  // it looks before it polls
+  if (std::this_thread::get_id() == io_id_.load()) return;  // it looks before it polls
   try {
     if ((sched_.get(zmq::sockopt::events) & ZMQ_POLLIN) ||
         (early_sock_ && (early_sock_->get(zmq::sockopt::events) & ZMQ_POLLIN))) {

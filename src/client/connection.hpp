@@ -205,6 +205,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::mutex sock_mutex_;
   transport::Wakeup wakeup_;
   std::thread io_;
+  // The I/O thread's id, stored by that thread before io_loop: start() is still move-assigning
+  // io_ when the loop first asks whether it runs on it (rearm_io_poll), so io_ cannot be read there.
+  std::atomic<std::thread::id> io_id_{};
 
   std::mutex mutex_;
   std::condition_variable cv_;

@@ -513,8 +513,8 @@ TEST_CASE("LocalCluster.Processes.WorkersAsChildProcesses") {
 // the buffers big transfers land in are advised for transparent huge pages; DTASK_HUGEPAGES=0
 // opts out. Only meaningful where THP is in madvise mode (the default on Debian).
 TEST_CASE("LocalCluster.Processes.LargeBuffersAdvisedForHugePages") {
-#if defined(__SANITIZE_ADDRESS__)
-  MESSAGE("built with AddressSanitizer, whose malloc ignores glibc's tunables: nothing to check");
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  MESSAGE("built with AddressSanitizer or ThreadSanitizer, whose malloc ignores glibc's tunables: nothing to check");
   return;
 #endif
   std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
