@@ -14,6 +14,8 @@
 
 #include <dtask/dtask.hpp>
 
+#include "eventually.hpp"
+
 #include "test_tasks.hpp"
 
 using namespace std::chrono_literals;
@@ -61,15 +63,7 @@ long pid_of(const dtask::SchedulerInfo& info, const std::string& name) {
   return 0;
 }
 
-// Waits until `pred(scheduler_info())` holds; false if it still does not after 20 s.
-template <class Pred>
-bool eventually(dtask::Client& c, Pred pred) {
-  for (int i = 0; i < 1000; ++i) {
-    if (pred(c.scheduler_info())) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
+using dtask::test::eventually;
 
 bool process_gone(long pid) {
   for (int i = 0; i < 500; ++i) {

@@ -18,6 +18,8 @@
 
 #include <dtask/dtask.hpp>
 
+#include "eventually.hpp"
+
 #include "client/internal.hpp"
 #include "test_tasks.hpp"
 
@@ -27,14 +29,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-template <class Pred>
-bool eventually(dtask::Client& c, Pred pred) {
-  for (int i = 0; i < 1000; ++i) {
-    if (pred(c.scheduler_info())) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
+using dtask::test::eventually;
 
 std::uint64_t counter(dtask::Client& c, const char* name) {
   auto j = dtask::detail::ClientInternals::info_json(c, 10s);

@@ -14,6 +14,8 @@
 
 #include <dtask/dtask.hpp>
 
+#include "eventually.hpp"
+
 #include "client/internal.hpp"
 #include "test_tasks.hpp"
 
@@ -43,16 +45,7 @@ dtask::SubmitOptions on_worker(const std::string& name) {
   return o;
 }
 
-// Waits until `pred(scheduler_info())` holds; false if it still does not after 20 s (generous:
-// every case here settles within milliseconds on an idle machine, and must on a busy one too).
-template <class Pred>
-bool eventually(dtask::Client& c, Pred pred) {
-  for (int i = 0; i < 1000; ++i) {
-    if (pred(c.scheduler_info())) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
+using dtask::test::eventually;
 
 // How many tasks the scheduler has in `state` (0 when it names none).
 std::size_t in_state(const dtask::SchedulerInfo& i, const std::string& state) {
