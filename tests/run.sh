@@ -28,6 +28,10 @@ step() {  # step NAME COMMAND... : runs one suite, counts it, never stops the ru
   fi
 }
 
+# ccache (when meson finds it) also serves a fresh clone elsewhere: paths under the clone are
+# hashed relative to it, and the working directory is not hashed (only debug info's paths differ).
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
+
 # python3-distributed: the Dask peer the benchmarks compare against.
 bash tests/deps.sh python3-distributed || { echo "cannot install the build dependencies"; echo "0 passed, 1 failed"; exit 1; }
 if [ ! -f build/build.ninja ]; then
