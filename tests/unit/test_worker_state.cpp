@@ -78,6 +78,21 @@ struct Harness {
     m.args.push_back(a);
     return m;
   }
+  // Task `id` whose one argument is the result of task `dep`, held by `holders` (peer ids 2, 3, ...
+  // at tcp://pN).
+  static ComputeTask compute_on(std::uint64_t id, const std::string& key, std::uint64_t dep,
+                                std::vector<std::uint32_t> holders) {
+    auto m = compute(id, key);
+    m.args[0].kind = TaskArg::dep;
+    m.args[0].refs = {TaskId{dep}};
+    DepLocation where{TaskId{dep}, {}, {}};
+    for (auto p : holders) {
+      where.holders.push_back(WorkerId{p});
+      where.addresses.push_back("tcp://p" + std::to_string(p));
+    }
+    m.deps.push_back(where);
+    return m;
+  }
   static StartTask start(std::uint64_t nonce, const std::string& key, const std::string& func = "inc") {
     return StartTask{nonce, key, func, {Codec<int>::encode(1)}, "client-data-id"};
   }
@@ -423,10 +438,7 @@ TEST_CASE("WorkerState.RunOnLoop.ALostLoopStopsThePass") {
 
 TEST_CASE("WorkerState.Fetch.ANotFoundOrSilentHolderMeansTheNextOne") {
   Harness h;
-  auto m = Harness::compute(3, "c");
-  m.args[0].kind = TaskArg::dep;
-  m.args[0].refs = {TaskId{77}};
-  m.deps.push_back(DepLocation{TaskId{77}, {WorkerId{2}, WorkerId{3}, WorkerId{4}}, {"tcp://p2", "tcp://p3", "tcp://p4"}});
+  auto m = Harness::compute_on(3, "c", 77, {2, 3, 4});
   h.give(std::move(m));
   REQUIRE(h.out.to_peers.size() == 1);
   CHECK(h.out.to_peers[0].peer == WorkerId{2});
@@ -465,10 +477,7 @@ TEST_CASE("WorkerState.Fetch.ANotFoundOrSilentHolderMeansTheNextOne") {
 
 TEST_CASE("WorkerState.Fetch.NoHolderLeftIsAFetchFailed") {
   Harness h;
-  auto m = Harness::compute(3, "c");
-  m.args[0].kind = TaskArg::dep;
-  m.args[0].refs = {TaskId{77}};
-  m.deps.push_back(DepLocation{TaskId{77}, {WorkerId{2}, WorkerId{3}}, {"tcp://p2", "tcp://p3"}});
+  auto m = Harness::compute_on(3, "c", 77, {2, 3});
   h.give(std::move(m));
   REQUIRE(h.out.to_peers.size() == 1);
   auto rid = std::get<GetData>(h.out.to_peers[0].msg).request_id;
@@ -491,10 +500,7 @@ TEST_CASE("WorkerState.Fetch.NoHolderLeftIsAFetchFailed") {
 
 TEST_CASE("WorkerState.Fetch.APeerThatLeftIsGivenUpAtOnce") {
   Harness h;
-  auto m = Harness::compute(3, "c");
-  m.args[0].kind = TaskArg::dep;
-  m.args[0].refs = {TaskId{77}};
-  m.deps.push_back(DepLocation{TaskId{77}, {WorkerId{2}, WorkerId{3}}, {"tcp://p2", "tcp://p3"}});
+  auto m = Harness::compute_on(3, "c", 77, {2, 3});
   h.give(std::move(m));
   REQUIRE(h.out.to_peers.size() == 1);
   CHECK(h.out.to_peers[0].peer == WorkerId{2});
@@ -509,18 +515,12 @@ TEST_CASE("WorkerState.Fetch.APeerThatLeftIsGivenUpAtOnce") {
 
 TEST_CASE("WorkerState.Fetch.AHolderNamedLaterJoinsAFetchUnderWay") {
   Harness h;
-  auto m = Harness::compute(3, "c");
-  m.args[0].kind = TaskArg::dep;
-  m.args[0].refs = {TaskId{77}};
-  m.deps.push_back(DepLocation{TaskId{77}, {WorkerId{2}}, {"tcp://p2"}});
+  auto m = Harness::compute_on(3, "c", 77, {2});
   h.give(std::move(m));
   REQUIRE(h.out.to_peers.size() == 1);
   h.out.to_peers.clear();
   // Another task needs the same input, which now also lives on peer 5 (recomputed there).
-  auto m2 = Harness::compute(4, "d");
-  m2.args[0].kind = TaskArg::dep;
-  m2.args[0].refs = {TaskId{77}};
-  m2.deps.push_back(DepLocation{TaskId{77}, {WorkerId{5}}, {"tcp://p5"}});
+  auto m2 = Harness::compute_on(4, "d", 77, {5});
   h.give(std::move(m2));
   CHECK(h.out.to_peers.empty());  // one fetch per input, already under way
   h.s.handle(PeersChanged{{}, {WorkerId{2}}}, h.now, h.out);
