@@ -135,22 +135,26 @@ void Executor::run(std::size_t slot) {
       ++running_;
     }
     Completion c = invoke(job, slot);
+    bool stopping = false;
     {
       std::lock_guard lock(mutex_);
-      completions_.push_back(std::move(c));
+      stopping = stop_;
+      if (!stopping) completions_.push_back(std::move(c));
       for (const auto& [name, amount] : job.resources) available_[name] += amount;
       --running_;
     }
     if (!job.resources.empty()) cv_.notify_all();
     idle_cv_.notify_all();
+    // After shutdown nobody reads completions, and the owner of on_complete_ may be gone.
+    if (stopping) return;
     on_complete_();
   }
 }
 
-void Executor::shutdown(std::chrono::milliseconds grace) {
+bool Executor::shutdown(std::chrono::milliseconds grace) {
   {
     std::unique_lock lock(mutex_);
-    if (stop_ && threads_.empty()) return;
+    if (stop_ && threads_.empty()) return !left_behind_;
     stop_ = true;
     ready_.clear();
     index_.clear();
@@ -166,6 +170,8 @@ void Executor::shutdown(std::chrono::milliseconds grace) {
     else t.detach();  // a task that will not finish must not hold the shutdown hostage
   }
   threads_.clear();
+  left_behind_ = !all_idle;
+  return all_idle;
 }
 
 }  // namespace dtask::worker

@@ -66,8 +66,10 @@ class Executor {
   // A run_here() whose thread no longer runs the worker's loop hands its result in here, like
   // an executor thread would.
   void complete_elsewhere(Completion c);
-  // Stops taking work; waits up to `grace` for running tasks, then leaves them behind.
-  void shutdown(std::chrono::milliseconds grace);
+  // Stops taking work; waits up to `grace` for running tasks, then leaves them behind. Returns
+  // false when it left some behind: their detached threads still use this object, so its owner
+  // must not destroy it (the worker leaks it on purpose; its process is about to end).
+  bool shutdown(std::chrono::milliseconds grace);
 
  private:
   void run(std::size_t slot);
@@ -92,6 +94,7 @@ class Executor {
   int running_ = 0;
   std::condition_variable idle_cv_;
   std::vector<std::thread> threads_;
+  bool left_behind_ = false;  // shutdown detached threads still running tasks
   std::shared_ptr<RunningBoard> board_;  // never null (a private one without a supervisor)
 };
 

@@ -219,7 +219,11 @@ struct Worker::Impl {
     if (stop_requested_) code = stop_code_.load();
     // A lost scheduler: leave at once (the tasks' results could go nowhere, a goodbye neither).
     const bool gone = state_->stop() && state_->stop()->scheduler_gone;
-    exec_->shutdown(std::chrono::milliseconds(gone ? 0 : 2000));
+    if (!exec_->shutdown(std::chrono::milliseconds(gone ? 0 : 2000))) {
+      // Tasks still run on detached threads that use the executor: it must outlive them, so it
+      // is leaked on purpose (the process ends next; an embedding program loses one executor).
+      (void)exec_.release();
+    }
     if (gone) sched_.set(zmq::sockopt::linger, 0);
     if (state_->welcomed() && !gone) {
       auto held = state_->take_held();
