@@ -4,7 +4,6 @@
 // paths live beside this file: pushed_results.cpp, early_start.cpp, spin_wait.cpp.
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <random>
 
 #include "client/connection.hpp"
@@ -28,10 +27,6 @@ constexpr std::uint64_t kFetchTimeoutMs = 15000; // a worker that does not answe
 // Submissions up to this many tasks are sent by the submitting thread; bigger ones are
 // encoded and sent by the I/O thread, so map() of a million tasks returns promptly.
 constexpr std::size_t kDirectSendTasks = 64;
-// The connection to the scheduler closed and was not made again within this long: it is gone
-// (ZeroMQ reconnects within ~100 ms to a scheduler that is still there).
-constexpr std::uint64_t kSchedulerReconnectGraceMs = 1000;
-constexpr const char* kMonitorAddress = "inproc://dtask-client-scheduler-link";
 }  // namespace
 
 ClientCore::ClientCore(ConnectOptions options)
@@ -39,9 +34,8 @@ ClientCore::ClientCore(ConnectOptions options)
   log_ = log::make("client", opt_.name);
   transport::configure_socket(sched_);
   transport::make_curve_client(sched_, opt_.security);
-  if (zmq_socket_monitor(sched_.handle(), kMonitorAddress, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) == 0) {
-    monitor_.connect(kMonitorAddress);
-  }
+  monitor_ = transport::monitor_links(ctx_, sched_, "inproc://dtask-client-scheduler-link",
+                                     ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
 }
 
 ClientCore::~ClientCore() { close(); }
@@ -407,14 +401,9 @@ void ClientCore::io_loop() {
     now = transport::now_ms();
     if (items[1].revents & ZMQ_POLLIN) wakeup_.drain();
     if (items[3].revents & ZMQ_POLLIN) {
-      // libzmq's events about sched_'s connection: [u16 event, u32 value], then an address.
-      zmq::message_t event, address;
-      while (monitor_.recv(event, zmq::recv_flags::dontwait)) {
-        if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::dontwait);
-        std::uint16_t id = 0;
-        if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
-        if (id == ZMQ_EVENT_DISCONNECTED && link_down_since == 0) link_down_since = std::max<std::uint64_t>(now, 1);
-        if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) link_down_since = 0;
+      while (auto e = transport::next_link_event(monitor_)) {
+        if (e->event == ZMQ_EVENT_DISCONNECTED && link_down_since == 0) link_down_since = std::max<std::uint64_t>(now, 1);
+        if (e->event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) link_down_since = 0;
       }
     }
     bool changed = false, not_started = false;
@@ -485,10 +474,10 @@ void ClientCore::io_loop() {
         // The scheduler said the cluster closes, then went: expected, nothing to report.
         connection_error_ = "the cluster at " + opt_.address + " has shut down";
         closed = true;
-      } else if (welcomed_ && link_down_since != 0 && now > link_down_since + kSchedulerReconnectGraceMs &&
+      } else if (welcomed_ && link_down_since != 0 && now > link_down_since + transport::kReconnectGraceMs &&
                  connection_error_.empty()) {
         connection_error_ = "lost the scheduler at " + opt_.address + " (its connection closed and was not made again within " +
-                            std::to_string(kSchedulerReconnectGraceMs) + " ms)";
+                            std::to_string(transport::kReconnectGraceMs) + " ms)";
         lost = true;
       } else if (welcomed_ && now > last_heard + static_cast<std::uint64_t>(opt_.scheduler_timeout.count()) &&
                  connection_error_.empty()) {
@@ -497,13 +486,11 @@ void ClientCore::io_loop() {
         lost = true;
       }
     }
-    if (closed) {
+    if (closed || lost) {
       fail_all_pending(connection_error_);
       changed = true;
     }
     if (lost) {
-      fail_all_pending(connection_error_);
-      changed = true;
       std::function<void(int, const std::string&)> handler;
       {
         std::lock_guard lock(mutex_);

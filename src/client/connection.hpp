@@ -201,7 +201,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::shared_ptr<spdlog::logger> log_;
   zmq::context_t ctx_{1};
   zmq::socket_t sched_{ctx_, zmq::socket_type::dealer};  // sock_mutex_
-  zmq::socket_t monitor_{ctx_, zmq::socket_type::pair};  // I/O thread (see the header)
+  zmq::socket_t monitor_;  // I/O thread (see the header)
   std::mutex sock_mutex_;
   transport::Wakeup wakeup_;
   std::thread io_;

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <unordered_map>
 
@@ -44,7 +43,7 @@ struct SchedulerServer::Impl {
   // `router`'s connections, naming the connection's fd; `worker_fd` is the fd each worker last
   // spoke on (by WorkerId), so an event names a worker. Events are applied only once the router
   // is drained: what a dying worker sent before its connection closed is read first.
-  zmq::socket_t links{ctx, zmq::socket_type::pair};
+  zmq::socket_t links;
   std::vector<int> worker_fd;
   std::vector<int> closed_fds;
   std::uint64_t link_deadline = 0;  // when the first closed link's grace ends (0: none pending)
@@ -64,10 +63,7 @@ struct SchedulerServer::Impl {
     if (opt.security.enabled) zap = std::make_unique<transport::ZapAuthenticator>(ctx, opt.security.client_public);
     transport::configure_socket(router);
     transport::make_curve_server(router, opt.security);
-    if (zmq_socket_monitor(router.handle(), "inproc://dtask-scheduler-links", ZMQ_EVENT_DISCONNECTED) != 0) {
-      throw std::runtime_error("scheduler cannot watch its connections: " + std::string(zmq_strerror(zmq_errno())));
-    }
-    links.connect("inproc://dtask-scheduler-links");
+    links = transport::monitor_links(ctx, router, "inproc://dtask-scheduler-links", ZMQ_EVENT_DISCONNECTED);
     try {
       address = transport::bind_tcp(router, host.address, opt.port);
     } catch (const zmq::error_t& e) {
@@ -190,18 +186,9 @@ struct SchedulerServer::Impl {
     worker_fd[id.value] = fd;
   }
 
-  // libzmq's events: two frames, [u16 event, u32 value (the fd)] and an address.
   void read_links() {
-    while (true) {
-      zmq::message_t event, address;
-      if (!links.recv(event, zmq::recv_flags::dontwait)) return;
-      if (event.more()) (void)links.recv(address, zmq::recv_flags::dontwait);
-      if (event.size() < 6) continue;
-      std::uint16_t kind = 0;
-      std::int32_t fd = -1;
-      std::memcpy(&kind, event.data(), 2);
-      std::memcpy(&fd, static_cast<const char*>(event.data()) + 2, 4);
-      if (kind == ZMQ_EVENT_DISCONNECTED && fd >= 0) closed_fds.push_back(fd);
+    while (auto e = transport::next_link_event(links)) {
+      if (e->event == ZMQ_EVENT_DISCONNECTED && e->value >= 0) closed_fds.push_back(e->value);
     }
   }
 

@@ -9,6 +9,11 @@ namespace dtask::scheduler {
 
 using namespace protocol;
 
+namespace {
+// Text from a peer that goes into errors and logs, cut to `n` characters.
+std::string clip(const std::string& s, std::size_t n) { return s.size() > n ? s.substr(0, n) + "..." : s; }
+}  // namespace
+
 SchedulerState::SchedulerState(SchedulerConfig config, std::shared_ptr<spdlog::logger> log)
     : config_(config), log_(log ? std::move(log) : dtask::log::make("scheduler", "")) {}
 
@@ -45,9 +50,7 @@ std::optional<WorkerId> SchedulerState::add_worker(const RegisterWorker& reg, st
     if (!w.alive || w.info.name != reg.name) continue;
     if (!reg.previous.died) return refuse("a worker named '" + reg.name + "' is already registered");
     // Bounded: the reason is repeated in every suspected task's error and in the log.
-    constexpr std::size_t kMaxReason = 500;
-    const std::string& said = reg.previous.reason;
-    std::string reason = said.size() > kMaxReason ? said.substr(0, kMaxReason) + "..." : said;
+    std::string reason = clip(reg.previous.reason, 500);
     log_->warn("worker '{}' on {} died ({}) and was restarted", w.info.name, w.info.host, reason);
     remove_worker(w.id, WorkerLoss::died(std::move(reason), reg.previous.running), out);
     break;  // names are unique among live workers
@@ -168,25 +171,21 @@ void SchedulerState::remove_worker(WorkerId wid, const WorkerLoss& loss, Outbox&
 //   forgotten (a finished task that is lost and recomputed keeps it, as Dask's suspicious does).
 bool SchedulerState::suspect(std::uint32_t slot, const WorkerRecord& w, const WorkerLoss& loss, Outbox& out) {
   Task& t = tasks_[slot];
-  constexpr std::size_t kMaxDeathsText = 16000;
   const std::string& reason = loss.reason;  // bounded where it came in (add_worker)
   std::string where = "worker '" + w.info.name + "' on host " + w.info.host;
   auto& d = deaths_[t.id.value];
-  ++d.count;
-  if (d.text.size() < kMaxDeathsText) d.text += "death " + std::to_string(d.count) + ": " + where + ": " + reason + "\n";
-  else ++d.omitted;
+  d.add("death", ": " + where + ": " + reason);
   if (config_.allowed_failures == 0 || d.count < config_.allowed_failures) return false;
 
   std::string key(key_of(t));
   const std::uint32_t count = d.count;
   std::string message = "KilledWorker: task '" + key + "' was running on " +
                         (count == 1 ? std::string("1 worker that died") : std::to_string(count) + " workers that died") +
-                        "; the last, " + where + ": " + reason + "\n" + d.text;
-  if (d.omitted) message += "(" + std::to_string(d.omitted) + " more deaths not listed)\n";
+                        "; the last, " + where + ": " + reason + "\n" + d.listing("deaths");
   deaths_.erase(t.id.value);
   // Exceptions it raised on earlier attempts (retries) are part of its story too.
   if (auto it = attempts_.find(t.id.value); it != attempts_.end()) {
-    message += "earlier attempts that raised:\n" + it->second.text;
+    message += "earlier attempts that raised:\n" + it->second.listing("attempts");
     attempts_.erase(it);
   }
   if (!message.empty() && message.back() == '\n') message.pop_back();
@@ -459,27 +458,18 @@ void SchedulerState::on_task_failed(WorkerId w, const TaskFailed& m, Outbox& out
     return;
   }
   std::uint32_t slot = slot_of(m.task);
-  // Bounds, so a task retried a million times with long messages cannot grow without limit.
-  constexpr std::size_t kMaxAttemptMessage = 2000, kMaxAttemptsText = 16000;
-  auto line = [&](std::uint32_t n) {
-    std::string msg = m.message.size() > kMaxAttemptMessage ? m.message.substr(0, kMaxAttemptMessage) + "..." : m.message;
-    return "attempt " + std::to_string(n) + " (worker '" + workers_[w.value].info.name + "'): " + msg;
-  };
+  // Each attempt's message is bounded too, so one huge message cannot crowd out the others.
+  const std::string what = " (worker '" + workers_[w.value].info.name + "'): " + clip(m.message, 2000);
   if (t->retries_left > 0) {
     --t->retries_left;
-    auto& a = attempts_[m.task.value];
-    ++a.count;
-    if (a.text.size() < kMaxAttemptsText) a.text += line(a.count) + "\n";
-    else ++a.omitted;
+    attempts_[m.task.value].add("attempt", what);
     transition(slot, TaskEvent::reschedule(), out);
     make_ready_or_wait(slot, out);
   } else if (auto it = attempts_.find(m.task.value); it != attempts_.end()) {
     // The final error lists every attempt: retries of a flaky task rarely fail the same way.
     Attempts a = std::move(it->second);
     attempts_.erase(it);
-    std::string message = std::move(a.text);
-    if (a.omitted) message += "(" + std::to_string(a.omitted) + " more attempts not listed)\n";
-    message += line(a.count + 1);
+    std::string message = a.listing("attempts") + "attempt " + std::to_string(a.count + 1) + what;
     fail(slot, tasks_.func_of(*t), message, false, out);
   } else {
     fail(slot, tasks_.func_of(*t), m.message, false, out);

@@ -317,13 +317,25 @@ class SchedulerState {
   mutable std::uint64_t round_robin_ = 0;
   std::uint64_t now_ms_ = 0;
   std::vector<std::uint32_t> forget_queue_;  // slots to re-check after a forget (no recursion)
-  // The messages of a retried task's failed attempts, by task id, joined into its final error
-  // (bounded: see on_task_failed); dropped when the task finally fails or is forgotten.
+  // A task's failures so far, one numbered line each, joined into its final error. Bounded, so a
+  // task retried (or killing workers) a million times with long messages cannot grow without limit.
   struct Attempts {
-    std::string text;          // "attempt 1 (worker 'a'): ...\n" lines, at most kMaxAttemptsText
-    std::uint32_t count = 0;   // failed attempts so far
-    std::uint32_t omitted = 0; // attempts not listed (the text was full)
+    static constexpr std::size_t kMaxText = 16000;
+    std::string text;          // "<noun> 1<what>\n" lines, at most kMaxText
+    std::uint32_t count = 0;   // failures so far
+    std::uint32_t omitted = 0; // failures not listed (the text was full)
+    void add(const char* noun, const std::string& what) {
+      ++count;
+      if (text.size() < kMaxText) text += std::string(noun) + " " + std::to_string(count) + what + "\n";
+      else ++omitted;
+    }
+    // The lines, and how many were left out.
+    std::string listing(const char* nouns) const {
+      return omitted ? text + "(" + std::to_string(omitted) + " more " + nouns + " not listed)\n" : text;
+    }
   };
+  // The messages of a retried task's failed attempts, by task id ("attempt 1 (worker 'a'): ...");
+  // dropped when the task finally fails or is forgotten.
   std::unordered_map<std::uint64_t, Attempts> attempts_;
   // The deaths each suspected task was running through (same shape: "death 1: worker 'a' on host
   // h: killed by signal 11 (SIGSEGV)\n" lines), by task id; dropped when it fails or is forgotten.

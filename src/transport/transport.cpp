@@ -270,6 +270,29 @@ void Wakeup::drain() {
   [[maybe_unused]] auto n = read(fd_, &v, sizeof v);
 }
 
+zmq::socket_t monitor_links(zmq::context_t& ctx, zmq::socket_t& s, const char* inproc, int events) {
+  if (zmq_socket_monitor(s.handle(), inproc, events) != 0) {
+    throw std::runtime_error(std::string("cannot watch a socket's connections: ") + zmq_strerror(zmq_errno()));
+  }
+  zmq::socket_t monitor(ctx, zmq::socket_type::pair);
+  monitor.connect(inproc);
+  return monitor;
+}
+
+std::optional<LinkEvent> next_link_event(zmq::socket_t& monitor) {
+  // Two frames: [u16 event, u32 value], then the endpoint's address (not needed here).
+  while (true) {
+    zmq::message_t event, address;
+    if (!monitor.recv(event, zmq::recv_flags::dontwait)) return std::nullopt;
+    if (event.more()) (void)monitor.recv(address, zmq::recv_flags::dontwait);
+    if (event.size() < 6) continue;
+    LinkEvent e;
+    std::memcpy(&e.event, event.data(), sizeof e.event);
+    std::memcpy(&e.value, static_cast<const char*>(event.data()) + sizeof e.event, sizeof e.value);
+    return e;
+  }
+}
+
 std::uint64_t now_ms() {
   using namespace std::chrono;
   return static_cast<std::uint64_t>(duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count());

@@ -112,4 +112,19 @@ class Wakeup {
 
 std::uint64_t now_ms();
 
+// ---- connection events (libzmq's socket monitor), how a peer's death is seen before its silence
+// A connection that closed and was not made again within this long: the peer is gone (ZeroMQ
+// reconnects within ~100 ms to a peer that is still there). Workers and clients use it for the
+// scheduler; the heartbeat silence stays the fallback for a peer that hangs with its sockets open.
+inline constexpr std::uint64_t kReconnectGraceMs = 1000;
+struct LinkEvent {
+  std::uint16_t event = 0;  // ZMQ_EVENT_*
+  std::int32_t value = 0;   // for (dis)connections: the connection's fd
+};
+// A PAIR socket in `ctx` receiving `events` about `s`'s connections (`inproc` must be unique in
+// `ctx`). Throws std::runtime_error if libzmq refuses.
+zmq::socket_t monitor_links(zmq::context_t& ctx, zmq::socket_t& s, const char* inproc, int events);
+// The next event waiting on a monitor socket, without blocking.
+std::optional<LinkEvent> next_link_event(zmq::socket_t& monitor);
+
 }  // namespace dtask::transport

@@ -23,8 +23,5 @@ namespace dtask::worker {
 // Signals that arrive together are one request: the rank's parent (or a supervisor) forwards the
 // SIGTERM a process group also delivers directly. A second one later than this means "now".
 inline constexpr std::uint64_t kRetireRepeatMs = 1000;
-// The connection to the scheduler closed and was not made again within this long: the scheduler
-// is gone (ZeroMQ reconnects within ~100 ms when it is not). The heartbeat timeout is the fallback.
-inline constexpr std::uint64_t kSchedulerReconnectGraceMs = 1000;
 
 }  // namespace dtask::worker

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/log.hpp"
+#include "transport/transport.hpp"
 
 namespace dtask::worker {
 
@@ -61,12 +62,6 @@ std::atomic<int> g_forwarded{0};
 extern "C" void on_supervisor_signal(int sig) {
   g_forwarded.store(sig);
   if (pid_t c = g_child.load(); c > 0) ::kill(c, sig);
-}
-
-std::uint64_t now_ms() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::steady_clock::now().time_since_epoch())
-                                        .count());
 }
 
 // Sleeps up to `d`, waking early if a stop signal arrives; false if one did.
@@ -155,7 +150,7 @@ int supervise(const SuperviseOptions& options, const Incarnation& incarnation) {
     if (!verdict.restart) break;
 
     const std::string reason = describe_exit(status);
-    deaths.push_back(now_ms());
+    deaths.push_back(transport::now_ms());
     const RestartDecision d = decide_restart(options.policy, deaths, deaths.back());
     if (!d.restart) {
       log->error("worker '{}' died {} times within {} s (last: {}); not restarting it again", options.name,

@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <unordered_map>
 
@@ -74,7 +73,7 @@ struct Worker::Impl {
   std::atomic<int> stop_code_{0};
   std::atomic<std::uint64_t> retire_at_{0};  // when retire() was first called (now_ms), 0: never
   bool retire_passed_ = false;                // loop owner: WorkerState::retire was called
-  zmq::socket_t monitor_{ctx_, zmq::socket_type::pair};
+  zmq::socket_t monitor_;
   std::unique_ptr<Executor> exec_;
   LoopTakeover takeover_;
   std::unique_ptr<ExecutorOnLoop> port_;
@@ -108,27 +107,15 @@ struct Worker::Impl {
     transport::configure_socket(sched_);
     transport::make_curve_client(sched_, opt_.security);
     // Events about the connection to the scheduler, before it is made (see the header).
-    const std::string monitor_address = "inproc://dtask-worker-scheduler-link";
-    if (zmq_socket_monitor(sched_.handle(), monitor_address.c_str(),
-                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
-      throw std::runtime_error("worker cannot watch its connection to the scheduler: " +
-                               std::string(zmq_strerror(zmq_errno())));
-    }
-    monitor_.connect(monitor_address);
+    monitor_ = transport::monitor_links(ctx_, sched_, "inproc://dtask-worker-scheduler-link",
+                                        ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
     sched_.connect(opt_.scheduler_address);
   }
 
-  // libzmq's events about sched_'s connection: two frames, [u16 event, u32 value] and an address.
   void read_monitor(std::uint64_t now) {
-    while (true) {
-      zmq::message_t event, address;
-      if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
-      if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::dontwait);
-      if (event.size() < 2) continue;
-      std::uint16_t id = 0;
-      std::memcpy(&id, event.data(), sizeof id);
-      if (id == ZMQ_EVENT_DISCONNECTED) state_->scheduler_link(false, now);
-      else if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) state_->scheduler_link(true, now);
+    while (auto e = transport::next_link_event(monitor_)) {
+      if (e->event == ZMQ_EVENT_DISCONNECTED) state_->scheduler_link(false, now);
+      else if (e->event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) state_->scheduler_link(true, now);
     }
   }
 
@@ -139,6 +126,7 @@ struct Worker::Impl {
     c.connect_timeout_ms = opt_.connect_timeout_ms;
     c.scheduler_timeout_ms = opt_.scheduler_timeout_ms;
     c.drain_timeout_ms = opt_.drain_timeout_ms;
+    c.reconnect_grace_ms = transport::kReconnectGraceMs;
     auto plugin = opt_.plugin;
     c.find_task = [plugin](const std::string& name) { return plugin->find(name); };
     std::string names;

@@ -17,6 +17,23 @@ WorkerState::WorkerState(WorkerConfig config, ExecutorPort& executor)
 
 void WorkerState::started(std::uint64_t now) { started_ms_ = last_heard_ = last_beat_ = now; }
 
+template <class Pred>
+void WorkerState::fail_requests(Pred failed, WorkerOutbox& out) {
+  std::vector<Request> gone;
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    if (failed(it->second)) {
+      gone.push_back(std::move(it->second));
+      it = requests_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // After the scan, so holder_failed never sees requests_ mid-iteration.
+  for (const Request& r : gone) {
+    for (TaskId d : r.deps) holder_failed(d, r.peer, out);
+  }
+}
+
 // ---- input ----
 
 void WorkerState::handle(SchedulerToWorker msg, std::uint64_t now, WorkerOutbox& out) {
@@ -42,15 +59,7 @@ void WorkerState::on(PeersChanged& m, WorkerOutbox& out) {
     if (peers_.erase(id.value)) out.peers_left.push_back(id);
     // A peer that left answers nothing: its requests fail now, not at the fetch timeout (which
     // held a recovery after a worker's death up by fetch_timeout_ms).
-    std::vector<std::uint64_t> gone;
-    for (const auto& [rid, r] : requests_) {
-      if (r.peer == id) gone.push_back(rid);
-    }
-    for (auto rid : gone) {
-      Request r = std::move(requests_[rid]);
-      requests_.erase(rid);
-      for (TaskId d : r.deps) holder_failed(d, id, out);
-    }
+    fail_requests([&](const Request& r) { return r.peer == id; }, out);
   }
 }
 
@@ -305,12 +314,12 @@ void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
   if (stop_) return;
   if (!welcomed_ && now > started_ms_ + config_.connect_timeout_ms) {
     stop_ = Stop{1, "no answer from the scheduler within " + std::to_string(config_.connect_timeout_ms / 1000) + " s"};
-  } else if (welcomed_ && link_down_since_ != 0 && now > link_down_since_ + kSchedulerReconnectGraceMs) {
+  } else if (welcomed_ && link_down_since_ != 0 && now > link_down_since_ + config_.reconnect_grace_ms) {
     // Connection loss is the quick sign (a dead scheduler's kernel closes its sockets); the
     // silence below is the fallback for a scheduler that hangs with its connections open.
     stop_ = Stop{1,
                  "lost the scheduler: its connection closed and was not made again within " +
-                     std::to_string(kSchedulerReconnectGraceMs) + " ms",
+                     std::to_string(config_.reconnect_grace_ms) + " ms",
                  true};
   } else if (welcomed_ && now > last_heard_ + config_.scheduler_timeout_ms) {
     stop_ = Stop{1, "lost the scheduler (silent for " + std::to_string(config_.scheduler_timeout_ms / 1000) + " s)", true};
@@ -409,18 +418,16 @@ void WorkerState::on_data(DataReply& reply, WorkerOutbox& out) {
 }
 
 void WorkerState::expire_requests(std::uint64_t now, WorkerOutbox& out) {
-  std::vector<std::uint64_t> expired;
-  for (auto& [rid, r] : requests_) {
-    if (now > r.sent_ms + config_.fetch_timeout_ms) expired.push_back(rid);
-  }
-  for (auto rid : expired) {
-    Request r = std::move(requests_[rid]);
-    requests_.erase(rid);
-    if (config_.log) {
-      config_.log->warn("peer {} did not answer a data request in {} ms", r.peer.value, config_.fetch_timeout_ms);
-    }
-    for (TaskId d : r.deps) holder_failed(d, r.peer, out);
-  }
+  fail_requests(
+      [&](const Request& r) {
+        const bool expired = now > r.sent_ms + config_.fetch_timeout_ms;
+        if (expired && config_.log) {
+          config_.log->warn("peer {} did not answer a data request in {} ms", r.peer.value, config_.fetch_timeout_ms);
+        }
+        return expired;
+      },
+      out);
 }
+
 
 }  // namespace dtask::worker

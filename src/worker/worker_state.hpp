@@ -63,6 +63,9 @@ struct WorkerConfig {
   std::uint64_t scheduler_timeout_ms = 15000;
   // A retiring worker leaves after this long even if its results were not all copied (retire.hpp).
   std::uint64_t drain_timeout_ms = 30000;
+  // The scheduler's connection closed and was not made again within this long: it is gone
+  // (the server sets transport::kReconnectGraceMs; scheduler_link feeds the events).
+  std::uint64_t reconnect_grace_ms = 1000;
   // The task functions this worker can run (the plugin's); null for an unknown name.
   std::function<const dtask_task_v1*(const std::string&)> find_task;
   std::string tasks_provided;  // for the error of an unknown name: "plugin 'p' provides: a, b"
@@ -172,6 +175,9 @@ class WorkerState {
   // fetching inputs from peers
   void start_fetches(std::uint64_t now, WorkerOutbox& out);
   void on_data(protocol::DataReply& reply, WorkerOutbox& out);
+  // Drops the data requests `failed` says will not be answered; their inputs go to the next holder.
+  template <class Pred>
+  void fail_requests(Pred failed, WorkerOutbox& out);
   void expire_requests(std::uint64_t now, WorkerOutbox& out);
   // `dep`'s holder `peer` did not deliver: the next holder, or FetchFailed for who waits.
   void holder_failed(TaskId dep, WorkerId peer, WorkerOutbox& out);

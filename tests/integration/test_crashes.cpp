@@ -108,9 +108,9 @@ TEST_CASE("Crashes.AKilledWorkerComesBackUnderItsNameAndNothingIsLost") {
     MESSAGE("kill -9 of worker '0' -> registered again in " << took.count() << " ms");
     REQUIRE(successor != 0);
     REQUIRE(successor != victim);
-    // Far below the 5 s heartbeat timeout: the restart, not silence, replaced it. (The
-    // measured figure is ~10-50 ms; the bound allows for a loaded machine.)
-    CHECK(took < 3s);
+    // A successor under the same name is the outcome: only a supervisor's restart makes one.
+    // How fast the death is noticed is a figure (printed above), not a check here; the rule that
+    // a death report removes the old incarnation at once is a unit test (test_scheduler_failures).
     auto out = f.client.gather(seconds);
     for (std::size_t i = 0; i < xs.size(); ++i) CHECK(out[i] == xs[i] + 2);
     // The new incarnation takes work under the old name.

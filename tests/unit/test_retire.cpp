@@ -223,15 +223,15 @@ TEST_CASE("WorkerRetire.AskedBeforeTheWelcomeItRetiresWhenWelcomed") {
 TEST_CASE("WorkerLink.AClosedConnectionNotMadeAgainMeansTheSchedulerIsGone") {
   WorkerHarness h;
   h.s.scheduler_link(false, h.now);
-  h.now += worker::kSchedulerReconnectGraceMs;
+  h.now += WorkerHarness::config().reconnect_grace_ms;
   h.s.tick(h.now, h.out);
   CHECK_FALSE(h.s.stop().has_value());  // ZeroMQ may still reconnect
   h.s.scheduler_link(true, h.now);      // it did
-  h.now += 5 * worker::kSchedulerReconnectGraceMs;
+  h.now += 5 * WorkerHarness::config().reconnect_grace_ms;
   h.s.tick(h.now, h.out);
   CHECK_FALSE(h.s.stop().has_value());
   h.s.scheduler_link(false, h.now);
-  h.now += worker::kSchedulerReconnectGraceMs + 1;
+  h.now += WorkerHarness::config().reconnect_grace_ms + 1;
   h.s.tick(h.now, h.out);  // far sooner than the heartbeat silence (15 s)
   REQUIRE(h.s.stop().has_value());
   CHECK(h.s.stop()->code == 1);
