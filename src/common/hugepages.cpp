@@ -1,6 +1,7 @@
-// Re-executing a program with glibc's hugetlb malloc tunable (see hugepages.hpp for why).
+// glibc malloc tuning: the hugetlb tunable by re-executing, and malloc_trim (see hugepages.hpp for why).
 #include "common/hugepages.hpp"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -9,6 +10,20 @@
 #include <string>
 
 namespace dtask {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define DTASK_SANITIZED_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define DTASK_SANITIZED_MALLOC 1
+#endif
+#endif
+
+void trim_malloc() {
+#ifndef DTASK_SANITIZED_MALLOC
+  ::malloc_trim(0);
+#endif
+}
 
 namespace {
 bool thp_in_madvise_mode() {

@@ -1,4 +1,4 @@
-// Large buffers on transparent huge pages: a program re-executes itself once with glibc's hugetlb tunable.
+// glibc malloc tuning: large buffers on transparent huge pages, and giving freed memory back.
 #pragma once
 
 namespace dtask {
@@ -16,5 +16,10 @@ namespace dtask {
 // Call it first thing in main(), before any thread, file or MPI call. If the exec fails, the
 // program simply goes on as it is.
 void reexec_with_hugepage_malloc(char** argv);
+
+// Returns freed heap memory to the OS (glibc's malloc_trim). Why a wrapper: under ASan or TSan
+// malloc is the sanitizer's, glibc's arenas were never set up, and malloc_trim reads them and
+// crashes; there it does nothing.
+void trim_malloc();
 
 }  // namespace dtask

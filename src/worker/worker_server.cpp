@@ -24,7 +24,6 @@
 //   noticed within about a second (WorkerState::scheduler_link).
 // - LoopTakeover::mutex_ guards only the standby thread's stop flag and the loop's end code when
 //   the loop ended on the standby thread; the Executor's mutex guards its queues.
-#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +33,7 @@
 #include <zmq.hpp>
 
 #include "common/drop_log.hpp"
+#include "common/hugepages.hpp"
 #include "common/log.hpp"
 #include "transport/transport.hpp"
 #include "worker/executor.hpp"
@@ -170,7 +170,7 @@ struct Worker::Impl {
     for (auto& job : out_.to_executor) exec_->submit(std::move(job));
     out_.to_executor.clear();
     if (out_.trim_memory) {
-      ::malloc_trim(0);
+      trim_malloc();
       out_.trim_memory = false;
     }
     state_->settle(now, out_);
