@@ -63,6 +63,8 @@ struct WorkerConfig {
   std::uint64_t scheduler_timeout_ms = 15000;
   // A retiring worker leaves after this long even if its results were not all copied (retire.hpp).
   std::uint64_t drain_timeout_ms = 30000;
+  // After this long from started() the worker retires on its own (--lifetime); 0: never.
+  std::uint64_t lifetime_ms = 0;
   // The task functions this worker can run (the plugin's); null for an unknown name.
   std::function<const dtask_task_v1*(const std::string&)> find_task;
   std::string tasks_provided;  // for the error of an unknown name: "plugin 'p' provides: a, b"
