@@ -64,7 +64,8 @@ TEST_CASE("SchedulerScaleDown.NamedLiveWorkersAreAskedToRetireOnce") {
   CHECK(sent<PleaseRetire>(h).empty());
   // info() shows it as leaving at once, so a cluster's adapt does not count or choose it again.
   bool a_retiring = true, b_retiring = false;
-  for (auto& w : h.s.info()["workers"]) {
+  const auto info = h.s.info();
+  for (const auto& w : info["workers"]) {
     if (w["name"] == "a") a_retiring = w["retiring"].get<bool>();
     if (w["name"] == "b") b_retiring = w["retiring"].get<bool>();
   }
