@@ -106,7 +106,8 @@ void SchedulerState::advance_retirements(Outbox& out) {
   // Who may take copies, with the bytes each holds plus those already asked of it in this call.
   std::vector<std::pair<WorkerId, std::uint64_t>> takers;
   for (const auto& w : workers_) {
-    if (w.alive && !w.retiring) takers.emplace_back(w.id, w.nbytes);
+    // Not to a worker a client asked to retire either: it would only hand them on again.
+    if (w.alive && !w.retiring && !w.retire_asked) takers.emplace_back(w.id, w.nbytes);
   }
   std::vector<WorkerId> leaving;
   for (WorkerId wid : retiring_) {

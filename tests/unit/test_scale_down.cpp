@@ -84,6 +84,25 @@ TEST_CASE("SchedulerScaleDown.AWorkerAlreadyRetiringIsNotAskedAgain") {
   CHECK(sent<PleaseRetire>(h).empty());
 }
 
+TEST_CASE("SchedulerScaleDown.CopiesDoNotGoToAnotherWorkerAskedToRetire") {
+  Harness h;
+  auto a = h.worker("a");
+  h.submit(Harness::roots("r", 4, "inc"));
+  for (auto& [w, c] : h.computes()) {
+    REQUIRE(w == a);
+    h.done(a, c);
+  }
+  auto b = h.worker("b");
+  auto c = h.worker("c");
+  h.s.handle(h.client, RetireWorkers{{"a", "b"}}, h.now, h.out);
+  h.out = {};
+  h.s.handle(a, RetireWorker{}, h.now, h.out);  // a's answer comes first; b's is on its way
+  auto asks = sent<FetchReplicas>(h);
+  REQUIRE_FALSE(asks.empty());
+  for (auto& [to, m] : asks) CHECK(to == c);
+  (void)b;
+}
+
 TEST_CASE("SchedulerScaleDown.IdleTimeIsCountedFromTheLastTickWithWork") {
   Harness h;
   auto a = h.worker("a");
