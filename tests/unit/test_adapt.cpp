@@ -345,7 +345,7 @@ TEST_CASE("Adapt.WorkersCountedInWorkersAreRoundedUpToJobs") {
 
 TEST_CASE("Adapt.AStepOfLoadGrowsOnceAndShrinksOnceWithoutOscillating") {
   auto o = options(0, 8);
-  o.max_pending_jobs = 8;
+  o.max_pending_jobs = 100;  // only counting pending jobs as capacity keeps it from submitting again
   Sim sim(o);
   for (int t = 0; t < 100; ++t) sim.tick(t < 40 ? 50 : 0);
   CHECK(sim.direction_changes == 1);  // up, then down, never back
@@ -354,6 +354,19 @@ TEST_CASE("Adapt.AStepOfLoadGrowsOnceAndShrinksOnceWithoutOscillating") {
   CHECK(sim.cancelled == 0);
   CHECK(sim.retired == 8);
   CHECK(sim.jobs.empty());  // back to the minimum once idle
+}
+
+TEST_CASE("Adapt.AShortDipInTheLoadNeitherShrinksNorRegrows") {
+  // High, 5 ticks of nothing (shorter than the wait), high again, then nothing: one growth, one
+  // shrink at the end; without hysteresis it would shrink in the dip and grow again after it.
+  auto o = options(0, 8);
+  o.max_pending_jobs = 8;
+  Sim sim(o);
+  for (int t = 0; t < 100; ++t) sim.tick((t < 40 || (t >= 45 && t < 70)) ? 50 : 0);
+  CHECK(sim.direction_changes == 1);
+  CHECK(sim.grow_actions == 1);
+  CHECK(sim.submitted == 8);
+  CHECK(sim.jobs.empty());
 }
 
 TEST_CASE("Adapt.ALoadThatFlickersDoesNotFlap") {
