@@ -1,10 +1,13 @@
 // Scale-down by request and --lifetime: RetireWorkers/PleaseRetire, the worker's lifetime rule and workers_to_close, without sockets.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "scheduler/workers_to_close.hpp"
 #include "test_scheduler_harness.hpp"
+#include "worker/supervisor.hpp"
 #include "worker/worker_state.hpp"
 
 using namespace dtask;
@@ -207,4 +210,21 @@ TEST_CASE("WorkersToClose.GroupsCloseWholeAndAnIdleGroupIsOneWithNothingProcessi
   CHECK(gs[0].group == "j2");
   CHECK(gs[0].workers == std::vector<std::string>{"j2-0", "j2-1"});
   CHECK(scheduler::groups_to_close(ws, 5).size() == 2);  // j3 is gone already
+}
+
+// ---- dtask-worker --nworkers: the group's exit code, and the group itself ----
+
+TEST_CASE("WorkerGroup.ExitCodeIsTheFirstNonZeroElseZero") {
+  CHECK(worker::group_exit_code({}) == 0);
+  CHECK(worker::group_exit_code({0, 0, 0}) == 0);
+  CHECK(worker::group_exit_code({0, 3, 143}) == 3);
+  CHECK(worker::group_exit_code({143, 0, 3}) == 143);
+}
+
+TEST_CASE("WorkerGroup.RunsEveryMemberInItsOwnProcessAndWaitsForAll") {
+  const pid_t me = ::getpid();
+  // Each member exits with a code of its own; the group waits for all and reports a non-zero one.
+  int code = worker::run_group(3, [&](std::size_t i) { return ::getpid() != me && i == 2 ? 7 : 0; }, "unit");
+  CHECK(code == 7);
+  CHECK(worker::run_group(4, [&](std::size_t) { return ::getpid() != me ? 0 : 9; }, "unit") == 0);
 }
