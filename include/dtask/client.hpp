@@ -364,7 +364,8 @@ class Client {
   // every result only they hold to other workers, and leave with exit code 0; futures stay
   // valid and nothing is recomputed. Returns once none of the names is among the scheduler's
   // live workers (unknown names count as gone); false (not an exception) if some are still there
-  // at the timeout. A worker's drain is bounded by its own drain timeout (30 s).
+  // at the timeout. A worker's drain is bounded by its own drain timeout (30 s). Retiring every
+  // worker leaves nobody to take the results: they go with the workers (recomputed if needed).
   [[nodiscard]] bool retire_workers(const std::vector<std::string>& names,
                                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // Ask the whole cluster to shut down; `code` becomes every MPI rank's exit code.
