@@ -151,6 +151,28 @@ TEST_CASE("Scale.RetireWorkersKeepsEveryResultAndRecomputesNothing") {
   CHECK(client.retire_workers({"no-such-worker"}, 5s));
 }
 
+// The same with workers as threads of this process: the retired one's thread ends, its results
+// stay readable, and the cluster still closes cleanly at the end.
+TEST_CASE("Scale.RetireWorkersWithThreadWorkersKeepsEveryResult") {
+  dtask::LocalClusterOptions o;
+  o.n_workers = 2;
+  o.plugin = TEST_PLUGIN_PATH;
+  dtask::LocalCluster cluster(o);
+  dtask::Client client(cluster);
+  REQUIRE(client.wait_for_workers(2, 20s));
+  std::vector<int> xs(100);
+  for (int i = 0; i < 100; ++i) xs[static_cast<std::size_t>(i)] = i;
+  auto fs = client.map(inc, xs);
+  auto values = client.gather(fs);
+  CHECK(client.retire_workers({"1"}, 60s));
+  auto info = client.scheduler_info();
+  REQUIRE(info.workers.size() == 1);
+  CHECK(info.workers[0].name == "0");
+  CHECK(info.workers[0].in_memory >= 100);  // every result now lives on the one left
+  CHECK(client.gather(fs) == values);
+  CHECK(counter(client, "workers_retired") == 1);
+}
+
 // One dtask-worker command, three workers (NAME-0..2, separate processes); retire one of them by
 // name and only it leaves; SIGTERM to the command drains the others and it exits 0.
 TEST_CASE("Scale.NWorkersGivesThreeWorkersAndTheGroupExitsZeroAfterADrain") {
