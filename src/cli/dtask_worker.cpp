@@ -132,11 +132,8 @@ int main(int argc, char** argv) {
   };
   // One worker's lifetime, moved by a random amount within +/- the stagger (Dask's lifetime-stagger).
   auto staggered = [&]() -> std::uint64_t {
-    if (lifetime_ms == 0 || stagger_ms == 0) return lifetime_ms;
     std::mt19937_64 rng{std::random_device{}()};
-    std::uniform_int_distribution<std::int64_t> d(-static_cast<std::int64_t>(stagger_ms), static_cast<std::int64_t>(stagger_ms));
-    const std::int64_t l = static_cast<std::int64_t>(lifetime_ms) + d(rng);
-    return static_cast<std::uint64_t>(std::max<std::int64_t>(l, 1));
+    return dtask::worker::staggered_lifetime_ms(lifetime_ms, stagger_ms, std::uniform_real_distribution<double>(0, 1)(rng));
   };
   // One worker under its supervisor (worker/supervisor.hpp): it runs in a child, and a child
   // killed by a signal (a crashing task, kill -9, the OOM killer) is replaced by a new one with

@@ -178,6 +178,12 @@ int supervise(const SuperviseOptions& options, const Incarnation& incarnation) {
   return result;
 }
 
+std::uint64_t staggered_lifetime_ms(std::uint64_t lifetime_ms, std::uint64_t stagger_ms, double u) {
+  if (lifetime_ms == 0) return 0;
+  const double l = static_cast<double>(lifetime_ms) + (2.0 * std::clamp(u, 0.0, 1.0) - 1.0) * static_cast<double>(stagger_ms);
+  return l < 1.0 ? 1 : static_cast<std::uint64_t>(l);
+}
+
 int group_exit_code(const std::vector<int>& codes_in_exit_order) {
   for (int c : codes_in_exit_order) {
     if (c != 0) return c;

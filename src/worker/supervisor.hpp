@@ -94,6 +94,10 @@ int supervise(const SuperviseOptions& options, const Incarnation& incarnation);
 // is restarted on its own), forwards SIGTERM/SIGINT to every member still running, and returns
 // once all have exited. Members get PR_SET_PDEATHSIG (SIGTERM): they leave if the parent dies.
 
+// Pure. --lifetime T --lifetime-stagger S: one worker's lifetime, T moved by (2u - 1) * S for a
+// uniform draw u in [0, 1] (so within +/- S), at least 1 ms; 0 (no lifetime) stays 0.
+std::uint64_t staggered_lifetime_ms(std::uint64_t lifetime_ms, std::uint64_t stagger_ms, double u);
+
 // Pure. The group's exit code from its members' codes in the order they exited: the first
 // non-zero one, else 0 (a member killed by a signal counts as 128 + signal).
 int group_exit_code(const std::vector<int>& codes_in_exit_order);

@@ -214,6 +214,15 @@ TEST_CASE("WorkersToClose.GroupsCloseWholeAndAnIdleGroupIsOneWithNothingProcessi
 
 // ---- dtask-worker --nworkers: the group's exit code, and the group itself ----
 
+TEST_CASE("WorkerLifetime.StaggerMovesItWithinPlusOrMinusS") {
+  CHECK(worker::staggered_lifetime_ms(10'000, 2'000, 0.0) == 8'000);
+  CHECK(worker::staggered_lifetime_ms(10'000, 2'000, 1.0) == 12'000);
+  CHECK(worker::staggered_lifetime_ms(10'000, 2'000, 0.5) == 10'000);
+  CHECK(worker::staggered_lifetime_ms(10'000, 0, 0.9) == 10'000);
+  CHECK(worker::staggered_lifetime_ms(1'000, 5'000, 0.0) == 1);  // never 0 (that means none) or negative
+  CHECK(worker::staggered_lifetime_ms(0, 5'000, 1.0) == 0);      // no lifetime stays none
+}
+
 TEST_CASE("WorkerGroup.ExitCodeIsTheFirstNonZeroElseZero") {
   CHECK(worker::group_exit_code({}) == 0);
   CHECK(worker::group_exit_code({0, 0, 0}) == 0);
