@@ -360,6 +360,14 @@ class Client {
   // Dask's wait_for_workers; false (not an exception) when they did not come in time.
   [[nodiscard]] bool wait_for_workers(std::size_t n, std::chrono::milliseconds timeout);
   SchedulerInfo scheduler_info();
+  // Scale down without loss (Dask's retire_workers): the named workers stop taking work, hand
+  // every result only they hold to other workers, and leave with exit code 0; futures stay
+  // valid and nothing is recomputed. Returns once none of the names is among the scheduler's
+  // live workers (unknown names count as gone); false (not an exception) if some are still there
+  // at the timeout. A worker's drain is bounded by its own drain timeout (30 s). Retiring every
+  // worker leaves nobody to take the results: they go with the workers (recomputed if needed).
+  [[nodiscard]] bool retire_workers(const std::vector<std::string>& names,
+                                    std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // Ask the whole cluster to shut down; `code` becomes every MPI rank's exit code.
   void shutdown_cluster(int code = 0);
   void close();

@@ -36,6 +36,9 @@ struct WorkerInfo {
   std::map<std::string, double> resources;
   std::size_t processing = 0;  // tasks placed on it and not finished
   std::size_t in_memory = 0;   // results it holds
+  std::uint64_t nbytes = 0;    // bytes of those results
+  bool retiring = false;       // leaving (retire_workers, SIGTERM, --lifetime): takes no new work
+  std::uint64_t idle_ms = 0;   // how long it has had nothing processing (0: busy); scheduler-tick granularity
 };
 
 // The scheduler's view of the cluster (Client::scheduler_info), taken when it answered.

@@ -1,8 +1,11 @@
 // `dtask-worker`: a standalone worker (dask-worker) that joins a scheduler and runs plugin tasks.
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <memory>
+#include <random>
 
 #include <CLI/CLI.hpp>
 
@@ -50,6 +53,20 @@ int main(int argc, char** argv) {
   app.add_option("--max-restarts", max_restarts, "restarts within 60 s before the supervisor gives up")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  int nworkers = 1;
+  std::string lifetime, lifetime_stagger = "0s", death_timeout = "30s";
+  app.add_option("--nworkers", nworkers,
+                 "workers started by this command, each supervised on its own, named NAME-0..NAME-(N-1)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--lifetime", lifetime,
+                 "retire gracefully after this long (e.g. 55m, 2s): results handed over, exit 0 (before walltime)");
+  app.add_option("--lifetime-stagger", lifetime_stagger,
+                 "each worker's lifetime moves by a random amount within +/- this, so workers do not leave together")
+      ->capture_default_str();
+  app.add_option("--death-timeout", death_timeout,
+                 "give up (exit 1) if the scheduler has not answered within this long after start")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   auto fail = [](const std::string& msg) {
     std::fprintf(stderr, "dtask-worker: %s\n", msg.c_str());
@@ -66,6 +83,18 @@ int main(int argc, char** argv) {
   auto fp = dtask::cli::parse_fast_paths(fast_paths);
   if (!fp.ok()) return fail(fp.error);
   opt.fast_paths = fp.value;
+  std::uint64_t lifetime_ms = 0, stagger_ms = 0;
+  if (!lifetime.empty()) {
+    auto l = dtask::cli::parse_duration_ms(lifetime);
+    if (!l || *l == 0) return fail("cannot read --lifetime '" + lifetime + "' (e.g. 55m, 30s, 1.5h)");
+    lifetime_ms = *l;
+  }
+  auto st = dtask::cli::parse_duration_ms(lifetime_stagger);
+  if (!st) return fail("cannot read --lifetime-stagger '" + lifetime_stagger + "' (e.g. 5m, 10s)");
+  stagger_ms = *st;
+  auto dt = dtask::cli::parse_duration_ms(death_timeout);
+  if (!dt || *dt == 0) return fail("cannot read --death-timeout '" + death_timeout + "' (e.g. 60s)");
+  opt.connect_timeout_ms = *dt;
   if (!scheduler_file.empty()) {
     auto f = dtask::read_scheduler_file(scheduler_file);
     if (!f.ok()) return fail(f.error);
@@ -91,19 +120,46 @@ int main(int argc, char** argv) {
     g_worker = nullptr;
     return code;
   };
-  if (no_restart) return run_worker(opt);
-  // This process supervises the worker (worker/supervisor.hpp): it runs in a child, and a child
+  // --lifetime counts from now for this worker's whole life: an incarnation restarted after a
+  // crash gets what is left of it, not a fresh lifetime.
+  const auto started = std::chrono::steady_clock::now();
+  auto with_lifetime = [&](dtask::worker::WorkerOptions o, std::uint64_t my_lifetime_ms) {
+    if (my_lifetime_ms == 0) return o;
+    const auto lived = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
+    o.lifetime_ms = my_lifetime_ms > lived ? my_lifetime_ms - lived : 1;
+    return o;
+  };
+  // One worker's lifetime, moved by a random amount within +/- the stagger (Dask's lifetime-stagger).
+  auto staggered = [&]() -> std::uint64_t {
+    std::mt19937_64 rng{std::random_device{}()};
+    return dtask::worker::staggered_lifetime_ms(lifetime_ms, stagger_ms, std::uniform_real_distribution<double>(0, 1)(rng));
+  };
+  // One worker under its supervisor (worker/supervisor.hpp): it runs in a child, and a child
   // killed by a signal (a crashing task, kill -9, the OOM killer) is replaced by a new one with
-  // the same name. SIGTERM/SIGINT go to the child; an exit with a code ends dtask-worker with it.
-  dtask::worker::SuperviseOptions sup;
-  sup.name = opt.name;
-  sup.board_slots = static_cast<std::size_t>(opt.nthreads) + 1;
-  sup.policy.max_deaths = max_restarts;
-  return dtask::worker::supervise(sup, [&](const dtask::protocol::PreviousExit& previous,
-                                           std::shared_ptr<dtask::worker::RunningBoard> board) {
-    dtask::worker::WorkerOptions mine = opt;
-    mine.previous = previous;
-    mine.board = std::move(board);
-    return run_worker(mine);
-  });
+  // the same name. SIGTERM/SIGINT go to the child; an exit with a code ends it with that code.
+  auto one_worker = [&](dtask::worker::WorkerOptions base) {
+    const std::uint64_t mine_ms = staggered();
+    if (no_restart) return run_worker(with_lifetime(base, mine_ms));
+    dtask::worker::SuperviseOptions sup;
+    sup.name = base.name;
+    sup.board_slots = static_cast<std::size_t>(base.nthreads) + 1;
+    sup.policy.max_deaths = max_restarts;
+    return dtask::worker::supervise(sup, [&](const dtask::protocol::PreviousExit& previous,
+                                             std::shared_ptr<dtask::worker::RunningBoard> board) {
+      dtask::worker::WorkerOptions mine = with_lifetime(base, mine_ms);
+      mine.previous = previous;
+      mine.board = std::move(board);
+      return run_worker(mine);
+    });
+  };
+  if (nworkers == 1) return one_worker(opt);
+  // --nworkers N: N workers in one process tree, NAME-0..NAME-(N-1), each supervised on its own;
+  // this process forwards SIGTERM/SIGINT to all and ends when all have ended (first non-zero
+  // code, else 0). Each binds its own data server port (the default binds an ephemeral one).
+  return dtask::worker::run_group(static_cast<std::size_t>(nworkers), [&](std::size_t i) {
+    dtask::worker::WorkerOptions o = opt;
+    o.name = opt.name + "-" + std::to_string(i);
+    return one_worker(o);
+  }, opt.name);
 }

@@ -31,6 +31,23 @@ std::optional<std::uint64_t> parse_bytes(const std::string& text) {
   return static_cast<std::uint64_t>(value * mult);
 }
 
+std::optional<std::uint64_t> parse_duration_ms(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  char* end = nullptr;
+  double value = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || value < 0 || !std::isfinite(value)) return std::nullopt;
+  std::string unit(end);
+  while (!unit.empty() && std::isspace(static_cast<unsigned char>(unit.front()))) unit.erase(unit.begin());
+  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double mult = 1000;
+  if (unit.empty() || unit == "s") mult = 1000;
+  else if (unit == "ms") mult = 1;
+  else if (unit == "m" || unit == "min") mult = 60'000;
+  else if (unit == "h") mult = 3'600'000;
+  else return std::nullopt;
+  return static_cast<std::uint64_t>(value * mult);
+}
+
 std::optional<protocol::Resources> parse_resources(const std::string& text) {
   protocol::Resources out;
   if (text.empty()) return out;

@@ -1,5 +1,7 @@
 // The public Client: constructors, close, scheduler_info, and the internal interface (internal.hpp).
+#include <algorithm>
 #include <stdexcept>
+#include <thread>
 
 #include <dtask/local_cluster.hpp>
 
@@ -33,6 +35,10 @@ SchedulerInfo parse_info(const nlohmann::json& j, const std::string& address) {
     wi.resources = w.at("resources").get<std::map<std::string, double>>();
     wi.processing = w.at("processing").get<std::size_t>();
     wi.in_memory = w.at("in_memory").get<std::size_t>();
+    // Newer fields (protocol 7): an older scheduler may not send them.
+    wi.nbytes = w.value("nbytes", std::uint64_t{0});
+    wi.retiring = w.value("retiring", false);
+    wi.idle_ms = w.value("idle_ms", std::uint64_t{0});
     out.workers.push_back(std::move(wi));
   }
   out.tasks_by_state = j.at("tasks_by_state").get<std::map<std::string, std::size_t>>();
@@ -67,6 +73,23 @@ bool Client::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) 
     if (remaining.count() <= 0) return false;
     auto info = core().info(std::max(remaining, std::chrono::milliseconds(1000)));
     if (info.at("workers").size() >= n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+bool Client::retire_workers(const std::vector<std::string>& names, std::chrono::milliseconds timeout) {
+  if (names.empty()) return true;
+  core().retire_workers(names);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto info = core().info(std::max(remaining, std::chrono::milliseconds(1000)));
+    bool present = false;
+    for (const auto& w : info.at("workers")) {
+      present = present || std::find(names.begin(), names.end(), w.at("name").get<std::string>()) != names.end();
+    }
+    if (!present) return true;
+    if (remaining.count() <= 0) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }

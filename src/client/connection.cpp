@@ -206,6 +206,8 @@ void ClientCore::shutdown_cluster(int code) {
   cv_.wait_for(lock, std::chrono::seconds(10), [&] { return cluster_closing_ || stopped_ || !connection_error_.empty(); });
 }
 
+void ClientCore::retire_workers(std::vector<std::string> names) { post(RetireWorkers{std::move(names)}); }
+
 void ClientCore::fail_all_pending(const std::string& why) {
   {
     std::lock_guard lock(mutex_);

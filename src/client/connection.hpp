@@ -127,6 +127,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::vector<FutureRefPtr> submit(std::vector<protocol::TaskSpec> specs, const std::vector<std::string>& outputs);
   nlohmann::json info(std::chrono::milliseconds timeout);
   void shutdown_cluster(int code);
+  void retire_workers(std::vector<std::string> names);  // RetireWorkers; Client::retire_workers waits
   const std::string& address() const { return opt_.address; }
   const FastPaths& fast_paths() const { return opt_.fast_paths; }
   // Called on the I/O thread when the cluster announces shutdown or the scheduler is lost

@@ -41,7 +41,7 @@ namespace dtask::protocol {
 
 // Bump on any change to a message below. Peers with another version are refused with a message
 // that says which versions met (see wire.hpp: the envelope carries the version).
-inline constexpr std::uint32_t kProtocolVersion = 6;
+inline constexpr std::uint32_t kProtocolVersion = 7;
 // How long a worker may hold back the TaskDone of a result it pushed (see ComputeTask::push_to).
 inline constexpr std::uint64_t kPushedDoneDelayMs = 2;
 // How long a client may hold back the SubmitTasks of a task it started early (see StartTask),
@@ -156,8 +156,17 @@ struct ResultsReceived {
   DTASK_FIELDS(receipts)
   bool operator==(const ResultsReceived&) const = default;
 };
+// Scale-down by request (Client::retire_workers, a cluster's scale/adapt): the scheduler tells
+// each named live worker PleaseRetire, and each leaves as if signalled (RetireWorker, its unique
+// results copied, WorkerMayLeave). Unknown or already leaving names are ignored; the client
+// watches scheduler_info() until the names are gone.
+struct RetireWorkers {
+  std::vector<std::string> names;
+  DTASK_FIELDS(names)
+  bool operator==(const RetireWorkers&) const = default;
+};
 using ClientToScheduler = std::variant<RegisterClient, SubmitTasks, ReleaseKeys, CancelKeys, InfoRequest,
-                                       Heartbeat, ShutdownCluster, ClientGoodbye, ResultsReceived>;
+                                       Heartbeat, ShutdownCluster, ClientGoodbye, ResultsReceived, RetireWorkers>;
 
 // ---- scheduler -> client ------------------------------------------------------------------
 struct ClientWelcome {
@@ -368,8 +377,16 @@ struct WorkerMayLeave {
   DTASK_FIELDS(handed_over)
   bool operator==(const WorkerMayLeave&) const = default;
 };
+// To a worker a client wants gone (RetireWorkers): start the drain, exactly as SIGTERM would
+// (WorkerState::retire). A worker already retiring ignores it.
+struct PleaseRetire {
+  std::string reason;  // for its log, e.g. "asked by client 3"
+  DTASK_FIELDS(reason)
+  bool operator==(const PleaseRetire&) const = default;
+};
 using SchedulerToWorker = std::variant<WorkerWelcome, Rejected, PeersChanged, ComputeTask, ReleaseTasks,
-                                       StealRequest, Heartbeat, WorkerShutdown, FetchReplicas, WorkerMayLeave>;
+                                       StealRequest, Heartbeat, WorkerShutdown, FetchReplicas, WorkerMayLeave,
+                                       PleaseRetire>;
 
 // ---- peer data (worker or client -> a worker's data server) --------------------------------
 struct GetData {

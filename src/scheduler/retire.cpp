@@ -51,6 +51,26 @@ void SchedulerState::on_retire_worker(WorkerId w, const RetireWorker& m, Outbox&
   dispatch(out);
 }
 
+// Purpose: a client asks workers to leave by name (Client::retire_workers; a cluster's scale-down
+//   or adapt picks the names, e.g. with workers_to_close()).
+// Input: worker names; unknown ones, dead ones and ones already leaving are ignored.
+// Action: each named live worker hears PleaseRetire once (retire_asked, which info() shows as
+//   retiring). It then retires exactly as if signalled: its RetireWorker marks it retiring here
+//   and the hand-over above follows. Placement keeps using it until that RetireWorker arrives;
+//   ComputeTasks that cross are given back (worker/retire.cpp).
+// Caveats: the client learns the outcome from scheduler_info() (the names disappear at the
+//   goodbye); no answer message, so an old name reused by a new worker later is not confused.
+void SchedulerState::on_retire_workers(ClientId c, const RetireWorkers& m, Outbox& out) {
+  for (const auto& name : m.names) {
+    for (auto& w : workers_) {
+      if (!w.alive || w.info.name != name || w.retiring || w.retire_asked) continue;
+      w.retire_asked = true;
+      log_->info("client {} asks worker '{}' to retire", c.value, name);
+      out.worker(w.id, PleaseRetire{"asked by client " + std::to_string(c.value)});
+    }
+  }
+}
+
 // Purpose: moves every retiring worker towards its leave (after a message from a retiring worker,
 //   a ReplicasAdded from anyone, and each tick).
 // Action: copies that arrived are counted (results_handed_over) and dropped from handovers_;
@@ -86,7 +106,8 @@ void SchedulerState::advance_retirements(Outbox& out) {
   // Who may take copies, with the bytes each holds plus those already asked of it in this call.
   std::vector<std::pair<WorkerId, std::uint64_t>> takers;
   for (const auto& w : workers_) {
-    if (w.alive && !w.retiring) takers.emplace_back(w.id, w.nbytes);
+    // Not to a worker a client asked to retire either: it would only hand them on again.
+    if (w.alive && !w.retiring && !w.retire_asked) takers.emplace_back(w.id, w.nbytes);
   }
   std::vector<WorkerId> leaving;
   for (WorkerId wid : retiring_) {

@@ -60,6 +60,7 @@ std::optional<WorkerId> SchedulerState::add_worker(const RegisterWorker& reg, st
   rec.identity = identity;
   rec.info = reg;
   rec.last_seen_ms = now;
+  rec.last_busy_ms = now;
   rec.capacity = capacity(rec);
   WorkerWelcome welcome;
   welcome.worker = rec.id;
@@ -280,6 +281,7 @@ void SchedulerState::handle(ClientId from, ClientToScheduler msg, std::uint64_t 
         else if constexpr (std::is_same_v<M, ShutdownCluster>) request_shutdown(m.code, "the client asked for shutdown", out);
         else if constexpr (std::is_same_v<M, ClientGoodbye>) remove_client(from, out);
         else if constexpr (std::is_same_v<M, ResultsReceived>) on_results_received(from, m, out);
+        else if constexpr (std::is_same_v<M, RetireWorkers>) on_retire_workers(from, m, out);
         else if constexpr (std::is_same_v<M, Heartbeat>) {}
         else if constexpr (std::is_same_v<M, RegisterClient>) ++stale_messages_;
       },
@@ -543,6 +545,7 @@ SchedulerState::TickResult SchedulerState::tick(std::uint64_t now, Outbox& out) 
   TickResult r;
   for (auto& w : workers_) {
     if (w.alive && now > w.last_seen_ms + config_.worker_timeout_ms) r.dead_workers.push_back(w.id);
+    if (w.alive && !w.processing.empty()) w.last_busy_ms = now;  // idle time for adapt (info()["workers"])
   }
   for (auto& c : clients_) {
     if (c.alive && now > c.last_seen_ms + config_.client_timeout_ms) r.dead_clients.push_back(c.id);
@@ -729,7 +732,10 @@ nlohmann::json SchedulerState::info() const {
                        {"memory_limit", w.info.memory_limit},
                        {"resources", res},
                        {"processing", w.processing.size()},
-                       {"in_memory", w.has_what.size()}});
+                       {"in_memory", w.has_what.size()},
+                       {"nbytes", w.nbytes},
+                       {"retiring", w.retiring || w.retire_asked},
+                       {"idle_ms", w.processing.empty() && now_ms_ > w.last_busy_ms ? now_ms_ - w.last_busy_ms : 0}});
   }
   nlohmann::json states = nlohmann::json::object();
   for (std::size_t s = 0; s + 1 < kNumTaskStates; ++s) states[to_string(static_cast<TaskState>(s))] = counts_[s];

@@ -82,6 +82,8 @@ struct WorkerRecord {
   bool in_room = false;           // listed in SchedulerState::room_
   bool retiring = false;          // leaving on its own (retire.cpp): no new work, results handed over
   std::uint64_t link_closed_ms = 0;  // when its connection was seen to close (0: not); see connection_closed
+  std::uint64_t last_busy_ms = 0;    // last tick (or registration) it had a task processing: idle since then
+  bool retire_asked = false;         // PleaseRetire sent for a client's RetireWorkers (retire.cpp)
 };
 
 struct ClientRecord {
@@ -232,6 +234,8 @@ class SchedulerState {
 
   // ---- retiring workers (retire.cpp) ----
   void on_retire_worker(WorkerId w, const protocol::RetireWorker& m, Outbox& out);
+  // A client asks named workers to leave (scale-down): each live one hears PleaseRetire once.
+  void on_retire_workers(ClientId c, const protocol::RetireWorkers& m, Outbox& out);
   // Hands over what only retiring workers hold and lets go those with nothing left to give.
   void advance_retirements(Outbox& out);
 

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -170,6 +171,107 @@ int supervise(const SuperviseOptions& options, const Incarnation& incarnation) {
   }
   restore();
   return result;
+}
+
+std::uint64_t staggered_lifetime_ms(std::uint64_t lifetime_ms, std::uint64_t stagger_ms, double u) {
+  if (lifetime_ms == 0) return 0;
+  const double l = static_cast<double>(lifetime_ms) + (2.0 * std::clamp(u, 0.0, 1.0) - 1.0) * static_cast<double>(stagger_ms);
+  return l < 1.0 ? 1 : static_cast<std::uint64_t>(l);
+}
+
+int group_exit_code(const std::vector<int>& codes_in_exit_order) {
+  for (int c : codes_in_exit_order) {
+    if (c != 0) return c;
+  }
+  return 0;
+}
+
+namespace {
+// The group's members, for the parent's signal handler (written before the signals are unblocked).
+constexpr std::size_t kMaxGroup = 1024;
+std::atomic<pid_t> g_members[kMaxGroup];
+std::atomic<std::size_t> g_n_members{0};
+extern "C" void on_group_signal(int sig) {
+  const std::size_t n = g_n_members.load();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (pid_t c = g_members[i].load(); c > 0) ::kill(c, sig);
+  }
+}
+}  // namespace
+
+int run_group(std::size_t n, const std::function<int(std::size_t)>& member, const std::string& where) {
+  auto log = log::make("supervisor", where);
+  if (n == 0 || n > kMaxGroup) {
+    log->error("cannot run {} workers in one process (1 to {})", n, kMaxGroup);
+    return 2;
+  }
+  const pid_t self = ::getpid();
+  struct sigaction sa {}, old_term {}, old_int {};
+  sa.sa_handler = on_group_signal;
+  sigemptyset(&sa.sa_mask);
+  sigset_t stops, before;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGTERM);
+  sigaddset(&stops, SIGINT);
+  // Blocked while forking: a signal arriving meanwhile is forwarded once every pid is recorded.
+  ::sigprocmask(SIG_BLOCK, &stops, &before);
+  sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGINT, &sa, &old_int);
+  std::fflush(nullptr);
+  std::vector<pid_t> pids(n, 0);
+  int code = 0;
+  std::vector<int> codes;
+  for (std::size_t i = 0; i < n; ++i) {
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::signal(SIGTERM, SIG_DFL);
+      ::signal(SIGINT, SIG_DFL);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != self) ::_exit(1);
+      ::sigprocmask(SIG_SETMASK, &before, nullptr);
+      int c = 1;
+      try {
+        c = member(i);
+      } catch (const std::exception& e) {
+        log->error("worker {}: {}", i, e.what());
+      }
+      std::fflush(nullptr);
+      ::_exit(c);
+    }
+    if (child < 0) {
+      log->error("cannot fork worker {} of {}: {}", i, n, ::strerror(errno));
+      code = 1;
+      break;
+    }
+    pids[i] = child;
+    g_members[i] = child;
+  }
+  g_n_members = n;
+  ::sigprocmask(SIG_SETMASK, &before, nullptr);
+  if (code != 0) on_group_signal(SIGTERM);  // a fork failed: the others drain and leave
+  std::size_t left = static_cast<std::size_t>(std::count_if(pids.begin(), pids.end(), [](pid_t p) { return p > 0; }));
+  while (left > 0) {
+    int status = 0;
+    const pid_t done = ::waitpid(-1, &status, 0);
+    if (done < 0) {
+      if (errno == EINTR) continue;
+      break;  // ECHILD: nothing left to wait for
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (pids[i] != done) continue;
+      g_members[i] = 0;
+      pids[i] = 0;
+      --left;
+      const int c = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+      if (c != 0) log->warn("worker {} of {} {}", i, n, describe_exit(status));
+      codes.push_back(c);
+    }
+  }
+  g_n_members = 0;
+  sigaction(SIGTERM, &old_term, nullptr);
+  sigaction(SIGINT, &old_int, nullptr);
+  if (code != 0) codes.insert(codes.begin(), code);
+  return group_exit_code(codes);
 }
 
 }  // namespace dtask::worker

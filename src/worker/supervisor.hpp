@@ -88,4 +88,23 @@ using Incarnation = std::function<int(const protocol::PreviousExit& previous, st
 // called with no other thread running (it forks).
 int supervise(const SuperviseOptions& options, const Incarnation& incarnation);
 
+// ---- several workers in one process tree (dtask-worker --nworkers N) ----
+//
+// The parent forks one member per worker (each member runs its own supervise(), so each worker
+// is restarted on its own), forwards SIGTERM/SIGINT to every member still running, and returns
+// once all have exited. Members get PR_SET_PDEATHSIG (SIGTERM): they leave if the parent dies.
+
+// Pure. --lifetime T --lifetime-stagger S: one worker's lifetime, T moved by (2u - 1) * S for a
+// uniform draw u in [0, 1] (so within +/- S), at least 1 ms; 0 (no lifetime) stays 0.
+std::uint64_t staggered_lifetime_ms(std::uint64_t lifetime_ms, std::uint64_t stagger_ms, double u);
+
+// Pure. The group's exit code from its members' codes in the order they exited: the first
+// non-zero one, else 0 (a member killed by a signal counts as 128 + signal).
+int group_exit_code(const std::vector<int>& codes_in_exit_order);
+
+// Runs member(i) for i in [0, n) in n forked children and waits for all; returns
+// group_exit_code. Installs its own SIGTERM/SIGINT handlers for its lifetime. Must be called
+// with no other thread running (it forks).
+int run_group(std::size_t n, const std::function<int(std::size_t index)>& member, const std::string& where);
+
 }  // namespace dtask::worker

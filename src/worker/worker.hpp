@@ -30,6 +30,7 @@ struct WorkerOptions {
   std::uint64_t scheduler_timeout_ms = 15000;
   std::uint64_t fetch_timeout_ms = 10000;
   std::uint64_t drain_timeout_ms = 30000;  // retire(): leave after this long even if not all was handed over
+  std::uint64_t lifetime_ms = 0;  // retire on its own this long after it registers (--lifetime); 0: never
   FastPaths fast_paths = FastPaths::from_environment();  // which latency shortcuts this worker takes
   // Set by its supervisor (supervisor.hpp): how the incarnation before this one ended, sent in
   // RegisterWorker, and the shared board its executor marks running tasks on. Without a

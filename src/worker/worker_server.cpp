@@ -127,6 +127,7 @@ struct Worker::Impl {
     c.scheduler_timeout_ms = opt_.scheduler_timeout_ms;
     c.drain_timeout_ms = opt_.drain_timeout_ms;
     c.reconnect_grace_ms = transport::kReconnectGraceMs;
+    c.lifetime_ms = opt_.lifetime_ms;
     auto plugin = opt_.plugin;
     c.find_task = [plugin](const std::string& name) { return plugin->find(name); };
     std::string names;

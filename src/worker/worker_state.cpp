@@ -38,7 +38,17 @@ void WorkerState::fail_requests(Pred failed, WorkerOutbox& out) {
 
 void WorkerState::handle(SchedulerToWorker msg, std::uint64_t now, WorkerOutbox& out) {
   last_heard_ = now;
-  std::visit([&](auto& m) { on(m, out); }, msg);
+  std::visit(
+      [&](auto& m) {
+        // A client asked the scheduler to retire this worker (scale-down): the same drain as SIGTERM.
+        if constexpr (std::is_same_v<std::decay_t<decltype(m)>, PleaseRetire>) {
+          if (config_.log && !retiring_) config_.log->info("asked to retire ({})", m.reason);
+          retire(now, out);
+        } else {
+          on(m, out);
+        }
+      },
+      msg);
 }
 
 void WorkerState::on(WorkerWelcome& m, WorkerOutbox& out) {
@@ -312,6 +322,12 @@ void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
     last_beat_ = now;
   }
   if (stop_) return;
+  // --lifetime: a worker that has lived its time leaves gracefully (its results handed over),
+  // before the batch system's walltime kills it with them (Dask's --lifetime).
+  if (config_.lifetime_ms != 0 && !retiring_ && now >= started_ms_ + config_.lifetime_ms) {
+    if (config_.log) config_.log->info("lifetime of {} ms reached: retiring", config_.lifetime_ms);
+    retire(now, out);
+  }
   if (!welcomed_ && now > started_ms_ + config_.connect_timeout_ms) {
     stop_ = Stop{1, "no answer from the scheduler within " + std::to_string(config_.connect_timeout_ms / 1000) + " s"};
   } else if (welcomed_ && link_down_since_ != 0 && now > link_down_since_ + config_.reconnect_grace_ms) {

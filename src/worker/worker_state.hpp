@@ -66,6 +66,8 @@ struct WorkerConfig {
   // The scheduler's connection closed and was not made again within this long: it is gone
   // (the server sets transport::kReconnectGraceMs; scheduler_link feeds the events).
   std::uint64_t reconnect_grace_ms = 1000;
+  // After this long from started() the worker retires on its own (--lifetime); 0: never.
+  std::uint64_t lifetime_ms = 0;
   // The task functions this worker can run (the plugin's); null for an unknown name.
   std::function<const dtask_task_v1*(const std::string&)> find_task;
   std::string tasks_provided;  // for the error of an unknown name: "plugin 'p' provides: a, b"

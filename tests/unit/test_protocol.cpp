@@ -210,6 +210,7 @@ TEST_CASE("Protocol.RoundTrip.ClientToScheduler") {
       ClientGoodbye{-1},
       ResultsReceived{{PushReceipt{make_task_id(7, 1), WorkerId{2}, 12, "k1"},
                        PushReceipt{make_task_id(9, 3), WorkerId{5}, 70000, "k2"}}},
+      RetireWorkers{{"w-0", "w-1"}},
   });
 }
 
@@ -255,6 +256,7 @@ TEST_CASE("Protocol.RoundTrip.SchedulerToWorker") {
       WorkerShutdown{3},
       FetchReplicas{WorkerId{2}, "tcp://c:3", {make_task_id(1, 2)}},
       WorkerMayLeave{7},
+      PleaseRetire{"asked by client 2"},
   });
 }
 
