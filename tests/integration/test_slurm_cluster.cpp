@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -270,4 +271,57 @@ TEST_CASE("slurm_cluster.option_errors_at_creation") {
   o.processes = 3;  // > cores
   CHECK_THROWS_AS(dtask::slurm::Cluster{o}, std::invalid_argument);
   CHECK(slurm.calls("test-only") == 0);
+}
+
+namespace {
+// Runs a command line, returns its stdout and exit code.
+std::pair<std::string, int> shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  int status = ::pclose(p);
+  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+}  // namespace
+
+TEST_CASE("slurm_cluster.kill_9_then_dtask_cluster_cancel") {
+  FakeSlurm slurm;
+  auto o = slurm.options();
+  fs::path ready = slurm.dir / "ready";
+  // The program that gets kill -9ed: a child of its own, so this test survives it.
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    try {
+      dtask::slurm::Cluster cluster(o);
+      cluster.scale_jobs(2);
+      if (!cluster.wait_for_workers(4, 60s)) ::_exit(3);
+      std::ofstream(ready) << cluster.id();
+      ::pause();
+    } catch (...) {
+    }
+    ::_exit(4);
+  }
+  for (int i = 0; i < 600 && read(ready).empty(); ++i) std::this_thread::sleep_for(100ms);
+  std::string id = read(ready);
+  REQUIRE_FALSE(id.empty());
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  fs::path tool = fs::path(std::getenv("DTASK_WORKER_EXE")).parent_path() / "dtask-cluster";
+  std::string dir = " --directory " + o.shared_directory;
+  auto [listing, list_code] = shell(tool.string() + dir + " list");
+  CHECK(list_code == 0);
+  CHECK(listing.find(id) != std::string::npos);
+  CHECK(listing.find("program gone") != std::string::npos);
+  auto [out, code] = shell(tool.string() + dir + " cancel --all");
+  CHECK(code == 0);
+  CHECK(out.find(id + ": cancelled 2 job(s)") != std::string::npos);
+  CHECK(slurm.live_jobs() == 0);
+  CHECK_FALSE(fs::exists(fs::path(o.shared_directory) / id / "state.json"));
+  CHECK_FALSE(fs::exists(fs::path(o.shared_directory) / id / "scheduler.json"));
+  auto [after, after_code] = shell(tool.string() + dir + " list");
+  CHECK(after.find(id) == std::string::npos);
 }
