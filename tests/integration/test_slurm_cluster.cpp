@@ -67,14 +67,19 @@ echo sbatch >> $F/calls
 id=$(( $(cat $F/next 2>/dev/null || echo 1000) + 1 )); echo $id > $F/next
 J=$F/jobs/$id; mkdir -p $J; cat > $J/script
 out=$(sed -n 's/^#SBATCH -o //p' $J/script | sed "s/%j/$id/g"); err=$(sed -n 's/^#SBATCH -e //p' $J/script | sed "s/%j/$id/g")
-echo RUNNING > $J/state
+# While $F/hold exists, new jobs pend (reason Priority), as on a busy cluster.
+if [ -f $F/hold ]; then echo PENDING > $J/state; else echo RUNNING > $J/state; fi
 SLURM_JOB_ID=$id setsid bash -c '
   trap ":" TERM
+  while [ -f "$3/hold" ] && [ ! -f "$0/cancelled" ]; do sleep 0.05; done
+  if [ -f "$0/cancelled" ]; then echo CANCELLED > "$0/state"; exit 0; fi
+  echo RUNNING > "$0/state"
   bash "$0/script" > "$1" 2> "$2"; rc=$?
   # Like slurmd: the job lasts until every process of it is gone.
   while pgrep -g $$ > "$0/procs"; grep -qv "^$$\$" "$0/procs"; do sleep 0.05; done
-  if [ -f "$0/cancelled" ]; then echo CANCELLED; elif [ $rc = 0 ]; then echo COMPLETED; else echo FAILED; fi > "$0/state"
-' $J "$out" "$err" < /dev/null > /dev/null 2>&1 &
+  if [ -f "$0/cancelled" ]; then echo CANCELLED; elif [ -f "$0/timeout" ]; then echo TIMEOUT;
+  elif [ $rc = 0 ]; then echo COMPLETED; else echo FAILED; fi > "$0/state"
+' $J "$out" "$err" $F < /dev/null > /dev/null 2>&1 &
 echo $! > $J/pgid
 echo "$id;fake"
 )SH");
@@ -84,7 +89,7 @@ echo squeue >> $F/calls
 ids=$(echo "$1" | sed 's/^--jobs=//' | tr , ' ')
 for id in $ids; do
   s=$(cat $F/jobs/$id/state 2>/dev/null) || continue
-  case $s in RUNNING|PENDING|COMPLETING) echo "$id $s None";; esac
+  case $s in RUNNING|COMPLETING) echo "$id $s None";; PENDING) echo "$id $s Priority";; esac
 done
 )SH");
     write_exe(dir / "sacct", R"SH(#!/bin/bash
@@ -146,6 +151,12 @@ exit $code
     o.poll_interval = 200ms;
     o.close_timeout = 30s;
     return o;
+  }
+  // Walltime: the job's processes get SIGTERM and the job ends as TIMEOUT.
+  void time_out(const std::string& id) const {
+    fs::path j = dir / "jobs" / id;
+    std::ofstream(j / "timeout") << "";
+    ::kill(-std::stoi(read(j / "pgid")), SIGTERM);
   }
   int calls(const std::string& what) const { return count_lines(dir / "calls", what); }
   // Jobs whose processes still run.
@@ -324,4 +335,39 @@ TEST_CASE("slurm_cluster.kill_9_then_dtask_cluster_cancel") {
   CHECK_FALSE(fs::exists(fs::path(o.shared_directory) / id / "scheduler.json"));
   auto [after, after_code] = shell(tool.string() + dir + " list");
   CHECK(after.find(id) == std::string::npos);
+}
+
+TEST_CASE("slurm_cluster.pending_reason_then_walltime_replacement") {
+  FakeSlurm slurm;
+  std::ofstream(slurm.dir / "hold") << "";
+  dtask::slurm::Cluster cluster(slurm.options());
+  dtask::Client client(cluster);
+  cluster.scale_jobs(1);
+  // While the job pends, the user sees Slurm's reason.
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    auto jobs = cluster.jobs();
+    seen = jobs.size() == 1 && jobs[0].state == "PENDING" && jobs[0].reason == "Priority";
+    if (!seen) std::this_thread::sleep_for(100ms);
+  }
+  CHECK(seen);
+  fs::remove(slurm.dir / "hold");
+  REQUIRE(cluster.wait_for_workers(2, 60s));
+  std::string first = cluster.jobs().at(0).id;
+  CHECK(client.submit(inc, 1).result() == 2);
+  // The job reaches its walltime: the cluster, scaled to 1, submits a replacement.
+  slurm.time_out(first);
+  bool replaced = false;
+  for (int i = 0; i < 300 && !replaced; ++i) {
+    auto jobs = cluster.jobs();
+    replaced = jobs.size() == 2 && jobs[0].ended && jobs[0].state == "TIMEOUT" && jobs[1].workers_joined == 2;
+    if (!replaced) std::this_thread::sleep_for(100ms);
+  }
+  CHECK(replaced);
+  CHECK(slurm.calls("sbatch") == 2);
+  CHECK(cluster.failures().empty());  // a job that ran its workers and timed out is no failure
+  CHECK(client.submit(inc, 2).result() == 3);
+  client.close();
+  cluster.close();
+  CHECK(slurm.live_jobs() == 0);
 }
