@@ -371,3 +371,35 @@ TEST_CASE("slurm_cluster.pending_reason_then_walltime_replacement") {
   cluster.close();
   CHECK(slurm.live_jobs() == 0);
 }
+
+TEST_CASE("slurm_cluster.sigterm_closes_clusters") {
+  FakeSlurm slurm;
+  auto o = slurm.options();
+  fs::path ready = slurm.dir / "ready";
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    try {
+      dtask::slurm::close_clusters_on_signals();
+      dtask::slurm::Cluster cluster(o);
+      cluster.scale_jobs(2);
+      if (!cluster.wait_for_workers(4, 60s)) ::_exit(3);
+      std::ofstream(ready) << cluster.id();
+      while (true) ::pause();
+    } catch (...) {
+    }
+    ::_exit(4);
+  }
+  for (int i = 0; i < 600 && read(ready).empty(); ++i) std::this_thread::sleep_for(100ms);
+  std::string id = read(ready);
+  REQUIRE_FALSE(id.empty());
+  ::kill(child, SIGTERM);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  // The program still dies of the signal, but only after its jobs are gone and its files removed.
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGTERM);
+  CHECK(slurm.calls("scancel") == 1);
+  CHECK(slurm.live_jobs() == 0);
+  CHECK(empty_dir(o.shared_directory));
+}
