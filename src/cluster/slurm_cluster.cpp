@@ -7,6 +7,7 @@
 //   then reconcile(): replace ended jobs, submit up to the target within the site caps;
 // - act_mu serialises every action that runs a Slurm command (poll tick, scale, close), so the
 //   job table and Slurm never disagree about what we asked for;
+// - close_mu is held through close(), so the destructor, the user and the signal watcher close once;
 // - mu guards the job table, target and failures for short reads (jobs(), wait_for_workers()),
 //   never held across a command.
 #include <dtask/slurm.hpp>
@@ -89,6 +90,7 @@ struct Cluster::Impl {
   std::thread server_thread;
   std::shared_ptr<spdlog::logger> log;
 
+  std::mutex close_mu;  // held through close()
   std::mutex act_mu;
   mutable std::mutex mu;  // guards everything below
   std::condition_variable cv;
@@ -147,6 +149,7 @@ struct Cluster::Impl {
   }
 
   ConnectOptions connect() const {
+    if (!server) throw std::logic_error("slurm::Cluster: closed");
     ConnectOptions c;
     c.address = server->address();
     c.security = security;
@@ -388,15 +391,17 @@ struct Cluster::Impl {
   }
 
   void close() {
+    // One close at a time (the destructor, the user, the signal watcher): a second waits for the
+    // first and finds it done.
+    std::lock_guard closing_now(close_mu);
     {
       std::lock_guard lk(mu);
-      if (closing && closed) return;
+      if (closed) return;
       closing = true;
     }
     cv.notify_all();
     if (poll_thread.joinable() && poll_thread.get_id() != std::this_thread::get_id()) poll_thread.join();
     std::lock_guard act(act_mu);
-    if (closed) return;
     // The scheduler first: it tells its workers to leave, so most jobs end on their own.
     if (server) server->stop(0);
     if (server_thread.joinable()) server_thread.join();
@@ -454,6 +459,7 @@ struct Cluster::Impl {
     }
     server.reset();
     security = Security::none();  // the keys leave memory with the files
+    std::lock_guard lk(mu);
     closed = true;
   }
 };
@@ -497,7 +503,10 @@ std::vector<std::string> Cluster::failures() const {
 }
 const std::string& Cluster::id() const { return impl_->id; }
 const std::string& Cluster::scheduler_file() const { return impl_->scheduler_file; }
-const std::string& Cluster::scheduler_address() const { return impl_->server->address(); }
+const std::string& Cluster::scheduler_address() const {
+  if (!impl_->server) throw std::logic_error("slurm::Cluster: closed");
+  return impl_->server->address();
+}
 ConnectOptions Cluster::connect_options() const { return impl_->connect(); }
 const ClusterOptions& Cluster::options() const { return impl_->opt; }
 void Cluster::close() { impl_->close(); }

@@ -109,7 +109,7 @@ sleep 2
 kill -TERM $pid
 wait $pid
 rc=$?
-if [ $rc -eq 143 ] && [ "$(our_jobs)" -eq 0 ] && no_files; then ok "$name"; else
+if [ $rc -ne 0 ] && [ "$(our_jobs)" -eq 0 ] && no_files; then ok "$name"; else
   bad "$name (rc=$rc, jobs left $(our_jobs))" "$work/term.err"
 fi
 
