@@ -27,7 +27,7 @@ struct ClusterOptions {
   std::vector<std::string> job_script_prologue;   // lines before the workers start, e.g. "module load gcc"
   std::string interface;        // the workers' network interface (e.g. hsn0)
   std::string local_directory;  // the workers' scratch; may use shell variables ($TMPDIR)
-  std::string log_directory;    // default: <shared_directory>/<cluster id>/logs; %j names each file
+  std::string log_directory;    // logs in <log_directory>/<cluster id>/, kept; default <shared_directory>/<cluster id>/logs
   std::string plugin;           // the task plugin (.so), at a path the compute nodes see
   std::vector<std::string> worker_extra_args;  // appended to the dtask-worker line
   // The worker executable in the script; default: DTASK_WORKER_EXE, dtask-worker beside this
@@ -35,7 +35,7 @@ struct ClusterOptions {
   std::string worker_executable;
 
   // The scheduler (in this process).
-  std::string scheduler_host;       // address to bind; empty: this host's name
+  std::string scheduler_host;       // address to bind; empty: the IPv4 address of this host's name
   std::string scheduler_interface;  // wins over scheduler_host (e.g. the login node's hsn0)
   std::string dashboard_address;    // accepted and ignored: no dashboard yet
   std::uint32_t allowed_failures = 3;

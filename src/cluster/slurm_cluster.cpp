@@ -36,6 +36,7 @@
 #include "common/log.hpp"
 #include "common/scheduler_file.hpp"
 #include "scheduler/scheduler_server.hpp"
+#include "transport/transport.hpp"
 
 namespace dtask::slurm {
 
@@ -131,7 +132,8 @@ struct Cluster::Impl {
       }
       security = Security::generate();  // workers join with these keys only: no unauthenticated path
       scheduler::SchedulerOptions so;
-      so.host = opt.scheduler_host.empty() ? hostname() : opt.scheduler_host;
+      // Compute nodes must reach it: this host's IPv4 address unless told otherwise.
+      so.host = opt.scheduler_host.empty() ? transport::default_host() : opt.scheduler_host;
       so.interface = opt.scheduler_interface;
       so.security = security;
       so.where = "slurm:" + id;
@@ -449,6 +451,8 @@ struct Cluster::Impl {
       }
       if (keep_logs) {
         log->warn("close(): keeping the logs of cluster {} in {} (a job failed)", id, log_dir);
+      } else if (!opt.log_directory.empty()) {
+        fs::remove_all(dir, ec);  // logs the user asked for stay where they asked
       } else {
         fs::remove_all(log_dir, ec);
         fs::remove_all(dir, ec);
