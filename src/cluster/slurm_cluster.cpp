@@ -30,6 +30,7 @@
 
 #include "cluster/install_dirs.hpp"  // generated: DTASK_BINDIR
 #include "cluster/job_script.hpp"
+#include "cluster/scale_plan.hpp"
 #include "cluster/slurm_commands.hpp"
 #include "cluster/state_file.hpp"
 #include "common/host.hpp"
@@ -215,30 +216,17 @@ struct Cluster::Impl {
     {
       std::lock_guard lk(mu);
       if (closing) return {};
-      int alive = 0, pending = 0;
-      for (const auto& j : jobs) {
-        if (j.info.ended || j.cancel_requested) continue;
-        ++alive;
-        if (j.info.state == "PENDING") ++pending;
-      }
-      if (alive > target) {
-        // Scale-down. TODO(wt-adapt): retire the job's workers through Client::retire_workers
-        // first (results handed over); until then scancel's SIGTERM makes each dtask-worker
-        // drain (worker/retire.hpp) before it exits.
-        int excess = alive - target;
-        for (int pass = 0; pass < 2 && excess > 0; ++pass) {
-          for (auto it = jobs.rbegin(); it != jobs.rend() && excess > 0; ++it) {
-            if (it->info.ended || it->cancel_requested) continue;
-            if ((pass == 0) != (it->info.state == "PENDING")) continue;
-            it->cancel_requested = true;
-            to_cancel.push_back(it->info.id);
-            --excess;
-          }
-        }
-      } else if (alive < target && !stopped_by_failure && std::chrono::steady_clock::now() >= backoff_until) {
-        to_submit = std::min(target - alive, opt.max_pending_jobs - pending);
-        if (opt.max_jobs > 0) to_submit = std::min(to_submit, opt.max_jobs - alive);
-      }
+      std::vector<JobView> view;
+      for (const auto& j : jobs) view.push_back({j.info.id, j.info.state == "PENDING", j.info.ended, j.cancel_requested});
+      bool hold = stopped_by_failure || std::chrono::steady_clock::now() < backoff_until;
+      // Scale-down goes through scancel. TODO(wt-adapt): retire the job's workers through
+      // Client::retire_workers first (results handed over); until then scancel's SIGTERM makes
+      // each dtask-worker drain (worker/retire.hpp) before it exits.
+      auto plan = plan_scale(view, target, {opt.max_pending_jobs, opt.max_jobs}, hold);
+      to_submit = plan.submit;
+      to_cancel = plan.cancel;
+      for (auto& j : jobs)
+        if (std::find(to_cancel.begin(), to_cancel.end(), j.info.id) != to_cancel.end()) j.cancel_requested = true;
     }
     if (!to_cancel.empty()) {
       auto r = run_command(scancel_argv(opt.scancel, to_cancel), "", opt.command_timeout);
@@ -296,9 +284,10 @@ struct Cluster::Impl {
       j.info.ended = true;
       j.info.reason.clear();
       changed = true;
-      if (j.cancel_requested) {
+      auto end = classify_end(j.cancel_requested, j.info.workers_joined);
+      if (end == JobEnd::cancelled_by_us) {
         log->info("job {} ended ({}) after we cancelled it", j.info.id, j.info.state);
-      } else if (j.info.workers_joined == 0) {
+      } else if (end == JobEnd::failed_to_join) {
         std::string msg = "slurm job " + j.info.id + " ended (" + j.info.state +
                           ") before any of its workers joined the scheduler; see its log " + j.info.log_file +
                           " (and " + log_dir + "/" + opt.job_name + "-" + j.info.id + ".err)";
