@@ -64,6 +64,7 @@ if [ "$1" = --test-only ]; then
   echo "sbatch: Job 1 to start at 2026-01-01T00:00:00 using 1 processors on nodes n1 in partition debug" >&2; exit 0
 fi
 echo sbatch >> $F/calls
+if [ -f $F/sbatch_fails ]; then cat > /dev/null; cat $F/sbatch_fails >&2; exit 1; fi
 id=$(( $(cat $F/next 2>/dev/null || echo 1000) + 1 )); echo $id > $F/next
 J=$F/jobs/$id; mkdir -p $J; cat > $J/script
 out=$(sed -n 's/^#SBATCH -o //p' $J/script | sed "s/%j/$id/g"); err=$(sed -n 's/^#SBATCH -e //p' $J/script | sed "s/%j/$id/g")
@@ -402,4 +403,32 @@ TEST_CASE("slurm_cluster.sigterm_closes_clusters") {
   CHECK(slurm.calls("scancel") == 1);
   CHECK(slurm.live_jobs() == 0);
   CHECK(empty_dir(o.shared_directory));
+}
+
+TEST_CASE("slurm_cluster.backlog_cap_and_sbatch_errors") {
+  FakeSlurm slurm;
+  std::ofstream(slurm.dir / "hold") << "";
+  auto o = slurm.options();
+  o.max_pending_jobs = 2;
+  o.cores = 1;
+  o.processes = 1;
+  dtask::slurm::Cluster cluster(o);
+  cluster.scale_jobs(3);
+  CHECK(slurm.calls("sbatch") == 2);  // never more than 2 waiting in the queue
+  std::this_thread::sleep_for(1s);    // several polls: still pending, still 2
+  CHECK(slurm.calls("sbatch") == 2);
+  fs::remove(slurm.dir / "hold");
+  REQUIRE(cluster.wait_for_workers(3, 60s));  // room again: the third follows
+  CHECK(slurm.calls("sbatch") == 3);
+  // sbatch refuses (a limit reached since creation): scale() throws Slurm's message.
+  std::ofstream(slurm.dir / "sbatch_fails") << "sbatch: error: QOSMaxSubmitJobPerUserLimit\n";
+  std::string message;
+  try {
+    cluster.scale_jobs(4);
+  } catch (const dtask::slurm::SlurmError& e) {
+    message = e.what();
+  }
+  CHECK(message.find("sbatch: error: QOSMaxSubmitJobPerUserLimit") != std::string::npos);
+  cluster.close();
+  CHECK(slurm.live_jobs() == 0);
 }
