@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
   app.add_option("--squeue", squeue, "squeue to use (default: the one the cluster recorded)");
   app.add_option("--scancel", scancel, "scancel to use (default: the one the cluster recorded)");
   app.require_subcommand(1);
+  app.fallthrough();  // `dtask-cluster list --directory D` works as well as `dtask-cluster --directory D list`
   auto* list_cmd = app.add_subcommand("list", "clusters, their programs and their jobs' states");
   auto* cancel_cmd = app.add_subcommand("cancel", "cancel a cluster's jobs and remove its files and keys");
   std::vector<std::string> ids;
