@@ -202,6 +202,12 @@ TEST_CASE("slurm_cluster.seed_example_scale_run_close") {
       CHECK(j.log_file.find(j.id) != std::string::npos);  // the job id in the log's name
     }
     CHECK(client.scheduler_info().workers.size() == 4);
+    // The state file (what `dtask-cluster cancel` reads after a kill -9) lists both jobs, 0600.
+    fs::path state = fs::path(cluster.scheduler_file()).parent_path() / "state.json";
+    REQUIRE(::stat(state.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    std::string state_text = read(state);
+    for (const auto& j : jobs) CHECK(state_text.find("\"" + j.id + "\"") != std::string::npos);
     // The seed: 2,000 sequential submits, each returning the host name.
     std::map<std::string, int> counter;
     for (int i = 0; i < 2000; ++i) ++counter[client.submit(::hostname, i).result()];
