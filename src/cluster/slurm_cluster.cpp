@@ -317,6 +317,11 @@ struct Cluster::Impl {
         for (const auto& w : info.workers) live += worker_of(w.name, j.info.id) ? 1 : 0;
         j.live_workers = live;
         j.info.workers_joined = std::max(j.info.workers_joined, live);
+        // Its workers are here, so it runs, whatever the last squeue (up to poll_interval ago) said.
+        if (live > 0 && j.info.state == "PENDING") {
+          j.info.state = "RUNNING";
+          j.info.reason.clear();
+        }
       }
       cv.notify_all();
     } catch (const std::exception& e) {
