@@ -106,7 +106,9 @@ echo scancel >> $F/calls
 for id in "$@"; do
   J=$F/jobs/$id; [ -d $J ] || continue
   s=$(cat $J/state)
-  case $s in RUNNING|PENDING) touch $J/cancelled; echo COMPLETING > $J/state; kill -TERM -$(cat $J/pgid) 2>/dev/null;; esac
+  # The job's own wrapper records the end (CANCELLED once its processes are gone): writing the
+  # state here would race with a job that is ending by itself.
+  case $s in RUNNING|PENDING) touch $J/cancelled; kill -TERM -$(cat $J/pgid) 2>/dev/null;; esac
 done
 )SH");
     // dtask-worker with --nworkers: the real one once it has the option, else N copies named NAME-i.
@@ -160,6 +162,16 @@ exit $code
     ::kill(-std::stoi(read(j / "pgid")), SIGTERM);
   }
   int calls(const std::string& what) const { return count_lines(dir / "calls", what); }
+  // Each job's state and the calls made, for a failure's message.
+  std::string describe() const {
+    std::string out = "calls: " + read(dir / "calls") + "jobs:";
+    for (const auto& j : fs::directory_iterator(dir / "jobs")) {
+      out += " " + j.path().filename().string() + "=" + read(j.path() / "state");
+      if (fs::exists(j.path() / "cancelled")) out += "(cancelled)";
+      out += " procs[" + read(j.path() / "procs") + "]";
+    }
+    return out;
+  }
   // Jobs whose processes still run.
   int live_jobs() const {
     int n = 0;
@@ -216,7 +228,7 @@ TEST_CASE("slurm_cluster.seed_example_scale_run_close") {
     CHECK(cluster.job_script().find("--nworkers 2 --nthreads 1 --memory-limit 1000000000") != std::string::npos);
     client.close();
     cluster.close();
-    CHECK(slurm.live_jobs() == 0);   // every job gone from Slurm
+    CHECK_MESSAGE(slurm.live_jobs() == 0, slurm.describe());   // every job gone from Slurm
     CHECK(cluster.failures().empty());
   }
   CHECK(empty_dir(shared));  // no scheduler file, state file, keys or logs left
@@ -237,7 +249,7 @@ TEST_CASE("slurm_cluster.scale_down_and_destructor_cancels") {
     CHECK(cancelled_or_ending >= 1);
     // The destructor (as when the program throws) cancels the rest and waits for them.
   }
-  CHECK(slurm.live_jobs() == 0);
+  CHECK_MESSAGE(slurm.live_jobs() == 0, slurm.describe());
   CHECK(empty_dir(shared));
 }
 
@@ -337,7 +349,7 @@ TEST_CASE("slurm_cluster.kill_9_then_dtask_cluster_cancel") {
   auto [out, code] = shell(tool.string() + dir + " cancel --all");
   CHECK(code == 0);
   CHECK(out.find(id + ": cancelled 2 job(s)") != std::string::npos);
-  CHECK(slurm.live_jobs() == 0);
+  CHECK_MESSAGE(slurm.live_jobs() == 0, slurm.describe());
   CHECK_FALSE(fs::exists(fs::path(o.shared_directory) / id / "state.json"));
   CHECK_FALSE(fs::exists(fs::path(o.shared_directory) / id / "scheduler.json"));
   auto [after, after_code] = shell(tool.string() + dir + " list");
@@ -376,7 +388,7 @@ TEST_CASE("slurm_cluster.pending_reason_then_walltime_replacement") {
   CHECK(client.submit(inc, 2).result() == 3);
   client.close();
   cluster.close();
-  CHECK(slurm.live_jobs() == 0);
+  CHECK_MESSAGE(slurm.live_jobs() == 0, slurm.describe());
 }
 
 TEST_CASE("slurm_cluster.sigterm_closes_clusters") {
@@ -407,7 +419,7 @@ TEST_CASE("slurm_cluster.sigterm_closes_clusters") {
   CHECK(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGTERM);
   CHECK(slurm.calls("scancel") == 1);
-  CHECK(slurm.live_jobs() == 0);
+  CHECK_MESSAGE(slurm.live_jobs() == 0, slurm.describe());
   CHECK(empty_dir(o.shared_directory));
 }
 
@@ -436,5 +448,5 @@ TEST_CASE("slurm_cluster.backlog_cap_and_sbatch_errors") {
   }
   CHECK(message.find("sbatch: error: QOSMaxSubmitJobPerUserLimit") != std::string::npos);
   cluster.close();
-  CHECK(slurm.live_jobs() == 0);
+  CHECK_MESSAGE(slurm.live_jobs() == 0, slurm.describe());
 }
