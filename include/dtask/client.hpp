@@ -17,6 +17,9 @@
 namespace dtask {
 
 class LocalCluster;
+namespace slurm {
+class Cluster;
+}
 template <class T>
 class Future;
 template <class T>
@@ -267,6 +270,7 @@ AsCompleted<T> as_completed(std::vector<Future<T>> futures) {
 class Client {
  public:
   explicit Client(const LocalCluster& cluster);
+  explicit Client(const slurm::Cluster& cluster);
   explicit Client(const ConnectOptions& options);
   static Client from_scheduler_file(const std::string& path);
   ~Client();

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include <dtask/local_cluster.hpp>
+#include <dtask/slurm.hpp>
 
 #include "client/connection.hpp"
 #include "client/internal.hpp"
@@ -51,6 +52,7 @@ SchedulerInfo parse_info(const nlohmann::json& j, const std::string& address) {
 }  // namespace
 
 Client::Client(const LocalCluster& cluster) : Client(options_of(cluster)) {}
+Client::Client(const slurm::Cluster& cluster) : Client(cluster.connect_options()) {}
 
 Client::Client(const ConnectOptions& options) : core_(std::make_shared<detail::ClientCore>(options)) {
   core_->start();
