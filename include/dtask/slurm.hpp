@@ -61,6 +61,15 @@ struct ClusterOptions {
   std::chrono::milliseconds close_timeout{60000};  // close() waits this long for squeue to forget our jobs
 };
 
+// The pace of adapt() (Dask's adapt keywords; the bounds are adapt()'s arguments).
+struct AdaptSettings {
+  double tasks_per_thread = 2.0;  // backlog that justifies one more worker thread
+  // With a known mean task time: enough workers to finish the backlog in this long (0: off).
+  std::chrono::milliseconds target_duration{0};
+  std::chrono::milliseconds scale_down_wait{60000};  // idle and in excess this long before going
+  std::chrono::milliseconds cooldown{15000};         // between a growth and a shrink
+};
+
 // One submitted job as the cluster last saw it.
 struct JobInfo {
   std::string id;
@@ -69,6 +78,7 @@ struct JobInfo {
   std::string log_file;
   int workers_joined = 0;  // of this job's workers, how many have registered so far (ever)
   bool ended = false;
+  bool retired = false;    // scale-down or adapt asked its workers to hand over and leave
 };
 
 // A job that ended before any of its workers joined (bad plugin path, wrong module, node failure):
@@ -100,10 +110,14 @@ class Cluster {
   // the count there: jobs that end (walltime) are replaced. Clears a stop set by a failed job.
   void scale_jobs(int n);
   void scale_workers(int n);
-  // Adaptive scaling between minimum and maximum jobs. The policy is src/cluster/adapt (landing
-  // separately); until it is wired in, this holds the cluster at `minimum` jobs (at least 1 when
-  // maximum > 0).
-  void adapt(int minimum_jobs, int maximum_jobs);
+  // Dask's adapt(minimum_jobs=, maximum_jobs=): from now on the poll thread sizes the cluster to
+  // the load (src/cluster/adapt.hpp has the rules). It grows while tasks wait, with at most
+  // max_pending_jobs in the queue at once. It shrinks once workers have sat idle for
+  // `scale_down_wait`: pending jobs are cancelled first, then whole jobs whose workers are all
+  // idle are retired (their results handed over first) and cancelled. It never grows and shrinks
+  // within `cooldown` of each other, and it replaces jobs that end below the minimum at once.
+  // scale_jobs()/scale_workers() end adaptive mode.
+  void adapt(int minimum_jobs, int maximum_jobs, const AdaptSettings& settings = {});
 
   // Until n workers of this cluster's jobs have joined: true; false at the timeout; throws
   // JobFailedError as soon as a job ended before its workers joined.

@@ -125,7 +125,30 @@ AdaptDecision AdaptPolicy::step(const AdaptSnapshot& s) {
     if (!idle) continue;
     for (auto* w : it->second) loads.push_back({w->name, j->id, w->processing, w->nbytes, w->retiring});
   }
-  for (auto& g : scheduler::groups_to_close(loads, excess)) {
+  auto groups = scheduler::groups_to_close(loads, excess);
+  // Results need somewhere to go: a retiring worker hands what only it holds to one that stays
+  // (Dask keeps a worker whose unique data has no recipient). So the last workers that hold
+  // results are not all retired, whatever the minimum: the dearest group chosen stays.
+  const auto chosen = [&](const std::string& name) {
+    return std::any_of(groups.begin(), groups.end(), [&](const scheduler::GroupToClose& g) {
+      return std::find(g.workers.begin(), g.workers.end(), name) != g.workers.end();
+    });
+  };
+  while (!groups.empty()) {
+    std::uint64_t bytes_going = 0;
+    bool someone_stays = false;
+    for (const auto& w : s.workers) {
+      if (w.retiring) continue;
+      if (chosen(w.name)) {
+        bytes_going += w.nbytes;
+      } else {
+        someone_stays = true;
+      }
+    }
+    if (someone_stays || bytes_going == 0) break;
+    groups.pop_back();  // groups_to_close orders cheapest first: the last holds the most
+  }
+  for (auto& g : groups) {
     closing_jobs_.insert(g.group);
     for (auto& w : g.workers) d.retire_workers.push_back(std::move(w));
   }

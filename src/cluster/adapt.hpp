@@ -21,7 +21,8 @@
 //   - shrink: only after the target has stayed below capacity for scale_down_wait_ms, and not
 //     within cooldown_ms of a growth; first pending jobs (newest first), then running jobs all
 //     of whose workers have been idle for scale_down_wait_ms (idle first, fewest bytes:
-//     scheduler::groups_to_close); never below the minimum.
+//     scheduler::groups_to_close); never below the minimum, and never the last workers that
+//     hold results (they would have nowhere to hand them: the job holding most stays).
 // Caveats: pure (time is the snapshot's now_ms, no clocks, no I/O); its only state is when it
 //   last grew and shrank, since when the target has been below capacity, and which jobs it asked
 //   to go (so they are not counted or chosen twice). A running job whose workers have not joined

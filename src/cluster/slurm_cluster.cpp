@@ -2,9 +2,12 @@
 //
 // Threads and locks:
 // - the scheduler runs on server_thread (as in LocalCluster);
-// - poll_thread: every poll_interval one batched squeue (sacct for jobs squeue forgot), and every
+// - poll_thread: every poll_interval one batched squeue (sacct for jobs squeue forgot), then
+//   either reconcile() (a fixed size: replace ended jobs, submit up to the target within the site
+//   caps) or, in adaptive mode, one step of the adapt policy (cluster/adapt.hpp); and every
 //   ~200 ms the scheduler's worker list through `observer` (a Client owned by this thread alone),
-//   then reconcile(): replace ended jobs, submit up to the target within the site caps;
+//   which also sends the retire requests of jobs chosen to go (the only thread that does) and
+//   scancels such a job once its workers have left;
 // - act_mu serialises every action that runs a Slurm command (poll tick, scale, close), so the
 //   job table and Slurm never disagree about what we asked for;
 // - close_mu is held through close(), so the destructor, the user and the signal watcher close once;
@@ -23,11 +26,13 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include <dtask/client.hpp>
 
+#include "cluster/adapt.hpp"
 #include "cluster/install_dirs.hpp"  // generated: DTASK_BINDIR
 #include "cluster/job_script.hpp"
 #include "cluster/scale_plan.hpp"
@@ -75,9 +80,33 @@ bool worker_of(const std::string& worker_name, const std::string& id) {
 
 struct Job {
   JobInfo info;
-  bool cancel_requested = false;  // we scancelled it: its end is not a failure
+  // We asked it to end (scancel, or its workers to retire): its end is not a failure.
+  bool cancel_requested = false;
   int live_workers = 0;
+  std::chrono::steady_clock::time_point submitted{};
+  // Scale-down of a job whose workers joined: they hand their results over and leave first
+  // (Client::retire_workers), then the job is scancelled. retire_sent: the request went out.
+  bool retire_sent = false;
+  bool scancelled = false;
+  std::chrono::steady_clock::time_point retire_sent_at{};
 };
+
+// A retiring worker leaves within its drain timeout (30 s, worker/retire.hpp); after this long
+// its job is scancelled anyway (scancel's SIGTERM drains it too).
+constexpr auto kRetireBound = std::chrono::seconds(40);
+
+// The load the adapt policy reads, as the poll thread last saw it.
+struct Load {
+  std::vector<WorkerInfo> workers;
+  std::size_t tasks_waiting = 0;
+  std::size_t tasks_processing = 0;
+};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
 
 // Clusters that SIGINT/SIGTERM close (close_clusters_on_signals).
 std::mutex g_registry_mu;
@@ -103,6 +132,9 @@ struct Cluster::Impl {
   int submit_failures = 0;  // consecutive; backoff grows with it
   std::chrono::steady_clock::time_point backoff_until{};
   std::chrono::steady_clock::time_point last_squeue{};
+  Load load;                                       // the scheduler's view, from poll_workers
+  std::optional<cluster::AdaptPolicy> adaptive;    // set: adapt() is on, reconcile() steps aside
+  const std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   bool closing = false, closed = false;
   std::thread poll_thread;
 
@@ -202,9 +234,35 @@ struct Cluster::Impl {
     j.info.id = r.id;
     j.info.state = "PENDING";
     j.info.log_file = log_file_of(r.id);
+    j.submitted = std::chrono::steady_clock::now();
     jobs.push_back(j);
     log->info("submitted job {} (log {})", r.id, j.info.log_file);
     return true;
+  }
+
+  // Caller holds mu. Marks the jobs as going; returns those to scancel now: pending ones and
+  // running ones none of whose workers is here (nothing to hand over). A job whose workers joined
+  // is retired instead (retire_joined_jobs, on the poll thread): results first, scancel after.
+  std::vector<std::string> let_go(const std::vector<std::string>& ids) {
+    std::vector<std::string> now;
+    for (auto& j : jobs) {
+      if (std::find(ids.begin(), ids.end(), j.info.id) == ids.end() || j.info.ended) continue;
+      j.cancel_requested = true;
+      if (j.live_workers > 0) {
+        j.info.retired = true;
+      } else {
+        j.scancelled = true;
+        now.push_back(j.info.id);
+      }
+    }
+    return now;
+  }
+
+  // Caller holds act_mu (a Slurm command), not mu.
+  void scancel(const std::vector<std::string>& ids) {
+    if (ids.empty()) return;
+    auto r = run_command(scancel_argv(opt.scancel, ids), "", opt.command_timeout);
+    if (!r.ok()) log->warn("scancel failed: {}", r.message());
   }
 
   // Caller holds act_mu. Brings the number of live jobs to the target: submits (within
@@ -215,23 +273,15 @@ struct Cluster::Impl {
     int to_submit = 0;
     {
       std::lock_guard lk(mu);
-      if (closing) return {};
+      if (closing || adaptive) return {};
       std::vector<JobView> view;
       for (const auto& j : jobs) view.push_back({j.info.id, j.info.state == "PENDING", j.info.ended, j.cancel_requested});
       bool hold = stopped_by_failure || std::chrono::steady_clock::now() < backoff_until;
-      // Scale-down goes through scancel. TODO(wt-adapt): retire the job's workers through
-      // Client::retire_workers first (results handed over); until then scancel's SIGTERM makes
-      // each dtask-worker drain (worker/retire.hpp) before it exits.
       auto plan = plan_scale(view, target, {opt.max_pending_jobs, opt.max_jobs}, hold);
       to_submit = plan.submit;
-      to_cancel = plan.cancel;
-      for (auto& j : jobs)
-        if (std::find(to_cancel.begin(), to_cancel.end(), j.info.id) != to_cancel.end()) j.cancel_requested = true;
+      to_cancel = let_go(plan.cancel);
     }
-    if (!to_cancel.empty()) {
-      auto r = run_command(scancel_argv(opt.scancel, to_cancel), "", opt.command_timeout);
-      if (!r.ok()) log->warn("scancel failed: {}", r.message());
-    }
+    scancel(to_cancel);
     std::string first_error;
     for (int i = 0; i < to_submit; ++i) {
       std::string err;
@@ -312,6 +362,13 @@ struct Cluster::Impl {
       }
       auto info = observer->scheduler_info();
       std::lock_guard lk(mu);
+      load.workers = info.workers;
+      load.tasks_waiting = 0;
+      load.tasks_processing = 0;
+      for (const auto& [state, n] : info.tasks_by_state) {
+        if (state == "waiting" || state == "queued") load.tasks_waiting += n;
+        if (state == "processing") load.tasks_processing += n;
+      }
       for (auto& j : jobs) {
         int live = 0;
         for (const auto& w : info.workers) live += worker_of(w.name, j.info.id) ? 1 : 0;
@@ -330,6 +387,96 @@ struct Cluster::Impl {
     }
   }
 
+  // Poll thread only (observer is its own). Jobs chosen to go whose workers joined: ask those
+  // workers to retire (results handed over, exit 0); once none is left, or after kRetireBound,
+  // scancel the job (its batch script may have more to do; its end is ours either way).
+  void retire_joined_jobs(std::unique_ptr<Client>& observer) {
+    std::vector<std::string> names, ids;
+    std::vector<std::string> to_scancel;
+    const auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lk(mu);
+      for (auto& j : jobs) {
+        if (!j.info.retired || j.info.ended || j.scancelled) continue;
+        if (!j.retire_sent) {
+          for (const auto& w : load.workers)
+            if (worker_of(w.name, j.info.id)) names.push_back(w.name);
+          ids.push_back(j.info.id);
+          j.retire_sent = true;
+          j.retire_sent_at = now;
+        } else if (j.live_workers == 0 || now - j.retire_sent_at > kRetireBound) {
+          j.scancelled = true;
+          to_scancel.push_back(j.info.id);
+        }
+      }
+    }
+    if (!names.empty() && observer) {
+      try {
+        // Asks and returns: the poll goes on while they hand over; live_workers says when they left.
+        (void)observer->retire_workers(names, std::chrono::milliseconds(0));
+        log->info("retiring the workers of job(s) {}: {}", join(ids), join(names));
+      } catch (const std::exception& e) {
+        log->warn("cannot ask workers {} to retire: {}", join(names), e.what());
+      }
+    }
+    if (!to_scancel.empty()) {
+      std::lock_guard act(act_mu);
+      scancel(to_scancel);
+      save_state();
+    }
+  }
+
+  // Caller holds act_mu (poll thread). One step of the adapt policy over the jobs not going and the
+  // scheduler's last view; applies its decision: submit (unless held after a failure or backing
+  // off), cancel pending jobs, retire whole jobs (retire_joined_jobs finishes them).
+  void adapt_step() {
+    cluster::AdaptSnapshot snap;
+    cluster::AdaptDecision d;
+    std::vector<std::string> to_scancel;
+    bool hold = false;
+    {
+      std::lock_guard lk(mu);
+      if (closing || !adaptive) return;
+      auto ms = [this](std::chrono::steady_clock::time_point t) {
+        return static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(t - started).count());
+      };
+      snap.now_ms = ms(std::chrono::steady_clock::now());
+      snap.tasks_waiting = load.tasks_waiting;
+      snap.tasks_processing = load.tasks_processing;
+      for (const auto& j : jobs) {
+        if (j.info.ended || j.cancel_requested) continue;
+        snap.jobs.push_back({j.info.id, j.info.state != "PENDING", ms(j.submitted)});
+      }
+      for (const auto& w : load.workers) {
+        cluster::AdaptWorker aw{w.name, "", w.processing, w.nbytes, w.idle_ms, w.retiring};
+        for (const auto& j : jobs) {
+          if (!worker_of(w.name, j.info.id)) continue;
+          // A job we let go: its workers are leaving, even before the scheduler has heard so.
+          if (j.cancel_requested) aw.retiring = true;
+          else if (!j.info.ended) aw.job = j.info.id;
+        }
+        snap.workers.push_back(std::move(aw));
+      }
+      d = adaptive->step(snap);
+      hold = stopped_by_failure || std::chrono::steady_clock::now() < backoff_until;
+      // The policy names workers; a job goes when all of its workers do (groups_to_close).
+      std::vector<std::string> going = d.cancel_jobs;
+      for (const auto& w : d.retire_workers)
+        for (const auto& j : snap.jobs)
+          if (worker_of(w, j.id) && std::find(going.begin(), going.end(), j.id) == going.end()) going.push_back(j.id);
+      to_scancel = let_go(going);
+    }
+    if (!d.why.empty()) log->info("adapt: {}", d.why);
+    scancel(to_scancel);
+    std::size_t submitted = 0;
+    if (!hold) {
+      for (; submitted < d.submit_jobs; ++submitted)
+        if (!submit_one(nullptr)) break;
+    }
+    if (submitted > 0 || !d.cancel_jobs.empty() || !d.retire_workers.empty()) save_state();
+  }
+
   void poll_loop() {
     std::unique_ptr<Client> observer;
     auto worker_tick = std::min<std::chrono::milliseconds>(opt.poll_interval, std::chrono::milliseconds(200));
@@ -340,11 +487,13 @@ struct Cluster::Impl {
         if (closing) break;
       }
       poll_workers(observer);
+      retire_joined_jobs(observer);
       if (std::chrono::steady_clock::now() - last_squeue >= opt.poll_interval) {
         std::lock_guard act(act_mu);
         if (closing) break;
         poll_slurm();
         reconcile();
+        adapt_step();
         save_state();
         last_squeue = std::chrono::steady_clock::now();
       }
@@ -358,12 +507,37 @@ struct Cluster::Impl {
     {
       std::lock_guard lk(mu);
       if (closing) throw std::logic_error("slurm::Cluster: scale() after close()");
+      adaptive.reset();  // Dask: scale() ends adapt()
       target = n;
       stopped_by_failure = false;
       backoff_until = {};
     }
     std::string err = reconcile();
     if (!err.empty()) throw SlurmError(err);
+  }
+
+  void start_adapting(int minimum_jobs, int maximum_jobs, const AdaptSettings& settings) {
+    cluster::AdaptOptions a;
+    a.unit = cluster::AdaptOptions::Unit::jobs;
+    a.minimum = static_cast<std::size_t>(minimum_jobs);
+    a.maximum = static_cast<std::size_t>(maximum_jobs);
+    a.workers_per_job = static_cast<std::size_t>(opt.processes);
+    a.threads_per_worker = static_cast<std::size_t>(std::max(1, opt.cores / opt.processes));
+    a.tasks_per_thread = settings.tasks_per_thread;
+    a.target_duration_ms = static_cast<std::uint64_t>(settings.target_duration.count());
+    a.max_pending_jobs = static_cast<std::size_t>(opt.max_pending_jobs);
+    a.scale_down_wait_ms = static_cast<std::uint64_t>(settings.scale_down_wait.count());
+    a.cooldown_ms = static_cast<std::uint64_t>(settings.cooldown.count());
+    std::lock_guard act(act_mu);
+    {
+      std::lock_guard lk(mu);
+      if (closing) throw std::logic_error("slurm::Cluster: adapt() after close()");
+      adaptive.emplace(a);
+      stopped_by_failure = false;
+      backoff_until = {};
+    }
+    adapt_step();  // the minimum at once; the rest follows the load, one step per poll
+    save_state();
   }
 
   bool wait_for_workers(int n, std::chrono::milliseconds timeout) {
@@ -480,13 +654,13 @@ void Cluster::scale_workers(int n) {
   if (n < 0) throw std::invalid_argument("slurm::Cluster: cannot scale to a negative number of workers");
   impl_->scale((n + impl_->opt.processes - 1) / impl_->opt.processes);
 }
-void Cluster::adapt(int minimum_jobs, int maximum_jobs) {
-  if (minimum_jobs < 0 || maximum_jobs < minimum_jobs)
-    throw std::invalid_argument("slurm::Cluster: adapt needs 0 <= minimum <= maximum");
-  // Seam for wt-adapt's policy (src/cluster/adapt): the poll thread would feed it a snapshot (tasks
-  // waiting, workers idle, jobs pending/running) each tick and apply its decision through
-  // reconcile(). Until it lands: a fixed size.
-  impl_->scale(std::max(minimum_jobs, std::min(1, maximum_jobs)));
+void Cluster::adapt(int minimum_jobs, int maximum_jobs, const AdaptSettings& settings) {
+  if (minimum_jobs < 0 || maximum_jobs < minimum_jobs || maximum_jobs < 1)
+    throw std::invalid_argument("slurm::Cluster: adapt needs 0 <= minimum <= maximum and maximum >= 1");
+  if (settings.tasks_per_thread <= 0 || settings.target_duration.count() < 0 || settings.scale_down_wait.count() < 0 ||
+      settings.cooldown.count() < 0)
+    throw std::invalid_argument("slurm::Cluster: adapt settings must be positive");
+  impl_->start_adapting(minimum_jobs, maximum_jobs, settings);
 }
 bool Cluster::wait_for_workers(int n, std::chrono::milliseconds timeout) { return impl_->wait_for_workers(n, timeout); }
 std::vector<JobInfo> Cluster::jobs() const {

@@ -12,8 +12,13 @@ void WorkerState::retire(std::uint64_t now, WorkerOutbox& out) {
   retiring_ = true;
   retire_deadline_ = now + config_.drain_timeout_ms;
   // Not registered yet: the RetireWorker goes with the welcome (on(WorkerWelcome)), so the
-  // scheduler hears of it and lets us go with a goodbye instead of waiting for our silence.
-  if (!welcomed_) return;
+  // scheduler hears of it and lets us go with a goodbye instead of waiting for our silence. A
+  // welcome that does not come within the reconnect grace will not come (the scheduler is gone
+  // or busy elsewhere): with nothing here to hand over, the worker leaves then (tick).
+  if (!welcomed_) {
+    retire_deadline_ = now + std::min(config_.drain_timeout_ms, config_.reconnect_grace_ms);
+    return;
+  }
   // What has not started goes back: jobs still queued at the executor (withdrawn), tasks waiting
   // for inputs, jobs made ready in this pass. What runs finishes here.
   RetireWorker msg;

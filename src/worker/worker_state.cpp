@@ -328,7 +328,11 @@ void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
     if (config_.log) config_.log->info("lifetime of {} ms reached: retiring", config_.lifetime_ms);
     retire(now, out);
   }
-  if (!welcomed_ && now > started_ms_ + config_.connect_timeout_ms) {
+  if (!welcomed_ && retiring_ && now > retire_deadline_) {
+    // Asked to leave (SIGTERM, scancel) before the scheduler ever answered: nothing to hand over.
+    if (config_.log) config_.log->info("retiring before the scheduler answered: leaving");
+    stop_ = Stop{0, {}};
+  } else if (!welcomed_ && now > started_ms_ + config_.connect_timeout_ms) {
     stop_ = Stop{1, "no answer from the scheduler within " + std::to_string(config_.connect_timeout_ms / 1000) + " s"};
   } else if (welcomed_ && link_down_since_ != 0 && now > link_down_since_ + config_.reconnect_grace_ms) {
     // Connection loss is the quick sign (a dead scheduler's kernel closes its sockets); the

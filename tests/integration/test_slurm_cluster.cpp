@@ -135,7 +135,7 @@ exit $code
       if (!pgid.empty()) ::kill(-std::stoi(pgid), SIGKILL);
     }
     std::error_code ec;
-    fs::remove_all(dir, ec);
+    if (!std::getenv("DTASK_TEST_KEEP")) fs::remove_all(dir, ec);  // kept for a post-mortem
   }
   dtask::slurm::ClusterOptions options() const {
     dtask::slurm::ClusterOptions o;
@@ -153,6 +153,7 @@ exit $code
     o.sacct = (dir / "sacct").string();
     o.poll_interval = 200ms;
     o.close_timeout = 30s;
+    if (const char* l = std::getenv("DTASK_TEST_LOG_LEVEL")) o.log_level = l;
     return o;
   }
   // Walltime: the job's processes get SIGTERM and the job ends as TIMEOUT.
@@ -234,7 +235,10 @@ TEST_CASE("slurm_cluster.seed_example_scale_run_close") {
   CHECK(empty_dir(shared));  // no scheduler file, state file, keys or logs left
 }
 
-TEST_CASE("slurm_cluster.scale_down_and_destructor_cancels") {
+// Scale-down while results are held: the job that goes hands its workers' results over first
+// (each value is the pid of the process that computed it, so a recomputed one would differ), its
+// end is no failure, and the destructor (as when the program throws) cancels the rest.
+TEST_CASE("slurm_cluster.scale_down_keeps_results_and_destructor_cancels") {
   FakeSlurm slurm;
   std::string shared;
   {
@@ -242,15 +246,112 @@ TEST_CASE("slurm_cluster.scale_down_and_destructor_cancels") {
     shared = cluster.options().shared_directory;
     cluster.scale_workers(3);  // rounded up to 2 jobs of 2
     REQUIRE(cluster.wait_for_workers(4, 60s));
+    dtask::Client client(cluster);
+    std::vector<int> xs(200);
+    for (int i = 0; i < 200; ++i) xs[static_cast<std::size_t>(i)] = i;
+    auto futures = client.map(pid, xs);
+    auto computed_by = client.gather(futures);
     cluster.scale_jobs(1);
-    CHECK(slurm.calls("scancel") == 1);
-    int cancelled_or_ending = 0;
-    for (const auto& j : cluster.jobs()) cancelled_or_ending += j.ended ? 0 : 1;
-    CHECK(cancelled_or_ending >= 1);
-    // The destructor (as when the program throws) cancels the rest and waits for them.
+    // One job goes: its two workers retire, then the job ends (not as a failure).
+    bool one_left = false;
+    for (int i = 0; i < 600 && !one_left; ++i) {
+      int ended = 0;
+      for (const auto& j : cluster.jobs()) ended += (j.ended && j.retired) ? 1 : 0;
+      one_left = ended == 1 && client.scheduler_info().workers.size() == 2;
+      if (!one_left) std::this_thread::sleep_for(100ms);
+    }
+    REQUIRE_MESSAGE(one_left, slurm.describe());
+    CHECK(cluster.failures().empty());
+    std::vector<dtask::Future<long long>> again;
+    for (auto& f : futures) again.push_back(client.submit(add64, f, 0LL));
+    CHECK(client.gather(again) == computed_by);  // nothing lost, nothing recomputed
+    CHECK(slurm.calls("sbatch") == 2);           // the job that went is not replaced
+    client.close();
   }
   CHECK_MESSAGE(slurm.live_jobs() == 0, slurm.describe());
   CHECK(empty_dir(shared));
+}
+
+// adapt(0, 4): nothing runs while idle; a backlog of 200 tasks of 50 ms brings jobs (never more
+// than the maximum, no submit/cancel loop); once idle past scale_down_wait the cluster shrinks to
+// one job, which holds the results the others handed over; once the client releases them, to the
+// minimum. Every job retired (not failed), nothing recomputed or resubmitted.
+TEST_CASE("slurm_cluster.adapt_grows_with_the_backlog_and_shrinks_when_idle") {
+  FakeSlurm slurm;
+  dtask::slurm::Cluster cluster(slurm.options());
+  dtask::slurm::AdaptSettings a;
+  a.scale_down_wait = 1s;
+  a.cooldown = 1s;
+  cluster.adapt(0, 4, a);
+  std::this_thread::sleep_for(1s);
+  CHECK(slurm.calls("sbatch") == 0);  // minimum 0, no load: no job
+  dtask::Client client(cluster);
+  std::vector<dtask::Future<int>> fs;
+  for (int i = 0; i < 200; ++i) fs.push_back(client.submit(slow_inc, i, 50));
+  auto values = client.gather(fs);
+  for (int i = 0; i < 200; ++i) REQUIRE(values[static_cast<std::size_t>(i)] == i + 1);
+  const int submitted = slurm.calls("sbatch");
+  CHECK(submitted >= 1);
+  CHECK(submitted <= 4);
+  // Idle, but the results are still held: the others hand theirs to one job, which stays.
+  auto alive_jobs = [&] {
+    int alive = 0;
+    for (const auto& j : cluster.jobs()) alive += j.ended ? 0 : 1;
+    return alive;
+  };
+  bool one_left = false;
+  for (int i = 0; i < 600 && !one_left; ++i) {
+    one_left = alive_jobs() == 1;
+    if (!one_left) std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE_MESSAGE(one_left, slurm.describe());
+  std::this_thread::sleep_for(2s);  // past scale_down_wait: it still stays
+  CHECK(alive_jobs() == 1);
+  for (int i = 0; i < 200; ++i) CHECK(fs[static_cast<std::size_t>(i)].result() == i + 1);
+  CHECK(slurm.calls("sbatch") == submitted);  // nothing was lost, so nothing ran again
+  fs.clear();  // released: now the last job may go too
+  bool shrunk = false;
+  for (int i = 0; i < 600 && !shrunk; ++i) {
+    shrunk = alive_jobs() == 0;
+    if (!shrunk) std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE_MESSAGE(shrunk, slurm.describe());
+  for (const auto& j : cluster.jobs()) CHECK(j.retired);
+  CHECK(cluster.failures().empty());
+  CHECK(slurm.calls("sbatch") == submitted);  // idle: nothing resubmitted
+  CHECK(slurm.calls("scancel") <= submitted);
+  CHECK(slurm.live_jobs() == 0);
+  // The load comes back: so do the jobs.
+  CHECK(client.submit(slow_inc, 1, 10).result() == 2);
+  CHECK(slurm.calls("sbatch") > submitted);
+  client.close();
+  cluster.close();
+  CHECK_MESSAGE(slurm.live_jobs() == 0, slurm.describe());
+}
+
+// adapt(1, 2): the minimum is held at once, and a job that ends (walltime) is replaced.
+TEST_CASE("slurm_cluster.adapt_holds_the_minimum_and_replaces_an_ended_job") {
+  FakeSlurm slurm;
+  dtask::slurm::Cluster cluster(slurm.options());
+  cluster.adapt(1, 2);
+  CHECK(slurm.calls("sbatch") == 1);
+  REQUIRE(cluster.wait_for_workers(2, 60s));
+  std::string first = cluster.jobs().at(0).id;
+  slurm.time_out(first);
+  bool replaced = false;
+  for (int i = 0; i < 600 && !replaced; ++i) {
+    auto jobs = cluster.jobs();
+    replaced = jobs.size() == 2 && jobs[0].ended && !jobs[1].ended;
+    if (!replaced) std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE_MESSAGE(replaced, slurm.describe());
+  CHECK(cluster.failures().empty());
+  REQUIRE(cluster.wait_for_workers(2, 60s));
+  dtask::Client client(cluster);
+  CHECK(client.submit(inc, 1).result() == 2);
+  client.close();
+  cluster.close();
+  CHECK_MESSAGE(slurm.live_jobs() == 0, slurm.describe());
 }
 
 TEST_CASE("slurm_cluster.job_failing_before_join_names_job_and_log") {

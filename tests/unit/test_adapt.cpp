@@ -40,6 +40,7 @@ struct Sim {
   std::uint64_t tick_ms = 1000;
   std::uint64_t start_delay_ms = 3000;
   std::uint64_t walltime_ms = 0;  // 0: none
+  std::uint64_t nbytes_per_worker = 0;  // results each worker holds (the client released them: 0)
   struct Job {
     std::string id;
     std::uint64_t submitted = 0;
@@ -105,7 +106,7 @@ struct Sim {
         free -= take;
         if (take > 0) idle_since.erase(w);
         else if (!idle_since.count(w)) idle_since[w] = now;
-        s.workers.push_back({w, j.id, take, 8, take > 0 ? 0 : now - idle_since[w], retiring[w]});
+        s.workers.push_back({w, j.id, take, nbytes_per_worker, take > 0 ? 0 : now - idle_since[w], retiring[w]});
         s.tasks_processing += take;
       }
     }
@@ -257,6 +258,25 @@ TEST_CASE("Adapt.NeverBelowTheMinimum") {
   CHECK(d.retire_workers == std::vector<std::string>{"b-0", "c-0"});
 }
 
+TEST_CASE("Adapt.TheLastWorkersHoldingResultsAreNotAllRetired") {
+  AdaptPolicy p(options(0, 10));
+  AdaptSnapshot s;
+  s.jobs = {running("a"), running("b"), running("c")};
+  s.workers = {idle("a", 0, 100), idle("b", 0, 700), idle("c", 0, 300)};
+  s.now_ms = 100'000;
+  p.step(s);
+  s.now_ms += 60'000;
+  for (auto& w : s.workers) w.idle_ms = 60'000;
+  auto d = p.step(s);
+  // Minimum 0, nothing to do: all could go, but their results need a worker that stays.
+  CHECK(d.retire_workers == std::vector<std::string>{"a-0", "c-0"});
+  // Once the client released its results, the last one goes too.
+  s.jobs = {running("b")};
+  s.workers = {idle("b", 120'000, 0)};
+  s.now_ms += 60'000;
+  CHECK(p.step(s).retire_workers == std::vector<std::string>{"b-0"});
+}
+
 TEST_CASE("Adapt.MinimumIsSubmittedAtOnce") {
   AdaptPolicy p(options(3, 10));
   AdaptSnapshot s;
@@ -354,6 +374,16 @@ TEST_CASE("Adapt.AStepOfLoadGrowsOnceAndShrinksOnceWithoutOscillating") {
   CHECK(sim.cancelled == 0);
   CHECK(sim.retired == 8);
   CHECK(sim.jobs.empty());  // back to the minimum once idle
+}
+
+TEST_CASE("Adapt.ResultsStillHeldKeepOneJobAfterTheLoad") {
+  auto o = options(0, 8);
+  Sim sim(o);
+  sim.nbytes_per_worker = 8;  // the client still holds its results
+  for (int t = 0; t < 100; ++t) sim.tick(t < 40 ? 50 : 0);
+  CHECK(sim.direction_changes == 1);
+  CHECK(sim.retired == 7);
+  CHECK(sim.jobs.size() == 1);  // it takes the others' results and stays
 }
 
 TEST_CASE("Adapt.AShortDipInTheLoadNeitherShrinksNorRegrows") {

@@ -220,6 +220,21 @@ TEST_CASE("WorkerRetire.AskedBeforeTheWelcomeItRetiresWhenWelcomed") {
   CHECK(s.stop()->code == 0);
 }
 
+TEST_CASE("WorkerRetire.AskedBeforeAWelcomeThatNeverComesItLeavesAfterTheGrace") {
+  FakeExecutor exec;
+  auto config = WorkerHarness::config();
+  config.reconnect_grace_ms = 1000;
+  worker::WorkerState s(config, exec);
+  worker::WorkerOutbox out;
+  s.started(1000);
+  s.retire(1000, out);
+  s.tick(2000, out);
+  CHECK_FALSE(s.stop().has_value());  // the welcome may still come
+  s.tick(2001, out);
+  REQUIRE(s.stop().has_value());  // not the connect timeout's error, and not after 30 s
+  CHECK(s.stop()->code == 0);
+}
+
 TEST_CASE("WorkerLink.AClosedConnectionNotMadeAgainMeansTheSchedulerIsGone") {
   WorkerHarness h;
   h.s.scheduler_link(false, h.now);
