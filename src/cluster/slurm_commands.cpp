@@ -204,7 +204,9 @@ std::vector<std::string> sbatch_argv(const std::string& sbatch, bool test_only) 
   return {sbatch, "--parsable"};
 }
 std::vector<std::string> squeue_argv(const std::string& squeue, const std::vector<std::string>& ids) {
-  return {squeue, "--jobs=" + join(ids, ','), "-h", "-o", "%i %T %r"};
+  // -t all: a job that just ended is listed with its final state (for MinJobAge, 300 s by
+  // default), so FAILED is known even where accounting (sacct) is off.
+  return {squeue, "--jobs=" + join(ids, ','), "-t", "all", "-h", "-o", "%i %T %r"};
 }
 std::vector<std::string> sacct_argv(const std::string& sacct, const std::vector<std::string>& ids) {
   return {sacct, "-j", join(ids, ','), "-n", "-P", "-X", "-o", "JobID,State"};

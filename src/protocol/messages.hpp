@@ -41,7 +41,7 @@ namespace dtask::protocol {
 
 // Bump on any change to a message below. Peers with another version are refused with a message
 // that says which versions met (see wire.hpp: the envelope carries the version).
-inline constexpr std::uint32_t kProtocolVersion = 7;
+inline constexpr std::uint32_t kProtocolVersion = 8;
 // How long a worker may hold back the TaskDone of a result it pushed (see ComputeTask::push_to).
 inline constexpr std::uint64_t kPushedDoneDelayMs = 2;
 // How long a client may hold back the SubmitTasks of a task it started early (see StartTask),
@@ -289,7 +289,10 @@ struct WorkerGoodbye {
 // more returned tasks, for ComputeTasks that reach it after it began retiring.
 struct RetireWorker {
   std::vector<TaskId> returned;
-  DTASK_FIELDS(returned)
+  // --lifetime: its replacement is on the way, so results no other worker can take now wait for
+  // one (up to the worker's drain timeout) instead of leaving with it (dask-jobqueue#691).
+  bool wait_for_taker = false;
+  DTASK_FIELDS(returned, wait_for_taker)
   bool operator==(const RetireWorker&) const = default;
 };
 using WorkerToScheduler = std::variant<RegisterWorker, TaskDone, TaskFailed, ReplicasAdded, StealReply,

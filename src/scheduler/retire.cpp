@@ -9,6 +9,8 @@
 //    and answers ReplicasAdded, which makes it a holder (on_replicas_added);
 //  - once nothing runs there and nothing is held only there, or no other worker could take it,
 //    it hears WorkerMayLeave; its goodbye is then an ordinary clean leave that loses nothing.
+//    A worker leaving at its --lifetime (RetireWorker::wait_for_taker) instead waits for a new
+//    worker to take what nobody else can: a batch cluster's replacement is on its way.
 // The worker bounds the wait (WorkerOptions::drain_timeout_ms): if it leaves before the copies
 // are made, the results it took along are recomputed by the usual worker-loss path.
 #include "scheduler/scheduler_state.hpp"
@@ -35,6 +37,7 @@ constexpr std::uint64_t kHandoverRetryMs = 15000;
 //   they are. During a cluster shutdown this changes nothing that matters: WorkerShutdown wins.
 void SchedulerState::on_retire_worker(WorkerId w, const RetireWorker& m, Outbox& out) {
   auto& rec = workers_[w.value];
+  rec.wait_for_taker = rec.wait_for_taker || m.wait_for_taker;
   if (!rec.retiring) {
     rec.retiring = true;
     retiring_.push_back(w);
@@ -116,6 +119,16 @@ void SchedulerState::advance_retirements(Outbox& out) {
     for (auto slot : rec.has_what) {
       const Task& t = tasks_[slot];
       if (t.state == TaskState::memory && t.who_has.size() == 1) unique.push_back(slot);
+    }
+    if (takers.empty() && !unique.empty() && rec.wait_for_taker) {
+      // Its lifetime ran out before a replacement joined: the results wait for one (the worker
+      // bounds the wait with its drain timeout, then they go the worker-loss way).
+      if (!rec.told_no_taker) {
+        log_->info("worker '{}' retires holding {} results no other worker can take yet: waiting for a new worker",
+                   rec.info.name, unique.size());
+        workers_[wid.value].told_no_taker = true;
+      }
+      continue;
     }
     if (takers.empty() || (unique.empty() && rec.processing.empty())) {
       if (!rec.processing.empty()) continue;  // it finishes what runs there first

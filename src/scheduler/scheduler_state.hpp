@@ -81,6 +81,8 @@ struct WorkerRecord {
   std::uint64_t result_bytes_avg = 0;  // moving average of its results' sizes (decides the extra)
   bool in_room = false;           // listed in SchedulerState::room_
   bool retiring = false;          // leaving on its own (retire.cpp): no new work, results handed over
+  bool wait_for_taker = false;    // --lifetime: results nobody can take yet wait for a new worker
+  bool told_no_taker = false;     // its "waits for a worker" line was logged
   std::uint64_t link_closed_ms = 0;  // when its connection was seen to close (0: not); see connection_closed
   std::uint64_t last_busy_ms = 0;    // last tick (or registration) it had a task processing: idle since then
   bool retire_asked = false;         // PleaseRetire sent for a client's RetireWorkers (retire.cpp)

@@ -22,6 +22,7 @@ void WorkerState::retire(std::uint64_t now, WorkerOutbox& out) {
   // What has not started goes back: jobs still queued at the executor (withdrawn), tasks waiting
   // for inputs, jobs made ready in this pass. What runs finishes here.
   RetireWorker msg;
+  msg.wait_for_taker = retire_for_lifetime_;
   for (auto it = pending_.begin(); it != pending_.end();) {
     const TaskId id = it->second.msg.task;
     if (!it->second.submitted || exec_.withdraw(id)) {
@@ -55,7 +56,7 @@ void WorkerState::give_back(TaskId task, WorkerOutbox& out) {
       return;
     }
   }
-  out.to_scheduler.push_back(RetireWorker{{task}});
+  out.to_scheduler.push_back(RetireWorker{{task}, retire_for_lifetime_});
 }
 
 void WorkerState::on(FetchReplicas& m, WorkerOutbox&) {

@@ -56,7 +56,7 @@ void WorkerState::on(WorkerWelcome& m, WorkerOutbox& out) {
   me_ = m.worker;
   heartbeat_ms_ = m.heartbeat_ms;
   for (auto& p : m.peers) peers_[p.id.value] = p.address;
-  if (retiring_) out.to_scheduler.push_back(RetireWorker{});  // asked to retire before it got here
+  if (retiring_) out.to_scheduler.push_back(RetireWorker{{}, retire_for_lifetime_});  // asked before it got here
 }
 
 void WorkerState::on(Rejected& m, WorkerOutbox&) {
@@ -326,6 +326,7 @@ void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
   // before the batch system's walltime kills it with them (Dask's --lifetime).
   if (config_.lifetime_ms != 0 && !retiring_ && now >= started_ms_ + config_.lifetime_ms) {
     if (config_.log) config_.log->info("lifetime of {} ms reached: retiring", config_.lifetime_ms);
+    retire_for_lifetime_ = true;
     retire(now, out);
   }
   if (!welcomed_ && retiring_ && now > retire_deadline_) {

@@ -208,6 +208,7 @@ class WorkerState {
   std::uint64_t freed_since_trim_ = 0;
   std::uint64_t started_ms_ = 0, last_heard_ = 0, last_beat_ = 0;
   bool retiring_ = false;
+  bool retire_for_lifetime_ = false;  // its own --lifetime, not a signal or a request: wait for a taker
   std::uint64_t retire_deadline_ = 0;
   std::uint64_t link_down_since_ = 0;  // 0: the connection to the scheduler is up
 };

@@ -20,12 +20,14 @@
 # (logs are kept in $DTASK_SLURM_DIR/log for post-mortem; 'up' wipes them).
 #
 # Environment knobs: DTASK_SLURM_DIR, DTASK_SLURM_CPUS (CPUs declared per node, default 4),
-# DTASK_SLURM_UP_TIMEOUT (seconds to wait for idle nodes, default 90),
+# DTASK_SLURM_MEM_MB (memory declared per node, default 4096), DTASK_SLURM_UP_TIMEOUT (seconds to wait for idle nodes, default 90),
 # DTASK_SLURM_KEEP_ON_FAIL=1 (a failed 'up' prints diagnostics and normally tears down; keep it).
 set -euo pipefail
 
 S=${DTASK_SLURM_DIR:-/var/tmp/dtask-slurm}
 CPUS=${DTASK_SLURM_CPUS:-4}
+# Memory declared per node (MB): jobs that ask for --mem (slurm::Cluster's `memory`) must fit.
+MEM_MB=${DTASK_SLURM_MEM_MB:-4096}
 UP_TIMEOUT=${DTASK_SLURM_UP_TIMEOUT:-90}
 NS=dtask-node2
 IF=hsn0
@@ -209,8 +211,8 @@ KillWait=5
 SlurmctldTimeout=30
 SlurmdTimeout=30
 Waittime=0
-NodeName=node1 NodeAddr=$NET.1 NodeHostname=node1 CPUs=$CPUS State=UNKNOWN
-NodeName=node2 NodeAddr=$NET.2 NodeHostname=node2 CPUs=$CPUS State=UNKNOWN
+NodeName=node1 NodeAddr=$NET.1 NodeHostname=node1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+NodeName=node2 NodeAddr=$NET.2 NodeHostname=node2 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=node1,node2 Default=YES MaxTime=INFINITE State=UP
 EOF
   # Nodes declare more CPUs than the machine has: tell Open MPI to yield when idle,

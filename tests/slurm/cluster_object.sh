@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of dtask::slurm::Cluster (jobs/slurm_cluster) on the two-node Slurm test cluster
 # (tests/slurm/cluster.sh): the seed's example, close() leaving no job, Slurm's message for a bad
-# partition, a job whose workers cannot start, SIGTERM to the program, kill -9 + dtask-cluster cancel.
+# partition, a job whose workers cannot start, scale-down keeping results, adapt, --lifetime
+# replacement, a program that throws, SIGTERM to the program, kill -9 + dtask-cluster cancel.
 # Usage: tests/slurm/cluster_object.sh [BUILD_DIR]   (root; brings the cluster up, always tears it down).
 # Prints "ok   ..." / "FAIL ..." per case and "N passed, N failed"; exits 0 only if every case passed.
 # DTASK_E2E_KEEP=1 keeps the cluster up and the work dir afterwards.
@@ -10,7 +11,8 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 build="$(cd "${1:-$root/build}" && pwd)" || { echo "no build dir ${1:-$root/build}" >&2; exit 2; }
 cluster="$root/tests/slurm/cluster.sh"
 IF=hsn0
-staged=(src/cli/dtask-worker src/cli/dtask-cluster jobs/slurm_cluster jobs/libhostname_tasks.so)
+staged=(src/cli/dtask-worker src/cli/dtask-cluster jobs/slurm_cluster jobs/libhostname_tasks.so
+  tests/cluster_scenarios tests/libtest_tasks.so)
 for f in "${staged[@]}"; do
   [ -e "$build/$f" ] || { echo "missing $build/$f: build first (ninja -C $build)" >&2; exit 2; }
 done
@@ -100,7 +102,28 @@ if [ $rc -ne 0 ] && [ $((SECONDS - t0)) -le 120 ] && grep -qE 'slurm job [0-9]+ 
   bad "$name (rc=$rc, $((SECONDS - t0)) s)" "$work/plug.err"
 fi
 
-# ------------------------------------------------------------------ 4. SIGTERM to the program
+# ------------------------------------------------------------------ 4. scale-down, adapt, lifetime, throw
+scenario_args=(--plugin "$stage/tests/libtest_tasks.so" "${common[@]:2}")  # common starts with --plugin P
+scenario() {  # scenario MODE NAME: runs tests/slurm/cluster_scenarios.cpp's MODE
+  local mode=$1 name=$2 rc
+  timeout 600 "$stage/tests/cluster_scenarios" "$mode" "${scenario_args[@]}" >"$work/$mode.out" 2>"$work/$mode.err"
+  rc=$?
+  if [ $rc -eq 0 ] && [ "$(our_jobs)" -eq 0 ] && no_files; then ok "$name ($(head -1 "$work/$mode.out"))"; else
+    bad "$name (rc=$rc, jobs left $(our_jobs))" "$work/$mode.out" "$work/$mode.err"
+  fi
+}
+scenario scale-down "scale 2 -> 1 job with 200 results held: one job retired, every result unchanged"
+scenario adapt "adapt(0, 4) with 200 tasks of 50 ms: at most 4 jobs, results right, back to 0 jobs when idle"
+scenario lifetime "--lifetime 10s workers under a 35 s run: jobs replaced, held results unchanged"
+name="a program that throws: the destructor cancels its jobs, no job and no file left"
+timeout 600 "$stage/tests/cluster_scenarios" throw "${scenario_args[@]}" >"$work/throw.out" 2>"$work/throw.err"
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'throwing' "$work/throw.out" && grep -q "the user's code threw" "$work/throw.err" &&
+  [ "$(our_jobs)" -eq 0 ] && no_files; then ok "$name"; else
+  bad "$name (rc=$rc, jobs left $(our_jobs))" "$work/throw.out" "$work/throw.err"
+fi
+
+# ------------------------------------------------------------------ 5. SIGTERM to the program
 name="SIGTERM to the program: its jobs are cancelled and gone, files removed"
 "$prog" "${common[@]}" --jobs 2 --submits 100000000 >"$work/term.out" 2>"$work/term.err" &
 pid=$!
@@ -113,7 +136,7 @@ if [ $rc -ne 0 ] && [ "$(our_jobs)" -eq 0 ] && no_files; then ok "$name"; else
   bad "$name (rc=$rc, jobs left $(our_jobs))" "$work/term.err"
 fi
 
-# ------------------------------------------------------------------ 5. kill -9, then dtask-cluster cancel
+# ------------------------------------------------------------------ 6. kill -9, then dtask-cluster cancel
 name="kill -9 of the program: dtask-cluster list shows it, cancel --all removes its jobs and files"
 "$prog" "${common[@]}" --jobs 2 --submits 100000000 >"$work/k9.out" 2>"$work/k9.err" &
 pid=$!

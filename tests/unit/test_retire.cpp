@@ -394,6 +394,25 @@ TEST_CASE("SchedulerRetire.WithNoOtherWorkerItMayLeaveAtOnce") {
   CHECK(sent<WorkerMayLeave>(h).size() == 1);
 }
 
+TEST_CASE("SchedulerRetire.AtItsLifetimeItWaitsForANewWorkerToTakeItsResults") {
+  Harness h;
+  auto a = h.worker("a");
+  h.submit(Harness::roots("r", 2, "inc"));
+  for (auto& [w, c] : h.computes()) h.done(w, c);
+  h.out = {};
+  h.s.handle(a, RetireWorker{{}, true}, h.now, h.out);
+  CHECK(sent<WorkerMayLeave>(h).empty());  // its replacement is on the way
+  h.s.tick(h.now + 1000, h.out);
+  CHECK(sent<WorkerMayLeave>(h).empty());
+  auto b = h.worker("b");  // the replacement joins
+  h.out = {};
+  h.s.tick(h.now + 2000, h.out);
+  auto asks = sent<FetchReplicas>(h);
+  REQUIRE(asks.size() == 1);
+  CHECK(asks[0].first == b);
+  CHECK(asks[0].second.tasks.size() == 2);
+}
+
 TEST_CASE("SchedulerRetire.WithNoOtherWorkerItStillFinishesWhatRunsFirst") {
   Harness h;
   auto a = h.worker("a");

@@ -79,7 +79,7 @@ TEST_CASE("slurm_commands.command_lines") {
   CHECK(sbatch_argv("/usr/bin/sbatch", false) == V{"/usr/bin/sbatch", "--parsable"});
   CHECK(sbatch_argv("sbatch", true) == V{"sbatch", "--test-only"});
   // One batched squeue per poll, whatever the number of jobs (slurmctld rate-limits RPCs).
-  CHECK(squeue_argv("squeue", {"1", "2", "3"}) == V{"squeue", "--jobs=1,2,3", "-h", "-o", "%i %T %r"});
+  CHECK(squeue_argv("squeue", {"1", "2", "3"}) == V{"squeue", "--jobs=1,2,3", "-t", "all", "-h", "-o", "%i %T %r"});
   CHECK(sacct_argv("sacct", {"4", "5"}) == V{"sacct", "-j", "4,5", "-n", "-P", "-X", "-o", "JobID,State"});
   CHECK(scancel_argv("scancel", {"7", "8"}) == V{"scancel", "7", "8"});
 }
