@@ -44,6 +44,11 @@ step "LocalCluster integration" meson test -C build --print-errorlogs --suite in
 step "install to a prefix + user programs with pkg-config" bash tests/install/check_out_of_tree.sh "$root/build"
 if [ -x tests/mpi/run.sh ]; then step "mpirun integration" bash tests/mpi/run.sh "$root/build"; fi
 if [ -x tests/slurm/e2e.sh ]; then step "Slurm two-node end to end" bash tests/slurm/e2e.sh "$root/build"; fi
+# slurm::Cluster (dask-jobqueue's SLURMCluster) on the same two-node cluster: scale, adapt,
+# --lifetime, close on throw/SIGTERM, kill -9 + dtask-cluster cancel.
+if [ -x tests/slurm/cluster_object.sh ]; then
+  step "Slurm cluster object" bash tests/slurm/cluster_object.sh "$root/build"
+fi
 # The decoders under libFuzzer (clang, ASan+UBSan, its own build-fuzz/): the seed corpus replayed,
 # then 60 s of fuzzing per target (about 3 min in all on 2 cores).
 step "fuzzing: corpus replay + 60 s per target" bash tests/fuzz/run.sh --seconds 60
