@@ -5,12 +5,17 @@
 // 0600, temp + rename: common/scheduler_file.cpp) at the card path; every other rank polls for
 // that file, bounded by --wait-timeout, and hands it to its role process. There is no "all
 // ranks ok" vote: a rank that cannot take part ends the job itself instead:
-//   - rank 0 leaves a short-lived notice (<card>.failed, its reason) so the others stop waiting;
+//   - rank 0 (no scheduler) leaves an end notice (<card>.ended: code 1 and its reason);
 //   - any other rank connects with the card and asks the scheduler to shut the job down (1).
 // The exit code needs no exchange: the client's code travels in the scheduler's shutdown
 // (ShutdownCluster -> WorkerShutdown), and every role process ends with it; this task exits
 // with its role process's code. A dead scheduler or client ends the job through the heartbeat
-// rules, as under MPI. Threads: one (this process only forks, polls files and waits).
+// rules, as under MPI. Only a task that never reached the scheduler cannot learn the code that
+// way: a job that ends non-zero leaves the end notice for kLinger (then removes it), so a task
+// still waiting for the card, or whose role process is still connecting when the card goes
+// (watch_child), leaves with the job's code. A job that ends 0 does not wait: every task took
+// part (the client waits for all workers unless --wait-for-workers says fewer).
+// Threads: one (this process only forks, polls files and waits).
 #include "bootstrap/slurm_bootstrap.hpp"
 
 #include <signal.h>
@@ -26,7 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
+#include <optional>
 #include <thread>
 
 #include <dtask/client.hpp>
@@ -72,30 +77,51 @@ bool exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-std::string failed_path(const std::string& card) { return card + ".failed"; }
+// How long task 0 keeps the end notice: the others look at least once a second.
+constexpr auto kLinger = std::chrono::seconds(5);
 
-// Rank 0 could not start its scheduler: tell the waiting ranks why (same 0600 + rename as the card).
-void write_failure_notice(const std::string& card, const std::string& why) {
-  const std::string path = failed_path(card), tmp = path + ".tmp." + std::to_string(::getpid());
+std::string ended_path(const std::string& card) { return card + ".ended"; }
+
+// The job is over with `code` (and, if it never started, why): the same 0600 + rename as the card.
+void write_end_notice(const std::string& card, int code, const std::string& why) {
+  const std::string path = ended_path(card), tmp = path + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream f(tmp, std::ios::trunc);
     if (!f) return;
     ::chmod(tmp.c_str(), 0600);
-    f << why << "\n";
+    f << code << "\n" << why << "\n";
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
 }
 
-std::string read_failure_notice(const std::string& card) {
-  std::ifstream f(failed_path(card));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  return s;
+struct EndNotice {
+  bool found = false;
+  int code = 1;
+  std::string why;  // empty: the job ran and ended with `code`
+};
+EndNotice read_end_notice(const std::string& card) {
+  EndNotice n;
+  std::ifstream f(ended_path(card));
+  if (!f) return n;
+  std::string line;
+  if (!std::getline(f, line)) return n;
+  const int code = parse_count(line.c_str());
+  n.found = true;
+  n.code = code > 0 && code < 256 ? code : 1;
+  std::getline(f, n.why);
+  return n;
 }
 
-enum class Wait { card, failed, timed_out, signalled };
+// Task 0 keeps the notice for the others, then leaves nothing behind; a signal (scancel) cuts it short.
+void linger_then_remove(const std::string& card) {
+  const auto until = std::chrono::steady_clock::now() + kLinger;
+  while (std::chrono::steady_clock::now() < until && g_signal.load() == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ::unlink(ended_path(card).c_str());
+}
+
+enum class Wait { card, ended, timed_out, signalled };
 
 // Polls for the card (or rank 0's failure notice) with a growing interval, at most 1 s apart:
 // a few hundred stat calls per rank on the shared filesystem over a two-minute wait.
@@ -105,10 +131,50 @@ Wait wait_for_card(const std::string& card, std::chrono::seconds bound) {
   while (true) {
     if (g_signal.load() != 0) return Wait::signalled;
     if (exists(card)) return Wait::card;
-    if (exists(failed_path(card))) return Wait::failed;
+    if (exists(ended_path(card))) return Wait::ended;
     if (std::chrono::steady_clock::now() >= deadline) return Wait::timed_out;
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+// Waits for the role process of a task other than 0 and returns its code. The card also says
+// the job is alive: the scheduler removes it when it ends, after telling every peer it knew. A
+// role process still running a grace later never reached the scheduler (a worker that missed
+// --wait-for-workers, a client still connecting when a failed rank ended the job): it is stopped,
+// as the MPI runner stops its stragglers, and this task exits with the code of task 0's end
+// notice, 1 without one.
+int watch_child(pid_t child, const std::string& card, std::chrono::milliseconds grace) {
+  using clock = std::chrono::steady_clock;
+  auto next_look = clock::now() + std::chrono::seconds(1);
+  std::optional<clock::time_point> gone_at;
+  bool termed = false, killed = false;
+  while (true) {
+    int status = 0;
+    pid_t r = ::waitpid(child, &status, WNOHANG);
+    if (r == child) {
+      if (gone_at && termed) return read_end_notice(card).code;
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return 1;
+    }
+    if (r < 0 && errno != EINTR) return 1;
+    const auto now = clock::now();
+    if (!gone_at && now >= next_look) {
+      next_look = now + std::chrono::seconds(1);
+      struct stat st {};
+      // Only "no such file" counts: a shared filesystem's passing hiccup (ESTALE, EIO) does not.
+      if (::stat(card.c_str(), &st) != 0 && errno == ENOENT) gone_at = now;
+    }
+    if (gone_at && !termed && now - *gone_at > grace) {
+      ::kill(child, SIGTERM);
+      termed = true;
+    }
+    if (gone_at && termed && !killed && now - *gone_at > grace + std::chrono::seconds(5)) {
+      ::kill(child, SIGKILL);
+      killed = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
 
@@ -130,6 +196,7 @@ void end_job(const SchedulerFile& card, int rank, const mpi::RunOptions& options
   try {
     ConnectOptions co = card.connect;
     co.name = "rank" + std::to_string(rank) + "-failed-to-start";
+    co.connect_timeout = options.heartbeat_timeout * 2;  // a scheduler already gone is not waited for long
     co.scheduler_timeout = options.heartbeat_timeout * 2;
     co.fast_paths = options.fast_paths;
     Client c(co);
@@ -217,7 +284,7 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
     // A card left by a killed run of the same job step would mislead the others: gone before
     // they look (they start polling at once, but cannot have read a card of this run yet).
     ::unlink(card.c_str());
-    ::unlink(failed_path(card).c_str());
+    ::unlink(ended_path(card).c_str());
     // A --shared-directory that does not exist yet is made (private: the card holds the keys).
     if (!options.shared_directory.empty() && ::mkdir(options.shared_directory.c_str(), 0700) != 0 && errno != EEXIST) {
       std::fprintf(stderr, "dtask: cannot create --shared-directory %s: %s\n", options.shared_directory.c_str(),
@@ -262,11 +329,6 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
     wait_child(child);
     g_child = 0;
   };
-  auto finish_child = [&] {
-    int code = wait_child(child);
-    g_child = 0;
-    return code;
-  };
 
   StartInfo si{rank, size};
   write_all(to_child[1], &si, sizeof si);
@@ -280,30 +342,42 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
   if (rank == 0) {
     if (!report.ok) {
       std::fprintf(stderr, "dtask: task 0 (the scheduler) on %s: %s\n", host.c_str(), report.message);
-      write_failure_notice(card, std::string("task 0 (the scheduler) on ") + host + ": " + report.message);
+      write_end_notice(card, 1, std::string("task 0 (the scheduler) on ") + host + ": " + report.message);
       stop_child();
-      // Long enough for the others' polls (at most 1 s apart) to see it; then nothing is left.
-      for (int i = 0; i < 50 && g_signal.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      ::unlink(failed_path(card).c_str());
+      linger_then_remove(card);
       return 1;
     }
     GoInfo go{};
     go.go = 1;
     go.card = report.card;
     write_all(to_child[1], &go, sizeof go);
-    int code = finish_child();
+    int code = wait_child(child);
+    g_child = 0;
+    if (code != 0) write_end_notice(card, code, "");
     ::unlink(card.c_str());  // the scheduler removes it; not if it was killed
+    if (code != 0) linger_then_remove(card);
     return code;
   }
 
+  // This task's own reason to fail comes first, whatever the others did meanwhile.
+  if (!report.ok) std::fprintf(stderr, "dtask: task %d on %s: %s\n", rank, host.c_str(), report.message);
   switch (wait_for_card(card, options.wait_timeout)) {
     case Wait::card:
       break;
-    case Wait::failed:
+    case Wait::ended: {
       // Task 0 printed its reason; one line here says why this task stops too.
-      std::fprintf(stderr, "dtask: task %d on %s stops: %s\n", rank, host.c_str(), read_failure_notice(card).c_str());
+      EndNotice n = read_end_notice(card);
+      if (!report.ok) {
+        // said above
+      } else if (!n.why.empty()) {
+        std::fprintf(stderr, "dtask: task %d on %s stops: %s\n", rank, host.c_str(), n.why.c_str());
+      } else {
+        std::fprintf(stderr, "dtask: task %d on %s: the job ended (code %d) before this task found it\n", rank,
+                     host.c_str(), n.code);
+      }
       stop_child();
-      return 1;
+      return n.code;
+    }
     case Wait::timed_out:
       std::fprintf(stderr,
                    "dtask: task %d on %s: no business card at %s after %lld s: task 0 (the scheduler) did not start, "
@@ -323,7 +397,6 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
     return 1;
   }
   if (!report.ok) {
-    std::fprintf(stderr, "dtask: task %d on %s: %s\n", rank, host.c_str(), report.message);
     stop_child();
     end_job(sf, rank, options);
     return 1;
@@ -332,7 +405,9 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
   go.go = 1;
   go.card = card_from(sf);
   write_all(to_child[1], &go, sizeof go);
-  return finish_child();
+  int code = watch_child(child, card, options.heartbeat_timeout);
+  g_child = 0;
+  return code;
 }
 
 }  // namespace dtask::bootstrap
