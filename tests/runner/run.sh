@@ -74,14 +74,12 @@ no_card() { ! ls "$work"/dtask-run-"$jobid".* >/dev/null 2>&1; }
 # wait_for TEXT FILE: until FILE says TEXT (30 s at most)
 wait_for() { local i; for i in $(seq 300); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-# ---- results, with the default fast paths and with none
-for fp in default none; do
-  if [ $fp = none ]; then export DTASK_FAST_PATHS=none; fi
-  start 4 "0 1 2 3" "$job" chains
+# ---- results, with the caller's fast paths (tests/run.sh runs this file with and without) and with none
+for fp in "${DTASK_FAST_PATHS:-default}" none; do
+  start 4 "0 1 2 3" --fast-paths "${fp/default/}" "$job" chains
   finish
-  name="4 tasks (DTASK_FAST_PATHS=$fp): 256 chains correct on 2 workers, every task exits 0, nothing on stderr, card removed"
+  name="4 tasks (fast paths: $fp): 256 chains correct on 2 workers, every task exits 0, nothing on stderr, card removed"
   if all_are 0 && grep -q "chains ok on 2 workers" "$work/out.1" && quiet && no_card; then ok "$name (${secs}s)"; else bad "$name"; fi
-  unset DTASK_FAST_PATHS
 done
 
 start 6 "0 1 2 3 4 5" "$job" hostnames 100
@@ -172,6 +170,11 @@ SLURM_PROCID=0 SLURM_NTASKS=4 "$run" --bootstrap pmix "$job" chains >"$work/out.
 rcs=($?)
 name="--bootstrap pmix: exit 2, names mpi and slurm"
 if all_are 2 && grep -q "unknown --bootstrap 'pmix' (mpi or slurm)" "$work/err.0"; then ok "$name"; else bad "$name"; fi
+
+SLURM_PROCID=0 SLURM_NTASKS=4 "$run" --shared-directory "$work" "$job" chains >"$work/out.0" 2>"$work/err.0"
+rcs=($?)
+name="--shared-directory without --bootstrap slurm: exit 2, says what it is for"
+if all_are 2 && grep -q "shared-directory is for --bootstrap slurm" "$work/err.0"; then ok "$name"; else bad "$name"; fi
 
 start 2 "0 1" "$job" chains
 finish

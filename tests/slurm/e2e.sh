@@ -339,6 +339,36 @@ if [ -z "$jid" ]; then bad "$name (sbatch refused)" "$work/nompi_sbatch.sbatch";
   fi
 fi
 
+# scancel while the client sleeps: the card (0600) is in the submit dir while it runs, gone after
+timeout -k 5 60 srun --job-name=e2e-nompi_term "${nompi[@]}" -N2 -n4 --ntasks-per-node=2 "$run" --bootstrap slurm \
+  --interface "$IF" "$job" sleep 60 >"$work/nompi_term.out" 2>"$work/nompi_term.err" &
+step=$!
+t0=$(now)
+while ! grep -q sleeping "$work/nompi_term.out" 2>/dev/null && le "$(since "$t0")" 30; do sleep 0.2; done
+cardfile=$(ls "$work"/dtask-run-*.json 2>/dev/null | head -1)
+mode=$(stat -c %a "$cardfile" 2>/dev/null)
+jid=$(timeout 10 squeue -h -n e2e-nompi_term -o %i | head -1)
+[ -n "$jid" ] && timeout 10 scancel "$jid"
+wait $step
+rc=$?
+step=""
+left=1
+t1=$(now)
+while [ "$left" != 0 ] && le "$(since "$t1")" 10; do  # role processes: a few seconds' grace
+  left=0
+  for p in $(pgrep -f dtask-run); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_JOB_ID=$jid" && left=$((left + 1))
+  done
+  [ "$left" != 0 ] && sleep 0.2
+done
+name="--bootstrap slurm, scancel mid-job: card dtask-run-JOB.STEP.json (0600) while running, non-zero, card and processes gone"
+if [ -n "$jid" ] && [[ "$(basename "$cardfile")" =~ ^dtask-run-$jid\.[0-9]+\.json$ ]] && [ "$mode" = 600 ] &&
+  [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$left" = 0 ] && ! ls "$work"/dtask-run-* >/dev/null 2>&1; then
+  ok "$name (rc=$rc)"
+else
+  bad "$name (job $jid, card '$cardfile' mode $mode, rc=$rc, $left processes left)" "$work/nompi_term.out" "$work/nompi_term.err"
+fi
+
 srun_job nompi_bare 30 -N1 -n1 -- --bootstrap slurm "$job" chains
 name="--bootstrap slurm with one task: exit 2, one error asking for -n 3"
 if [ $rc -eq 2 ] && [ "$(grep -c 'needs at least 3 Slurm tasks' "$work/nompi_bare.err")" -eq 1 ]; then ok "$name"; else
