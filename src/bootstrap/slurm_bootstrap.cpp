@@ -192,7 +192,8 @@ BusinessCard card_from(const SchedulerFile& f) {
 
 // A rank that cannot take part (no interface, no plugin) ends the job, as the MPI runner's vote
 // would: every rank then leaves with 1 instead of the client waiting out --wait-timeout.
-void end_job(const SchedulerFile& card, int rank, const mpi::RunOptions& options) {
+void end_job(const std::string& path, const SchedulerFile& card, int rank, const mpi::RunOptions& options) {
+  if (!exists(path)) return;  // another failing task was first: the scheduler is gone already
   try {
     ConnectOptions co = card.connect;
     co.name = "rank" + std::to_string(rank) + "-failed-to-start";
@@ -398,14 +399,16 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
   }
   if (!report.ok) {
     stop_child();
-    end_job(sf, rank, options);
+    end_job(card, sf, rank, options);
     return 1;
   }
   GoInfo go{};
   go.go = 1;
   go.card = card_from(sf);
   write_all(to_child[1], &go, sizeof go);
-  int code = watch_child(child, card, options.heartbeat_timeout);
+  // A role process that did reach the scheduler ends on its own within this: told to stop before the
+  // card went, or, if the scheduler died silently, after its own 2x heartbeat timeout.
+  int code = watch_child(child, card, options.heartbeat_timeout * 2 + std::chrono::seconds(5));
   g_child = 0;
   return code;
 }
