@@ -154,6 +154,9 @@ int watch_child(pid_t child, const std::string& card, std::chrono::milliseconds 
     pid_t r = ::waitpid(child, &status, WNOHANG);
     if (r == child) {
       if (gone_at && termed) return read_end_notice(card).code;
+      // A worker told to stop by this task's own SIGTERM may drain and leave with 0; under
+      // scancel or walltime the job is being stopped, and the task says so like the others.
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && g_signal.load() != 0) return 128 + g_signal.load();
       if (WIFEXITED(status)) return WEXITSTATUS(status);
       if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
       return 1;

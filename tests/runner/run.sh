@@ -34,7 +34,7 @@ bad() {
 }
 
 # start N RANKS ARGS...: task r of N for each r in RANKS (e.g. "0 1 2 3"), in the background;
-# with late=R, task R starts 2 s after the others.
+# with late=R, task R starts only once the others' job has ended (task 0's end notice is there).
 late=""
 start() {
   local n="$1" ranks="$2" r
@@ -50,7 +50,8 @@ start() {
     pids+=($!)
   done
   if [ -n "$late" ]; then
-    sleep 2
+    local i
+    for i in $(seq 300); do [ -e "$work/dtask-run-$jobid.0.json.ended" ] && break; sleep 0.1; done
     env SLURM_PROCID="$late" SLURM_NTASKS="$n" SLURM_JOB_ID="$jobid" SLURM_STEP_ID=0 SLURM_SUBMIT_DIR="$work" \
       timeout -k 5 90 "$run" --bootstrap slurm "$@" >"$work/out.$late" 2>"$work/err.$late" &
     pids+=($!)
@@ -153,7 +154,7 @@ if all_are 1 && [ "$n" -eq 2 ] && no_card && ! grep -q "workers joined within" "
 # The job is over before the client task even looks for the card: it learns the code from task 0's end notice.
 late=1 start 4 "0 1 2 3" --worker-interface nosuch0 --wait-timeout 60 "$job" chains
 finish
-name="the same with the client task 2 s late: it finds the job ended (code 1), every task exits 1, nothing left"
+name="the same with the client task starting after the job ended: it learns code 1, every task exits 1, nothing left"
 if all_are 1 && grep -q "the job ended (code 1) before this task found it" "$work/err.1" && no_card; then
   ok "$name (${secs}s)"
 else bad "$name"; fi
