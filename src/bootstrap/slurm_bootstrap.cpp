@@ -277,7 +277,8 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
   const int needed = options.no_client ? 2 : 3;
   if (size < needed) {
     if (rank == 0) {
-      std::fprintf(stderr, "dtask: needs at least %d Slurm tasks (task 0 scheduler, %s), got %d: run srun with -n %d or more\n",
+      std::fprintf(stderr,
+                   "dtask: needs at least %d Slurm tasks (task 0 scheduler, %s), got %d: run srun with -n %d or more\n",
                    needed, options.no_client ? "the others workers" : "task 1 client, the others workers", size,
                    needed);
     }
