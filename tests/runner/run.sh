@@ -114,6 +114,21 @@ finish
 name="--shared-directory that does not exist: made by task 0, the job runs, nothing left in it"
 if all_are 0 && [ -d "$work/cards" ] && [ -z "$(ls -A "$work/cards")" ]; then ok "$name"; else bad "$name"; fi
 
+# ---- --no-client: the card is the --scheduler-file an outside client joins with, and ends the job with
+if [ -x "$build/tests/external_client" ]; then
+  start 3 "0 1 2" --no-client --scheduler-file "$work/sched.json" "$job"
+  for i in $(seq 100); do [ -s "$work/sched.json" ] && break; sleep 0.1; done
+  "$build/tests/external_client" "$work/sched.json" 0 >"$work/client.out" 2>&1
+  crc=$?
+  finish
+  name="--no-client --scheduler-file: an outside client runs on both workers and ends the job, every task exits 0"
+  if [ $crc -eq 0 ] && grep -q "sum=2450 workers=2" "$work/client.out" && all_are 0 && [ ! -e "$work/sched.json" ]; then
+    ok "$name"
+  else
+    bad "$name (client rc=$crc: $(tail -2 "$work/client.out"))"
+  fi
+fi
+
 # ---- dead or failing ranks
 start 4 "0 1 2 3" --heartbeat-timeout 1 "$job" sleep 60
 wait_for sleeping "$work/out.1"
