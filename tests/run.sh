@@ -43,6 +43,7 @@ step "unit tests" meson test -C build --print-errorlogs --suite unit
 step "LocalCluster integration" meson test -C build --print-errorlogs --suite integration
 step "install to a prefix + user programs with pkg-config" bash tests/install/check_out_of_tree.sh "$root/build"
 if [ -x tests/mpi/run.sh ]; then step "mpirun integration" bash tests/mpi/run.sh "$root/build"; fi
+if [ -x tests/runner/run.sh ]; then step "runner without MPI (--bootstrap slurm, no Slurm)" bash tests/runner/run.sh "$root/build"; fi
 if [ -x tests/slurm/e2e.sh ]; then step "Slurm two-node end to end" bash tests/slurm/e2e.sh "$root/build"; fi
 # slurm::Cluster (dask-jobqueue's SLURMCluster) on the same two-node cluster: scale, adapt,
 # --lifetime, close on throw/SIGTERM, kill -9 + dtask-cluster cancel.
@@ -71,6 +72,7 @@ off=(env DTASK_FAST_PATHS=none)
 step "unit tests, fast paths off" "${off[@]}" meson test -C build --print-errorlogs --suite unit
 step "LocalCluster integration, fast paths off" "${off[@]}" meson test -C build --print-errorlogs --suite integration
 if [ -x tests/mpi/run.sh ]; then step "mpirun integration, fast paths off" "${off[@]}" bash tests/mpi/run.sh "$root/build"; fi
+if [ -x tests/runner/run.sh ]; then step "runner without MPI, fast paths off" "${off[@]}" bash tests/runner/run.sh "$root/build"; fi
 if [ -x tests/chaos/run.sh ]; then step "chaos: 3 runs with a kill -9, fast paths off" "${off[@]}" bash tests/chaos/run.sh chaos "$root/build" --runs 3; fi
 
 if ((failed)); then printf 'failed suite: %s\n' "${failures[@]}"; fi

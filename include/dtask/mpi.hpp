@@ -1,4 +1,4 @@
-// The MPI batch runner: under srun/mpirun rank 0 schedules, rank 1 runs the client, the rest work.
+// The batch runner: under srun/mpirun rank 0 schedules, rank 1 runs the client, the rest work.
 #pragma once
 
 #include <chrono>
@@ -9,6 +9,11 @@
 #include <dtask/client.hpp>
 
 namespace dtask::mpi {
+
+// How the ranks find each other. mpi (the default): MPI_Init, the business card by broadcast.
+// slurm: no MPI at all (for `srun --mpi=none`): rank and size from SLURM_PROCID/SLURM_NTASKS,
+// the card through a 0600 file in a directory every node sees (dask-jobqueue's SLURMRunner).
+enum class Bootstrap { mpi, slurm };
 
 // The same words as `dtask-run --help` (and dask-mpi / dask-jobqueue).
 struct RunOptions {
@@ -30,10 +35,15 @@ struct RunOptions {
   // A task that was running on this many workers that died fails with a KilledWorker error
   // (Dask's allowed-failures; 0: never). docs/architecture.md, "Worker loss".
   std::uint32_t allowed_failures = 3;
+  Bootstrap bootstrap = Bootstrap::mpi;
+  // slurm bootstrap: where the card file goes when scheduler_file is empty (then it is
+  // <dir>/dtask-run-<SLURM_JOB_ID>.<SLURM_STEP_ID>.json); empty: $SLURM_SUBMIT_DIR, else $HOME.
+  std::string shared_directory;
 };
 
 // Runs this rank's role and returns the job's exit code (the client's return value) on every
-// rank. Scheduler and worker ranks return only at shutdown. MPI_Init/MPI_Finalize happen inside.
+// rank. Scheduler and worker ranks return only at shutdown. With Bootstrap::mpi MPI_Init and
+// MPI_Finalize happen inside; with Bootstrap::slurm MPI is never initialised.
 int run(int argc, char** argv, const RunOptions& options, const std::function<int(Client&)>& client_main);
 
 }  // namespace dtask::mpi

@@ -6,9 +6,15 @@
 #SBATCH --output=dtask-runner-%j.out
 # Usage: sbatch jobs/runner/runner_launcher.sh [BUILD_DIR] [INTERFACE]
 # BUILD_DIR must be on a filesystem every node sees (not /tmp).
+# DTASK_BOOTSTRAP=slurm (sbatch --export=ALL,DTASK_BOOTSTRAP=slurm ...): no MPI at all, for sites
+# where srun has no working MPI plugin; the ranks meet through a 0600 file in the submit dir.
 set -euo pipefail
 build="${1:-${DTASK_BUILD:-$PWD/build}}"
 iface="${2:-${DTASK_INTERFACE:-}}"
 args=()
 if [ -n "$iface" ]; then args+=(--interface "$iface"); fi
-srun "$build/src/cli/dtask-run" "${args[@]}" "$build/jobs/librunner_tasks.so"
+if [ "${DTASK_BOOTSTRAP:-mpi}" = slurm ]; then
+  srun --mpi=none "$build/src/cli/dtask-run" --bootstrap slurm "${args[@]}" "$build/jobs/librunner_tasks.so"
+else
+  srun "$build/src/cli/dtask-run" "${args[@]}" "$build/jobs/librunner_tasks.so"
+fi

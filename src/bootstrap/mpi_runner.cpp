@@ -1,4 +1,5 @@
 // The MPI side of a rank (the only file that includes <mpi.h>): bootstrap, supervise, finish.
+// (Bootstrap::slurm goes to slurm_bootstrap.cpp before any MPI call.)
 //
 // Each rank forks its role process before MPI_Init and supervises it. MPI carries only the
 // business card (one Allreduce + one Bcast) and, at the end, the job's exit code. Why a child:
@@ -23,6 +24,7 @@
 
 #include "bootstrap/business_card.hpp"
 #include "bootstrap/roles.hpp"
+#include "bootstrap/slurm_bootstrap.hpp"
 #include "transport/transport.hpp"
 
 namespace dtask::mpi {
@@ -55,6 +57,8 @@ void wait_gently(MPI_Request& req) {
 }  // namespace
 
 int run(int argc, char** argv, const RunOptions& options, const std::function<int(Client&)>& client_main) {
+  // srun without a working MPI plugin: everything below (MPI_Init included) is skipped.
+  if (options.bootstrap == Bootstrap::slurm) return bootstrap::run_slurm(options, client_main);
   int to_child[2], from_child[2];
   if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
     std::perror("dtask: pipe");

@@ -1,4 +1,5 @@
 // `dtask-run [options] plugin.so [job args...]` under srun/mpirun: scheduler, client, workers by rank.
+// (--bootstrap slurm: under `srun --mpi=none`, no MPI at all; src/bootstrap/slurm_bootstrap.cpp.)
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
   CLI::App app{"dtask-run: run a dtask job under srun/mpirun. Rank 0 schedules, rank 1 runs the plugin's\n"
                "DTASK_MAIN client code, every other rank is a worker. All ranks exit with the client's code."};
   dtask::mpi::RunOptions opt;
-  std::string memory_limit = "0", fast_paths;
+  std::string memory_limit = "0", fast_paths, bootstrap = "mpi";
   int wait_timeout = 120;
   double heartbeat_timeout = 5;
   app.add_option("--interface", opt.interface, "network interface for all traffic (e.g. hsn0)");
@@ -58,6 +59,13 @@ int main(int argc, char** argv) {
   app.add_option("--allowed-failures", opt.allowed_failures,
                  "a task that was running on this many workers that died fails (KilledWorker); 0: never")
       ->capture_default_str();
+  app.add_option("--bootstrap", bootstrap,
+                 "how ranks meet: mpi (MPI_Init, the default) or slurm (no MPI: srun --mpi=none; roles from "
+                 "SLURM_PROCID/SLURM_NTASKS, the scheduler's address and keys through a 0600 file)")
+      ->capture_default_str();
+  app.add_option("--shared-directory", opt.shared_directory,
+                 "--bootstrap slurm: a directory every node sees, for that file (default: the submit directory, "
+                 "else $HOME; --scheduler-file names the file itself)");
   app.add_flag("--no-client", opt.no_client,
                "scheduler and workers only; a client joins with --scheduler-file and ends the job");
   app.prefix_command();  // everything from the plugin path on belongs to the job
@@ -83,6 +91,13 @@ int main(int argc, char** argv) {
   opt.fast_paths = fp.value;
   opt.wait_timeout = std::chrono::seconds(wait_timeout);
   opt.heartbeat_timeout = std::chrono::milliseconds(static_cast<long long>(heartbeat_timeout * 1000));
+  if (bootstrap == "slurm") {
+    opt.bootstrap = dtask::mpi::Bootstrap::slurm;
+  } else if (bootstrap != "mpi") {
+    return fail("unknown --bootstrap '" + bootstrap + "' (mpi or slurm)");
+  } else if (!opt.shared_directory.empty()) {
+    return fail("--shared-directory is for --bootstrap slurm (MPI carries the scheduler's card itself)");
+  }
   if (opt.no_client && opt.scheduler_file.empty()) return fail("--no-client needs --scheduler-file for the client to find the job");
 
   std::vector<std::string> job_args = rest;

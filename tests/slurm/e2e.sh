@@ -8,6 +8,7 @@
 # Prints one line per case ("ok   ..." / "FAIL ..." with the captured output) and
 # "N passed, N failed"; exits 0 only if every case passed.
 # DTASK_E2E_KEEP=1 keeps the cluster up and the work dir afterwards (for debugging).
+# DTASK_E2E_ONLY=nompi runs only the cases of the runner without MPI (section 8).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 build="$(cd "${1:-$root/build}" && pwd)" || { echo "no build dir ${1:-$root/build}" >&2; exit 2; }
@@ -151,6 +152,8 @@ if ! timeout 300 "$cluster" up >"$work/up.log" 2>&1; then
 fi
 echo "cluster up in $(since "$t0")s"
 
+only="${DTASK_E2E_ONLY:-}"
+if [ "$only" != nompi ]; then
 # ------------------------------------------------------------------ 1+2. the jobs/ launchers under sbatch
 declare -A launcher=(
   [runner]="$root/jobs/runner/runner_launcher.sh"
@@ -285,6 +288,93 @@ else
       "$work/sleep.out" "$work/sleep.err" "$work/left.txt"
   fi
 fi
+fi  # DTASK_E2E_ONLY
+
+# ------------------------------------------------------------------ 8. the runner without MPI (--bootstrap slurm)
+# srun --mpi=none: no PMI at all. OMPI_MCA_pml=nosuch makes any MPI_Init fail loudly, so a pass
+# also says this bootstrap never calls it. The card goes to the submit dir ($work, both nodes see it).
+nompi=(--mpi=none --export=ALL,OMPI_MCA_pml=nosuch)
+srun_job nompi 60 "${nompi[@]}" -N2 -n4 --ntasks-per-node=2 -- --bootstrap slurm --interface "$IF" \
+  "$stage/jobs/librunner_tasks.so"
+name="srun --mpi=none -N2 -n4 dtask-run --bootstrap slurm (runner example): exit 0, right results, clean stderr"
+if [ $rc -eq 0 ] && grep -q "inc(10) = 11, inc(20) on worker 2 = 21" "$work/nompi.out" &&
+  grep -q "dtask runner is working!" "$work/nompi.out" && grep -q "workers: 2" "$work/nompi.out" &&
+  clean_stderr "$work/nompi.err" && ! ls "$work"/dtask-run-* >/dev/null 2>&1; then
+  ok "$name (${secs}s)"
+else
+  bad "$name (rc=$rc)" "$work/nompi.out" "$work/nompi.err"
+fi
+
+srun_job nompi_hosts 60 "${nompi[@]}" -N2 -n6 --ntasks-per-node=3 -- --bootstrap slurm --interface "$IF" "$job" hostnames 100
+name="--bootstrap slurm -N2 -n6: tasks on node1 and node2, 100 in all, exit 0"
+counts=$(host_counts "$work/nompi_hosts.out")
+if [ $rc -eq 0 ] && [[ "$counts" =~ ^node1=[1-9][0-9]*\ node2=[1-9][0-9]*\ sum=100$ ]] && clean_stderr "$work/nompi_hosts.err"; then
+  ok "$name ($counts, ${secs}s)"
+else
+  bad "$name (rc=$rc, $counts)" "$work/nompi_hosts.out" "$work/nompi_hosts.err"
+fi
+
+srun_job nompi3 60 "${nompi[@]}" -N2 -n4 --ntasks-per-node=2 -- --bootstrap slurm --interface "$IF" "$job" exit 3
+ntasks3=$(grep -oE "node[12]: tasks? [0-9,-]+: Exited with exit code 3$" "$work/nompi3.err" |
+  awk '{ split($3, parts, ","); for (i in parts) { sub(":", "", parts[i]); n = split(parts[i], r, "-");
+         c += (n == 2 ? r[2] - r[1] + 1 : 1) } } END { print c + 0 }')
+name="--bootstrap slurm, client returns 3: srun exits 3, all 4 tasks exited 3"
+if [ $rc -eq 3 ] && [ "$ntasks3" -eq 4 ] && ! grep -v "Exited with exit code 3" "$work/nompi3.err" |
+  grep -vE "^srun: job [0-9]+ (queued and waiting for resources|has been allocated resources)$" | grep -q .; then
+  ok "$name (${secs}s)"
+else
+  bad "$name (rc=$rc, $ntasks3 tasks reported exit 3)" "$work/nompi3.out" "$work/nompi3.err"
+fi
+
+# the launcher of jobs/runner with DTASK_BOOTSTRAP=slurm, as a user would submit it
+submit nompi_sbatch --export=ALL,DTASK_BOOTSTRAP=slurm "$root/jobs/runner/runner_launcher.sh" "$stage" "$IF"
+name="sbatch jobs/runner/runner_launcher.sh with DTASK_BOOTSTRAP=slurm: exit 0, expected output, clean stderr"
+if [ -z "$jid" ]; then bad "$name (sbatch refused)" "$work/nompi_sbatch.sbatch"; else
+  wait_job "$jid" 60
+  if [ "$state" = COMPLETED ] && [ "$exitcode" = 0:0 ] && grep -q "dtask runner is working!" "$work/nompi_sbatch.out" &&
+    clean_stderr "$work/nompi_sbatch.err"; then
+    ok "$name [job $jid, ${secs}s]"
+  else
+    bad "$name [job $jid: state=$state ExitCode=$exitcode, ${secs}s]" "$work/nompi_sbatch.out" "$work/nompi_sbatch.err"
+  fi
+fi
+
+# scancel while the client sleeps: the card (0600) is in the submit dir while it runs, gone after
+timeout -k 5 60 srun --job-name=e2e-nompi_term "${nompi[@]}" -N2 -n4 --ntasks-per-node=2 "$run" --bootstrap slurm \
+  --interface "$IF" "$job" sleep 60 >"$work/nompi_term.out" 2>"$work/nompi_term.err" &
+step=$!
+t0=$(now)
+while ! grep -q sleeping "$work/nompi_term.out" 2>/dev/null && le "$(since "$t0")" 30; do sleep 0.2; done
+cardfile=$(ls "$work"/dtask-run-*.json 2>/dev/null | head -1)
+mode=$(stat -c %a "$cardfile" 2>/dev/null)
+jid=$(timeout 10 squeue -h -n e2e-nompi_term -o %i | head -1)
+[ -n "$jid" ] && timeout 10 scancel "$jid"
+wait $step
+rc=$?
+step=""
+left=1
+t1=$(now)
+while [ "$left" != 0 ] && le "$(since "$t1")" 10; do  # role processes: a few seconds' grace
+  left=0
+  for p in $(pgrep -f dtask-run); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_JOB_ID=$jid" && left=$((left + 1))
+  done
+  [ "$left" != 0 ] && sleep 0.2
+done
+name="--bootstrap slurm, scancel mid-job: card dtask-run-JOB.STEP.json (0600) while running, non-zero, card and processes gone"
+if [ -n "$jid" ] && [[ "$(basename "$cardfile")" =~ ^dtask-run-$jid\.[0-9]+\.json$ ]] && [ "$mode" = 600 ] &&
+  [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$left" = 0 ] && ! ls "$work"/dtask-run-* >/dev/null 2>&1; then
+  ok "$name (rc=$rc)"
+else
+  bad "$name (job $jid, card '$cardfile' mode $mode, rc=$rc, $left processes left)" "$work/nompi_term.out" "$work/nompi_term.err"
+fi
+
+srun_job nompi_bare 30 -N1 -n1 -- --bootstrap slurm "$job" chains
+name="--bootstrap slurm with one task: exit 2, one error asking for -n 3"
+if [ $rc -eq 2 ] && [ "$(grep -c 'needs at least 3 Slurm tasks' "$work/nompi_bare.err")" -eq 1 ]; then ok "$name"; else
+  bad "$name (rc=$rc)" "$work/nompi_bare.out" "$work/nompi_bare.err"
+fi
+
 # no dtask-run of any Slurm job of ours survives the whole run
 stray=""
 for p in $(pgrep -f dtask-run); do
