@@ -7,14 +7,13 @@
 
 #include <dtask/types.hpp>
 
+#include "common/units.hpp"
 #include "protocol/messages.hpp"
 
 namespace dtask::cli {
 
-// "4GiB", "500MB", "1e9", "0" -> bytes; nullopt if malformed.
-std::optional<std::uint64_t> parse_bytes(const std::string& text);
-// "2s", "500ms", "55m", "1.5h", "30" (seconds) -> milliseconds; nullopt if malformed or negative.
-std::optional<std::uint64_t> parse_duration_ms(const std::string& text);
+using dtask::parse_bytes;        // common/units.hpp
+using dtask::parse_duration_ms;
 // "GPU=2,MEM=1e9" -> [(GPU,2),(MEM,1e9)]; nullopt if malformed.
 std::optional<protocol::Resources> parse_resources(const std::string& text);
 

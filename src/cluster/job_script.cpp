@@ -8,34 +8,9 @@
 #include <stdexcept>
 #include <vector>
 
-namespace dtask::slurm {
+#include "common/units.hpp"
 
-std::optional<std::uint64_t> parse_memory(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  std::size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (...) {
-    return std::nullopt;
-  }
-  if (value < 0 || !std::isfinite(value)) return std::nullopt;
-  std::string unit = text.substr(used);
-  while (!unit.empty() && std::isspace(static_cast<unsigned char>(unit.front()))) unit.erase(unit.begin());
-  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  double mult = 0;
-  if (unit.empty() || unit == "b") mult = 1;
-  else if (unit == "kb" || unit == "k") mult = 1e3;
-  else if (unit == "mb" || unit == "m") mult = 1e6;
-  else if (unit == "gb" || unit == "g") mult = 1e9;
-  else if (unit == "tb" || unit == "t") mult = 1e12;
-  else if (unit == "kib") mult = 1024.0;
-  else if (unit == "mib") mult = 1024.0 * 1024;
-  else if (unit == "gib") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "tib") mult = 1024.0 * 1024 * 1024 * 1024;
-  else return std::nullopt;
-  return static_cast<std::uint64_t>(value * mult);
-}
+namespace dtask::slurm {
 
 bool valid_walltime(const std::string& text) {
   if (text == "UNLIMITED" || text == "INFINITE") return true;
@@ -58,9 +33,9 @@ void validate(const ClusterOptions& o) {
   if (o.processes > o.cores)
     bad("processes (" + std::to_string(o.processes) + ") must not exceed cores (" + std::to_string(o.cores) +
         "): each worker needs at least one core");
-  if (!o.memory.empty() && !parse_memory(o.memory))
+  if (!o.memory.empty() && !parse_bytes(o.memory))
     bad("cannot read memory '" + o.memory + "' (e.g. 24GB, 4GiB, 500MB)");
-  if (!o.memory.empty() && *parse_memory(o.memory) == 0) bad("memory must be more than 0 (or empty for none)");
+  if (!o.memory.empty() && *parse_bytes(o.memory) == 0) bad("memory must be more than 0 (or empty for none)");
   if (o.walltime.empty() || !valid_walltime(o.walltime))
     bad("walltime '" + o.walltime + "' is not a Slurm time (M, M:S, H:M:S, D-H, D-H:M or D-H:M:S)");
   if (o.plugin.empty()) bad("plugin (the task library the workers load) is required");
@@ -101,7 +76,7 @@ std::string job_script(const ClusterOptions& o, const JobScriptPaths& paths) {
   if (!o.queue.empty()) header.push_back("-p " + o.queue);
   header.push_back("-n 1");
   header.push_back("--cpus-per-task=" + std::to_string(o.cores));
-  std::uint64_t memory = o.memory.empty() ? 0 : *parse_memory(o.memory);
+  std::uint64_t memory = o.memory.empty() ? 0 : *parse_bytes(o.memory);
   if (memory) header.push_back("--mem=" + slurm_memory(memory));
   header.push_back("-t " + o.walltime);
   if (!paths.log_directory.empty()) {

@@ -16,8 +16,6 @@ struct JobScriptPaths {
   std::string worker_executable;  // absolute path of dtask-worker
 };
 
-// "24GB" (decimal), "4GiB" (binary), "500M", "1e9", "0": bytes; nullopt if malformed.
-std::optional<std::uint64_t> parse_memory(const std::string& text);
 // Slurm's --time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (and "UNLIMITED"/"INFINITE").
 bool valid_walltime(const std::string& text);
 // Bytes rounded UP to Slurm's units as dask-jobqueue does (G, M or K), e.g. 24e9 -> "23G".

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include "cluster/job_script.hpp"
+#include "common/units.hpp"
 
 using namespace dtask::slurm;
 
@@ -125,12 +126,12 @@ TEST_CASE("job_script.walltime_forms") {
 }
 
 TEST_CASE("job_script.memory_parsing") {
-  CHECK(parse_memory("24GB") == 24000000000ULL);
-  CHECK(parse_memory("4GiB") == 4294967296ULL);
-  CHECK(parse_memory("500M") == 500000000ULL);
-  CHECK(parse_memory("1e9") == 1000000000ULL);
-  CHECK_FALSE(parse_memory("lots"));
-  CHECK_FALSE(parse_memory("-1GB"));
+  CHECK(dtask::parse_bytes("24GB") == 24000000000ULL);
+  CHECK(dtask::parse_bytes("4GiB") == 4294967296ULL);
+  CHECK(dtask::parse_bytes("500M") == 500000000ULL);
+  CHECK(dtask::parse_bytes("1e9") == 1000000000ULL);
+  CHECK_FALSE(dtask::parse_bytes("lots"));
+  CHECK_FALSE(dtask::parse_bytes("-1GB"));
   CHECK(slurm_memory(24000000000ULL) == "23G");
   CHECK(slurm_memory(1024ULL * 1024 * 1024) == "1G");
   CHECK(slurm_memory(1024ULL * 1024 + 1) == "2M");
