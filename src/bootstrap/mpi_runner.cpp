@@ -30,21 +30,6 @@
 namespace dtask::mpi {
 
 namespace {
-std::atomic<pid_t> g_child{0};
-extern "C" void forward_signal(int sig) {
-  if (pid_t c = g_child.load(); c > 0) ::kill(c, sig);
-}
-
-int wait_child(pid_t child) {
-  int status = 0;
-  while (::waitpid(child, &status, 0) < 0) {
-    if (errno != EINTR) return 1;
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
-}
-
 // Waits for a non-blocking collective without spinning a core (Open MPI busy-polls otherwise).
 void wait_gently(MPI_Request& req) {
   int done = 0;
@@ -59,33 +44,9 @@ void wait_gently(MPI_Request& req) {
 int run(int argc, char** argv, const RunOptions& options, const std::function<int(Client&)>& client_main) {
   // srun without a working MPI plugin: everything below (MPI_Init included) is skipped.
   if (options.bootstrap == Bootstrap::slurm) return bootstrap::run_slurm(options, client_main);
-  int to_child[2], from_child[2];
-  if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
-    std::perror("dtask: pipe");
-    return 1;
-  }
-  std::fflush(nullptr);
-  pid_t child = ::fork();
-  if (child < 0) {
-    std::perror("dtask: fork");
-    return 1;
-  }
-  if (child == 0) {
-    ::close(to_child[1]);
-    ::close(from_child[0]);
-    int code = bootstrap::role_main(to_child[0], from_child[1], options, client_main);
-    std::fflush(nullptr);
-    ::_exit(code);
-  }
-  ::close(to_child[0]);
-  ::close(from_child[1]);
-  g_child = child;
-  ::signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa {};
-  sa.sa_handler = forward_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  auto role = bootstrap::start_role(options, client_main);
+  if (role.pid < 0) return 1;
+  const pid_t child = role.pid;
 
   MPI_Init(&argc, &argv);
   int rank = 0, size = 0;
@@ -100,8 +61,8 @@ int run(int argc, char** argv, const RunOptions& options, const std::function<in
   auto stop_child = [&] {
     bootstrap::GoInfo no{};
     no.go = 0;
-    bootstrap::write_all(to_child[1], &no, sizeof no);
-    wait_child(child);
+    bootstrap::write_all(role.to_child, &no, sizeof no);
+    bootstrap::wait_role(child);
   };
 
   const int needed = options.no_client ? 2 : 3;
@@ -113,15 +74,15 @@ int run(int argc, char** argv, const RunOptions& options, const std::function<in
                    needed, options.no_client ? "the others workers" : "rank 1 client, the others workers", size,
                    needed);
     }
-    bootstrap::write_all(to_child[1], &si, sizeof si);
+    bootstrap::write_all(role.to_child, &si, sizeof si);
     bootstrap::ChildReport ignored{};
-    bootstrap::read_all(from_child[0], &ignored, sizeof ignored);
+    bootstrap::read_all(role.from_child, &ignored, sizeof ignored);
     stop_child();
     return finish(2);
   }
-  bootstrap::write_all(to_child[1], &si, sizeof si);
+  bootstrap::write_all(role.to_child, &si, sizeof si);
   bootstrap::ChildReport report{};
-  if (!bootstrap::read_all(from_child[0], &report, sizeof report)) {
+  if (!bootstrap::read_all(role.from_child, &report, sizeof report)) {
     report.ok = 0;
     bootstrap::copy_field(report.message, sizeof report.message, "the role process died during startup");
   }
@@ -137,7 +98,7 @@ int run(int argc, char** argv, const RunOptions& options, const std::function<in
   bootstrap::GoInfo go{};
   go.go = 1;
   go.card = card;
-  bootstrap::write_all(to_child[1], &go, sizeof go);
+  bootstrap::write_all(role.to_child, &go, sizeof go);
 
   // Every rank leaves with rank 0's code: the scheduler exits with the client's return value.
   // Other ranks post the broadcast at once and watch both it and their role process: once
@@ -146,8 +107,7 @@ int run(int argc, char** argv, const RunOptions& options, const std::function<in
   int code = 0;
   MPI_Request req;
   if (rank == 0) {
-    code = wait_child(child);
-    g_child = 0;
+    code = bootstrap::wait_role(child);
     MPI_Ibcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD, &req);
     wait_gently(req);
     return finish(code);
@@ -161,7 +121,7 @@ int run(int argc, char** argv, const RunOptions& options, const std::function<in
       pid_t r = ::waitpid(child, &status, WNOHANG);
       if (r == child || (r < 0 && errno != EINTR)) {
         child_done = true;
-        g_child = 0;
+        bootstrap::role_reaped();
       }
     }
     if (!job_done) {

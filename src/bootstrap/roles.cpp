@@ -3,9 +3,11 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -251,5 +253,63 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     return 1;
   }
 }
+
+namespace {
+std::atomic<pid_t> g_role_child{0};
+std::atomic<int> g_last_signal{0};
+extern "C" void forward_to_role(int sig) {
+  g_last_signal = sig;
+  if (pid_t c = g_role_child.load(); c > 0) ::kill(c, sig);
+}
+}  // namespace
+
+RoleProcess start_role(const mpi::RunOptions& options, const std::function<int(Client&)>& client_main) {
+  int to_child[2], from_child[2];
+  if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
+    std::perror("dtask: pipe");
+    return {};
+  }
+  std::fflush(nullptr);
+  pid_t child = ::fork();
+  if (child < 0) {
+    std::perror("dtask: fork");
+    return {};
+  }
+  if (child == 0) {
+    ::close(to_child[1]);
+    ::close(from_child[0]);
+    int code = role_main(to_child[0], from_child[1], options, client_main);
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  ::close(to_child[0]);
+  ::close(from_child[1]);
+  g_role_child = child;
+  ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = forward_to_role;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  return {child, to_child[1], from_child[0]};
+}
+
+int wait_role(pid_t pid) {
+  int status = 0;
+  int code = 1;
+  while (true) {
+    if (::waitpid(pid, &status, 0) >= 0) {
+      if (WIFEXITED(status)) code = WEXITSTATUS(status);
+      else if (WIFSIGNALED(status)) code = 128 + WTERMSIG(status);
+      break;
+    }
+    if (errno != EINTR) break;
+  }
+  role_reaped();
+  return code;
+}
+
+void role_reaped() { g_role_child = 0; }
+int last_signal() { return g_last_signal.load(); }
 
 }  // namespace dtask::bootstrap

@@ -45,13 +45,6 @@ namespace dtask::bootstrap {
 
 namespace {
 
-std::atomic<pid_t> g_child{0};
-std::atomic<int> g_signal{0};  // the last SIGTERM/SIGINT this task got (0: none)
-extern "C" void on_task_signal(int sig) {
-  g_signal = sig;
-  if (pid_t c = g_child.load(); c > 0) ::kill(c, sig);
-}
-
 // A whole non-negative number, or -1.
 int parse_count(const char* s) {
   if (!s || !*s) return -1;
@@ -60,16 +53,6 @@ int parse_count(const char* s) {
   long v = std::strtol(s, &end, 10);
   if (errno != 0 || *end != '\0' || v < 0 || v > 1000000000L) return -1;
   return static_cast<int>(v);
-}
-
-int wait_child(pid_t child) {
-  int status = 0;
-  while (::waitpid(child, &status, 0) < 0) {
-    if (errno != EINTR) return 1;
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
 }
 
 bool exists(const std::string& path) {
@@ -115,7 +98,7 @@ EndNotice read_end_notice(const std::string& card) {
 // Task 0 keeps the notice for the others, then leaves nothing behind; a signal (scancel) cuts it short.
 void linger_then_remove(const std::string& card) {
   const auto until = std::chrono::steady_clock::now() + kLinger;
-  while (std::chrono::steady_clock::now() < until && g_signal.load() == 0) {
+  while (std::chrono::steady_clock::now() < until && last_signal() == 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ::unlink(ended_path(card).c_str());
@@ -129,7 +112,7 @@ Wait wait_for_card(const std::string& card, std::chrono::seconds bound) {
   const auto deadline = std::chrono::steady_clock::now() + bound;
   auto pause = std::chrono::milliseconds(50);
   while (true) {
-    if (g_signal.load() != 0) return Wait::signalled;
+    if (last_signal() != 0) return Wait::signalled;
     if (exists(card)) return Wait::card;
     if (exists(ended_path(card))) return Wait::ended;
     if (std::chrono::steady_clock::now() >= deadline) return Wait::timed_out;
@@ -156,7 +139,7 @@ int watch_child(pid_t child, const std::string& card, std::chrono::milliseconds 
       if (gone_at && termed) return read_end_notice(card).code;
       // A worker told to stop by this task's own SIGTERM may drain and leave with 0; under
       // scancel or walltime the job is being stopped, and the task says so like the others.
-      if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && g_signal.load() != 0) return 128 + g_signal.load();
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && last_signal() != 0) return 128 + last_signal();
       if (WIFEXITED(status)) return WEXITSTATUS(status);
       if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
       return 1;
@@ -299,46 +282,21 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
 
   mpi::RunOptions role_options = options;
   role_options.scheduler_file = rank == 0 ? card : std::string();
-  int to_child[2], from_child[2];
-  if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
-    std::perror("dtask: pipe");
-    return 1;
-  }
-  std::fflush(nullptr);
-  pid_t child = ::fork();
-  if (child < 0) {
-    std::perror("dtask: fork");
-    return 1;
-  }
-  if (child == 0) {
-    ::close(to_child[1]);
-    ::close(from_child[0]);
-    int code = role_main(to_child[0], from_child[1], role_options, client_main);
-    std::fflush(nullptr);
-    ::_exit(code);
-  }
-  ::close(to_child[0]);
-  ::close(from_child[1]);
-  g_child = child;
-  ::signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa {};
-  sa.sa_handler = on_task_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  auto role = start_role(role_options, client_main);
+  if (role.pid < 0) return 1;
+  const pid_t child = role.pid;
 
   auto stop_child = [&] {
     GoInfo no{};
     no.go = 0;
-    write_all(to_child[1], &no, sizeof no);
-    wait_child(child);
-    g_child = 0;
+    write_all(role.to_child, &no, sizeof no);
+    wait_role(child);
   };
 
   StartInfo si{rank, size};
-  write_all(to_child[1], &si, sizeof si);
+  write_all(role.to_child, &si, sizeof si);
   ChildReport report{};
-  if (!read_all(from_child[0], &report, sizeof report)) {
+  if (!read_all(role.from_child, &report, sizeof report)) {
     report.ok = 0;
     copy_field(report.message, sizeof report.message, "the role process died during startup");
   }
@@ -355,9 +313,8 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
     GoInfo go{};
     go.go = 1;
     go.card = report.card;
-    write_all(to_child[1], &go, sizeof go);
-    int code = wait_child(child);
-    g_child = 0;
+    write_all(role.to_child, &go, sizeof go);
+    int code = wait_role(child);
     if (code != 0) write_end_notice(card, code, "");
     ::unlink(card.c_str());  // the scheduler removes it; not if it was killed
     if (code != 0) linger_then_remove(card);
@@ -393,7 +350,7 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
       return 1;
     case Wait::signalled:
       stop_child();
-      return 128 + g_signal.load();
+      return 128 + last_signal();
   }
   SchedulerFile sf = read_scheduler_file(card);
   if (!sf.ok()) {
@@ -409,11 +366,11 @@ int run_slurm(const mpi::RunOptions& options, const std::function<int(Client&)>&
   GoInfo go{};
   go.go = 1;
   go.card = card_from(sf);
-  write_all(to_child[1], &go, sizeof go);
+  write_all(role.to_child, &go, sizeof go);
   // A role process that did reach the scheduler ends on its own within this: told to stop before the
   // card went, or, if the scheduler died silently, after its own 2x heartbeat timeout.
   int code = watch_child(child, card, options.heartbeat_timeout * 2 + std::chrono::seconds(5));
-  g_child = 0;
+  role_reaped();
   return code;
 }
 
