@@ -1,6 +1,11 @@
 // Early start's rule (which one-task submit a worker may start before the scheduler places it), pure.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include "protocol/messages.hpp"
 
 #include <dtask/types.hpp>
@@ -18,9 +23,46 @@ struct EarlyStartContext {
 // Only a task that will push its result (so the one waiting hears it from that worker), with
 // no placement wishes (workers, resources: the scheduler's business), whose arguments are all
 // values (inputs live where the scheduler knows), and one at a time (several would all land on
-// that one worker instead of being spread by the scheduler). Off with FastPaths::early_start,
+// that one worker instead of being spread by the scheduler; which worker: EarlyTargets). Off with FastPaths::early_start,
 // FastPaths::push_results or FastPaths::run_on_loop (a worker runs a StartTask on
 // its loop thread). Unit-tested in tests/unit/test_client_rules.cpp.
 bool may_start_early(const FastPaths& fast, const protocol::TaskSpec& spec, const EarlyStartContext& ctx);
+
+// Which worker the next early start goes to (issue 14's load spreading), pure. Asking the same
+// worker every time put a whole submit-result loop on the worker that ran its first task. So
+// the targets are the workers that have pushed a result here, taken in turn; and every so many
+// early starts one qualifying task is not started early but left to the scheduler (exploring),
+// whose placement deals tasks to idle workers in turn: the worker it chooses pushes the result
+// here and joins the targets. Exploring costs that one task the early start's hop (a three-hop
+// round trip instead of two), so it backs off: after a full turn over the targets while the
+// last exploration found a new worker, after 2, 4, ... up to kMaxTurns turns while none did
+// (a worker that joins later is still found, within kMaxTurns turns). ClientCore holds one
+// under mutex_. Unit-tested in tests/unit/test_client_rules.cpp.
+class EarlyTargets {
+ public:
+  struct Target {
+    protocol::WorkerId worker;
+    std::string address;  // its data server (where the StartTask goes)
+  };
+  static constexpr std::size_t kMaxTargets = 256;
+  static constexpr std::size_t kMaxTurns = 64;
+
+  // A worker pushed a result here: it may be asked to start a task early from now on.
+  void learn(protocol::WorkerId worker, const std::string& address);
+  // A StartTask to it could not go (not connected yet, or gone): not asked again until it pushes.
+  void forget(const std::string& address);
+  bool empty() const { return known_.empty(); }
+  // For a qualifying one-task submit: the worker to start it on, or nullptr to leave it to the
+  // scheduler (no target known yet, or it is this task's turn to explore).
+  const Target* next();
+
+ private:
+  std::vector<Target> known_;
+  std::size_t turn_ = 0;          // index of the target asked last
+  std::size_t since_explore_ = 0; // early starts since the last exploration
+  std::size_t turns_ = 1;         // full turns over the targets between explorations
+  bool explored_ = false;         // the last qualifying task was left to the scheduler...
+  std::size_t known_before_ = 0;  // ...when this many targets were known
+};
 
 }  // namespace dtask::detail

@@ -1,6 +1,8 @@
 // The client's pure decisions: what goes to the scheduler when (OutgoingQueue), and which submit starts early.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -204,4 +206,94 @@ TEST_CASE("ClientRules.EarlyStart.TheSwitchesTurnItOff") {
   f.run_on_loop = false;  // the worker would decline every StartTask
   CHECK_FALSE(detail::may_start_early(f, early_candidate(), ready()));
   CHECK_FALSE(detail::may_start_early(FastPaths::none(), early_candidate(), ready()));
+}
+
+// ---- which worker an early start goes to (EarlyTargets): issue 14's load spreading ----
+namespace {
+using dtask::detail::EarlyTargets;
+
+std::string addr(int i) { return "tcp://10.0.0." + std::to_string(i) + ":7000"; }
+
+// What next() answers, as the targets' numbers, '-' for "left to the scheduler".
+std::string picks(EarlyTargets& t, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) {
+    const auto* p = t.next();
+    s += p ? static_cast<char>('0' + p->worker.value) : '-';
+  }
+  return s;
+}
+}  // namespace
+
+TEST_CASE("ClientRules.EarlyTargets.TheKnownWorkersAreAskedInTurn") {
+  EarlyTargets t;
+  CHECK(t.next() == nullptr);  // nobody pushed here yet
+  for (int i = 1; i <= 3; ++i) t.learn(WorkerId{static_cast<std::uint32_t>(i)}, addr(i));
+  t.learn(WorkerId{2}, addr(2));  // known already: still three
+  auto s = picks(t, 3);
+  std::sort(s.begin(), s.end());
+  CHECK(s == "123");
+}
+
+TEST_CASE("ClientRules.EarlyTargets.ExploresAfterEachTurnAndBacksOffWhenNothingNewIsFound") {
+  EarlyTargets t;
+  t.learn(WorkerId{1}, addr(1));
+  CHECK(picks(t, 2) == "1-");  // a turn over one target, then the scheduler places one
+  t.learn(WorkerId{2}, addr(2));  // ...on a worker not known yet
+  CHECK(picks(t, 3) == "21-");  // one turn over the two, then explore again: nothing new...
+  CHECK(picks(t, 5) == "2121-");  // ...so two turns
+  CHECK(picks(t, 9) == "21212121-");  // four
+  t.learn(WorkerId{3}, addr(3));  // that exploration found one: back to one turn, of three
+  CHECK(picks(t, 4) == "231-");
+}
+
+TEST_CASE("ClientRules.EarlyTargets.TheBackOffStopsAtMaxTurns") {
+  EarlyTargets t;
+  t.learn(WorkerId{1}, addr(1));
+  int explorations = 0;
+  int since = 0, longest = 0;
+  for (int i = 0; i < 2000; ++i) {
+    if (t.next()) {
+      ++since;
+    } else {
+      ++explorations;
+      longest = std::max(longest, since);
+      since = 0;
+    }
+  }
+  CHECK(longest == static_cast<int>(EarlyTargets::kMaxTurns));  // a new worker is still found
+  CHECK(explorations < 2000 / static_cast<int>(EarlyTargets::kMaxTurns) + 8);  // and W3 rarely pays
+}
+
+TEST_CASE("ClientRules.EarlyTargets.AForgottenWorkerIsNotAskedUntilItPushesAgain") {
+  EarlyTargets t;
+  t.learn(WorkerId{1}, addr(1));
+  t.learn(WorkerId{2}, addr(2));
+  t.forget(addr(1));
+  CHECK(picks(t, 1) == "2");
+  CHECK(picks(t, 1) == "-");
+  CHECK(picks(t, 3) == "22-");  // nothing new: two turns of one before exploring again
+  t.learn(WorkerId{1}, addr(1));  // it pushed a result again
+  CHECK(picks(t, 4) == "12-1");
+}
+
+// The two rules together, as a submit-result loop meets them on an idle cluster of four: an
+// early start runs where the client sent it; a task left to the scheduler goes to the next
+// worker in turn (dispatch's rotating deal, tests/unit/test_scheduler_placement.cpp); whoever
+// ran it pushes the result and becomes a target. Every worker gets a share.
+TEST_CASE("ClientRules.EarlyTargets.ASubmitResultLoopSpreadsOverTheCluster") {
+  EarlyTargets t;
+  std::map<int, int> ran;
+  int deal = 0;
+  for (int i = 0; i < 200; ++i) {
+    const auto* p = t.next();
+    int w = p ? static_cast<int>(p->worker.value) : (deal++ % 4) + 1;
+    ++ran[w];
+    t.learn(WorkerId{static_cast<std::uint32_t>(w)}, addr(w));
+  }
+  REQUIRE(ran.size() == 4);
+  for (auto [w, n] : ran) {
+    CHECK(n >= 30);
+    CHECK(n <= 70);
+  }
 }
