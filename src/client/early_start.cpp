@@ -56,17 +56,27 @@ const EarlyTargets::Target* EarlyTargets::next() {
   if (explored_) {
     // The explored task has come back (one early start at a time): did it find a new worker?
     explored_ = false;
-    turns_ = known_.size() > known_before_ ? 1 : std::min(turns_ * 2, kMaxTurns);
+    if (known_.size() > known_before_) {
+      gap_ = run_;
+      turn_ = known_.size() - 1;  // the newcomer gets the next run: it has just run a task
+      in_run_ = run_;
+    } else {
+      gap_ = std::min(gap_ * 2, std::max(kMaxGap, run_));
+    }
   }
   if (known_.empty()) return nullptr;
-  if (since_explore_ >= known_.size() * turns_) {
+  if (since_explore_ >= gap_) {
     since_explore_ = 0;
     explored_ = true;
     known_before_ = known_.size();
     return nullptr;
   }
   ++since_explore_;
-  turn_ = (turn_ + 1) % known_.size();
+  if (in_run_ == 0 || turn_ >= known_.size()) {
+    turn_ = (turn_ + 1) % known_.size();
+    in_run_ = run_;
+  }
+  --in_run_;
   return &known_[turn_];
 }
 

@@ -30,14 +30,16 @@ bool may_start_early(const FastPaths& fast, const protocol::TaskSpec& spec, cons
 
 // Which worker the next early start goes to (issue 14's load spreading), pure. Asking the same
 // worker every time put a whole submit-result loop on the worker that ran its first task. So
-// the targets are the workers that have pushed a result here, taken in turn; and every so many
-// early starts one qualifying task is not started early but left to the scheduler (exploring),
-// whose placement deals tasks to idle workers in turn: the worker it chooses pushes the result
-// here and joins the targets. Exploring costs that one task the early start's hop (a three-hop
-// round trip instead of two), so it backs off: after a full turn over the targets while the
-// last exploration found a new worker, after 2, 4, ... up to kMaxTurns turns while none did
-// (a worker that joins later is still found, within kMaxTurns turns). ClientCore holds one
-// under mutex_. Unit-tested in tests/unit/test_client_rules.cpp.
+// the targets are the workers that have pushed a result here, each asked `run` times in a row,
+// then the next (a worker asked again at once is still awake: asking a different one for every
+// task made W3's p50 ~1.5-2.5x slower on a busy machine). And now and then one qualifying task
+// is not started early but left to the scheduler (exploring), whose placement deals tasks to
+// idle workers in turn (placement.cpp): the worker it chooses pushes the result here, joins the
+// targets and gets the next run. Exploring costs that task the early start's hop (a three-hop
+// round trip instead of two), so it backs off: after `run` early starts while explorations find
+// new workers, then twice as many each time one did not, up to kMaxGap (a worker that joins
+// later is still found within that many). ClientCore holds one under mutex_. Unit-tested in
+// tests/unit/test_client_rules.cpp.
 class EarlyTargets {
  public:
   struct Target {
@@ -45,7 +47,10 @@ class EarlyTargets {
     std::string address;  // its data server (where the StartTask goes)
   };
   static constexpr std::size_t kMaxTargets = 256;
-  static constexpr std::size_t kMaxTurns = 64;
+  static constexpr std::size_t kRun = 8;        // early starts in a row on one target
+  static constexpr std::size_t kMaxGap = 1024;  // early starts between explorations, at most
+
+  explicit EarlyTargets(std::size_t run = kRun) : run_(run == 0 ? 1 : run), gap_(run_) {}
 
   // A worker pushed a result here: it may be asked to start a task early from now on.
   void learn(protocol::WorkerId worker, const std::string& address);
@@ -58,9 +63,11 @@ class EarlyTargets {
 
  private:
   std::vector<Target> known_;
+  std::size_t run_;               // early starts in a row per target
+  std::size_t in_run_ = 0;        // how many more the current target gets
   std::size_t turn_ = 0;          // index of the target asked last
   std::size_t since_explore_ = 0; // early starts since the last exploration
-  std::size_t turns_ = 1;         // full turns over the targets between explorations
+  std::size_t gap_;               // early starts between explorations (run_ .. kMaxGap)
   bool explored_ = false;         // the last qualifying task was left to the scheduler...
   std::size_t known_before_ = 0;  // ...when this many targets were known
 };

@@ -225,34 +225,32 @@ std::string picks(EarlyTargets& t, int n) {
 }
 }  // namespace
 
-TEST_CASE("ClientRules.EarlyTargets.TheKnownWorkersAreAskedInTurn") {
-  EarlyTargets t;
-  CHECK(t.next() == nullptr);  // nobody pushed here yet
-  for (int i = 1; i <= 3; ++i) t.learn(WorkerId{static_cast<std::uint32_t>(i)}, addr(i));
-  t.learn(WorkerId{2}, addr(2));  // known already: still three
-  auto s = picks(t, 3);
-  std::sort(s.begin(), s.end());
-  CHECK(s == "123");
-}
-
-TEST_CASE("ClientRules.EarlyTargets.ExploresAfterEachTurnAndBacksOffWhenNothingNewIsFound") {
-  EarlyTargets t;
+TEST_CASE("ClientRules.EarlyTargets.EachTargetGetsARunThenTheNext") {
+  EarlyTargets t{3};
+  CHECK(t.next() == nullptr);  // nobody pushed here yet: the scheduler places it
   t.learn(WorkerId{1}, addr(1));
-  CHECK(picks(t, 2) == "1-");  // a turn over one target, then the scheduler places one
-  t.learn(WorkerId{2}, addr(2));  // ...on a worker not known yet
-  CHECK(picks(t, 3) == "21-");  // one turn over the two, then explore again: nothing new...
-  CHECK(picks(t, 5) == "2121-");  // ...so two turns
-  CHECK(picks(t, 9) == "21212121-");  // four
-  t.learn(WorkerId{3}, addr(3));  // that exploration found one: back to one turn, of three
-  CHECK(picks(t, 4) == "231-");
+  t.learn(WorkerId{2}, addr(2));
+  t.learn(WorkerId{2}, addr(2));  // known already: still two
+  CHECK(picks(t, 4) == "222-");     // a run of three, then one is left to the scheduler...
+  CHECK(picks(t, 7) == "111222-");  // ...which found no one new: twice as long before the next
 }
 
-TEST_CASE("ClientRules.EarlyTargets.TheBackOffStopsAtMaxTurns") {
-  EarlyTargets t;
+TEST_CASE("ClientRules.EarlyTargets.AnExplorationThatFindsAWorkerGivesItTheNextRun") {
+  EarlyTargets t{2};
+  t.learn(WorkerId{1}, addr(1));
+  CHECK(picks(t, 3) == "11-");
+  t.learn(WorkerId{2}, addr(2));  // the scheduler placed the explored task on a new worker
+  CHECK(picks(t, 3) == "22-");    // its run at once, and explore again soon
+  CHECK(picks(t, 5) == "1122-");  // nothing new: the gap doubles
+  CHECK(picks(t, 9) == "11221122-");
+}
+
+TEST_CASE("ClientRules.EarlyTargets.TheBackOffStopsAtMaxGap") {
+  EarlyTargets t{1};
   t.learn(WorkerId{1}, addr(1));
   int explorations = 0;
-  int since = 0, longest = 0;
-  for (int i = 0; i < 2000; ++i) {
+  std::size_t since = 0, longest = 0;
+  for (int i = 0; i < 5000; ++i) {
     if (t.next()) {
       ++since;
     } else {
@@ -261,20 +259,26 @@ TEST_CASE("ClientRules.EarlyTargets.TheBackOffStopsAtMaxTurns") {
       since = 0;
     }
   }
-  CHECK(longest == static_cast<int>(EarlyTargets::kMaxTurns));  // a new worker is still found
-  CHECK(explorations < 2000 / static_cast<int>(EarlyTargets::kMaxTurns) + 8);  // and W3 rarely pays
+  CHECK(longest == EarlyTargets::kMaxGap);  // a worker that joins later is still found...
+  CHECK(explorations < 5000 / static_cast<int>(EarlyTargets::kMaxGap) + 12);  // ...and W3 rarely pays
 }
 
 TEST_CASE("ClientRules.EarlyTargets.AForgottenWorkerIsNotAskedUntilItPushesAgain") {
-  EarlyTargets t;
+  EarlyTargets t{1};
   t.learn(WorkerId{1}, addr(1));
   t.learn(WorkerId{2}, addr(2));
   t.forget(addr(1));
-  CHECK(picks(t, 1) == "2");
-  CHECK(picks(t, 1) == "-");
-  CHECK(picks(t, 3) == "22-");  // nothing new: two turns of one before exploring again
+  CHECK(picks(t, 2) == "2-");
+  CHECK(picks(t, 3) == "22-");
   t.learn(WorkerId{1}, addr(1));  // it pushed a result again
-  CHECK(picks(t, 4) == "12-1");
+  CHECK(picks(t, 2) == "1-");
+}
+
+TEST_CASE("ClientRules.EarlyTargets.ARestartedWorkerAtTheSameAddressIsAskedUnderItsNewId") {
+  EarlyTargets t{1};
+  t.learn(WorkerId{1}, addr(1));
+  t.learn(WorkerId{5}, addr(1));
+  CHECK(picks(t, 1) == "5");
 }
 
 // The two rules together, as a submit-result loop meets them on an idle cluster of four: an
@@ -293,6 +297,7 @@ TEST_CASE("ClientRules.EarlyTargets.ASubmitResultLoopSpreadsOverTheCluster") {
   }
   REQUIRE(ran.size() == 4);
   for (auto [w, n] : ran) {
+    CAPTURE(w);
     CHECK(n >= 30);
     CHECK(n <= 70);
   }
