@@ -52,6 +52,10 @@ void EarlyTargets::forget(const std::string& address) {
   if (it != known_.end()) known_.erase(it);
 }
 
+void EarlyTargets::declined(const std::string& address) {
+  if (turn_ < known_.size() && known_[turn_].address == address) in_run_ = 0;
+}
+
 const EarlyTargets::Target* EarlyTargets::next() {
   if (explored_) {
     // The explored task has come back (one early start at a time): did it find a new worker?
@@ -164,6 +168,7 @@ bool ClientCore::send_early(const StartTask& m, const std::string& address, bool
 bool ClientCore::take_early_replies() {
   if (!early_sock_) return false;
   std::uint64_t not_started = 0;
+  std::string declined_by;
   while (auto r = transport::try_recv(*early_sock_, true)) {
     const std::string& from = r->identity;  // the worker's address (connect_routing_id)
     auto d = transport::decode<PeerReply>(*r);
@@ -173,13 +178,19 @@ bool ClientCore::take_early_replies() {
     }
     for (auto& m : d.messages) {
       if (auto* pushed = std::get_if<ResultPushed>(&m)) on_pushed(*pushed, from);
-      else if (std::holds_alternative<NotStarted>(m)) ++not_started;
+      else if (std::holds_alternative<NotStarted>(m)) {
+        ++not_started;
+        declined_by = from;
+      }
     }
     wake_waiters();
   }
   if (not_started) {
     std::lock_guard lock(mutex_);
     early_not_started_ += not_started;
+    // A worker that declines (its function overran on its loop lately, and must be quick there a
+    // few times again first) would decline the rest of its run too; the next target takes over.
+    early_targets_.declined(declined_by);
   }
   return not_started > 0;
 }

@@ -56,6 +56,9 @@ class EarlyTargets {
   void learn(protocol::WorkerId worker, const std::string& address);
   // A StartTask to it could not go (not connected yet, or gone): not asked again until it pushes.
   void forget(const std::string& address);
+  // It declined a StartTask (NotStarted: busy, or the function not quick there lately): its run
+  // ends, so the next early start asks the next target instead of being declined again.
+  void declined(const std::string& address);
   bool empty() const { return known_.empty(); }
   // For a qualifying one-task submit: the worker to start it on, or nullptr to leave it to the
   // scheduler (no target known yet, or it is this task's turn to explore).

@@ -245,6 +245,17 @@ TEST_CASE("ClientRules.EarlyTargets.AnExplorationThatFindsAWorkerGivesItTheNextR
   CHECK(picks(t, 9) == "11221122-");
 }
 
+TEST_CASE("ClientRules.EarlyTargets.ADeclineEndsTheRun") {
+  EarlyTargets t{3};
+  t.learn(WorkerId{1}, addr(1));
+  t.learn(WorkerId{2}, addr(2));
+  CHECK(picks(t, 1) == "2");
+  t.declined(addr(1));  // not the current target: nothing changes
+  CHECK(picks(t, 1) == "2");
+  t.declined(addr(2));
+  CHECK(picks(t, 1) == "1");  // the next target at once, not the rest of 2's run
+}
+
 TEST_CASE("ClientRules.EarlyTargets.TheBackOffStopsAtMaxGap") {
   EarlyTargets t{1};
   t.learn(WorkerId{1}, addr(1));
