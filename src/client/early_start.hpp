@@ -31,8 +31,8 @@ bool may_start_early(const FastPaths& fast, const protocol::TaskSpec& spec, cons
 // Which worker the next early start goes to (issue 14's load spreading), pure. Asking the same
 // worker every time put a whole submit-result loop on the worker that ran its first task. So
 // the targets are the workers that have pushed a result here, each asked `run` times in a row,
-// then the next (a worker asked again at once is still awake: asking a different one for every
-// task made W3's p50 ~1.5-2.5x slower on a busy machine). And now and then one qualifying task
+// then the next, and at once when one declines (asking a different one for every task made W3's
+// p50 ~2.5x slower on a busy machine, and a decliner would decline the rest of its run too). And now and then one qualifying task
 // is not started early but left to the scheduler (exploring), whose placement deals tasks to
 // idle workers in turn (placement.cpp): the worker it chooses pushes the result here, joins the
 // targets and gets the next run. Exploring costs that task the early start's hop (a three-hop
