@@ -14,7 +14,7 @@ namespace dtask::detail {
 
 // What the client knows when it decides (all under ClientCore::mutex_).
 struct EarlyStartContext {
-  bool target_known = false;     // a worker has pushed a result here: the one to ask
+  bool target_known = false;     // a worker has pushed a result here (EarlyTargets: whom to ask)
   bool previous_pending = false; // the last early-started task has not come back yet
   bool key_known = false;        // the key is already a future here: the scheduler may have it
 };
