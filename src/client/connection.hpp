@@ -13,8 +13,8 @@
 //                receives on it, sends heartbeats and whatever others queued; a thread that
 //                submits a small graph sends it itself (flush_outgoing): one thread hand-off
 //                less per round trip, which is most of the W3 latency budget.
-//   early_sock_  DEALER to the data server of the worker that last pushed a result (StartTask
-//                out; ResultPushed/NotStarted back). Under sock_mutex_. Created and sent on by
+//   early_sock_  ROUTER connected to the data servers of the early starts' targets, each
+//                connection named by its address (StartTask out; ResultPushed/NotStarted back). Under sock_mutex_. Created and sent on by
 //                the submitting thread (send_early); drained by a thread spinning for a result
 //                (take_early_replies, via try_lock), otherwise by the I/O thread.
 //   data_conns_  one DEALER per worker data server (GetData out; DataReply/ResultPushed back).
@@ -26,9 +26,9 @@
 //                is gone (the heartbeat silence, scheduler_timeout, stays the fallback).
 //
 // LOCKS
-//   sock_mutex_  sched_, early_sock_, early_sock_address_.
+//   sock_mutex_  sched_, early_sock_, early_connected_.
 //   mutex_       everything else shared: states_ and every FutureState, outgoing_, fetch_queue_,
-//                infos_, the early-start target (early_worker_, early_address_, early_key_),
+//                infos_, the early-start targets (early_targets_, early_key_),
 //                the counters, next_nonce_, the flags (welcomed_, closing_, stopped_,
 //                cluster_closing_, connection_error_) and end_handler_. cv_ goes with it.
 //   Order        sock_mutex_ before mutex_ (take_early_replies -> on_pushed takes mutex_ under
@@ -187,8 +187,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::optional<EarlyStart> early_start_for(protocol::TaskSpec& spec);
   // No lock held: sends it; if it cannot go, unmarks its held SubmitTasks. True if sent.
   bool start_early(const EarlyStart& e);
-  // sock_mutex_ held: sends it to the worker at `address`; false if that is not possible now.
-  bool send_early(const protocol::StartTask& m, const std::string& address);
+  // sock_mutex_ held: sends it to the worker at `address`; false if that is not possible now
+  // (`fresh` is set if the connection to it was only asked for by this call).
+  bool send_early(const protocol::StartTask& m, const std::string& address, bool& fresh);
   // sock_mutex_ held: takes the workers' answers to StartTasks off early_sock_. True if one was
   // a NotStarted: then flush_outgoing(true) is due.
   bool take_early_replies();
@@ -230,18 +231,18 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   // Random, so two clients never share it: workers push small results to this routing id.
   const std::string data_identity_;
   std::uint64_t results_pushed_ = 0;  // results that arrived from a worker before KeyDone
-  // Early starts (mutex_): the worker that last pushed a result here, which is the one asked
-  // to start the next task early, and the key of the early task not yet back (one at a time:
-  // several would all land on that one worker instead of being spread by the scheduler).
-  protocol::WorkerId early_worker_;
-  std::string early_address_;
+  // Early starts (mutex_): the workers that pushed a result here, asked in turn to start the
+  // next task early (EarlyTargets), and the key of the early task not yet back (one at a time:
+  // several at once would be started without the scheduler's view of who is busy).
+  EarlyTargets early_targets_;
   std::string early_key_;
   std::uint64_t early_starts_ = 0;
   std::uint64_t early_not_started_ = 0;
   std::uint64_t next_nonce_;
-  // sock_mutex_. Its own routing id, as a worker's data server accepts one connection per id.
+  // sock_mutex_. Its own routing id, as a worker's data server accepts one connection per id;
+  // early_connected_: the addresses it was connected to, oldest first (bounded, send_early).
   std::unique_ptr<zmq::socket_t> early_sock_;
-  std::string early_sock_address_;
+  std::vector<std::string> early_connected_;
   // Threads spinning for a result (see the hand-over above).
   std::atomic<int> spinners_{0};
 

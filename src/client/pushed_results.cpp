@@ -9,8 +9,8 @@
 // Action   on_pushed makes the future finished with its data and queues a receipt
 //          (ResultsReceived) for the scheduler: a plain one rides with this client's next
 //          message (OutgoingQueue::receipt); an early start's goes held, right after that
-//          task's SubmitTasks (OutgoingQueue::hold). It also names the worker as the next early
-//          start's target (early_start.cpp). KeyDone connects the client to the worker that
+//          task's SubmitTasks (OutgoingQueue::hold). It also adds the worker to the early
+//          starts' targets (EarlyTargets, early_start.cpp). KeyDone connects the client to the worker that
 //          ran a pushed task (on(KeyDone)), so the next results from there can be pushed.
 // Caveats  A result that comes after KeyDone, after a cancel or for a released key is dropped.
 //          The scheduler learns of a pushed result from the receipt or, from a client that
@@ -26,8 +26,7 @@ using namespace protocol;
 
 void ClientCore::on_pushed(ResultPushed& m, const std::string& from) {
   std::lock_guard lock(mutex_);
-  early_worker_ = m.worker;
-  early_address_ = from;
+  early_targets_.learn(m.worker, from);  // early_start.cpp
   auto it = states_.find(m.key);
   if (it == states_.end()) return;  // released meanwhile
   auto& s = *it->second;

@@ -9,7 +9,9 @@
 //    submission order) and is dealt round-robin, one per worker with room per pass, to workers
 //    with fewer than capacity() tasks: nthreads * saturation, plus saturation_extra while the
 //    worker's results are small (so microsecond tasks never starve a worker, and loaders of big
-//    chunks do not run far ahead of their consumers).
+//    chunks do not run far ahead of their consumers). Idle workers (a free thread) are dealt to
+//    first, and each deal starts after the worker dealt to last, so tasks submitted one at a
+//    time spread over an idle cluster (Dask: decide_worker's rotating index).
 //  - A queued task no worker may run yet waits in unrunnable_ and is retried when workers join
 //    and on every tick; after no_worker_timeout_ms with workers present it fails with a message
 //    naming what it asked for and what there is.
@@ -62,35 +64,62 @@ void SchedulerState::note_result(WorkerRecord& w, std::uint64_t nbytes) {
   note_room(w);
 }
 
+void SchedulerState::prune_room() {
+  for (std::size_t i = 0; i < room_.size();) {
+    auto& w = workers_[room_[i].value];
+    if (w.alive && !w.retiring && w.processing.size() < w.capacity) {
+      ++i;
+      continue;
+    }
+    w.in_room = false;
+    room_[i] = room_.back();
+    room_.pop_back();
+  }
+}
+
 void SchedulerState::dispatch(Outbox& out) {
   if (root_queue_.empty() || room_.empty()) return;
   // Deal queued root tasks round-robin, one per worker with a free slot per pass, so a short
   // queue is spread over the cluster instead of filling the first worker. Only workers listed in
-  // room_ are visited; a full or dead one is unlisted here and listed again when a task leaves it.
-  bool progress = true;
-  while (progress && !root_queue_.empty()) {
-    progress = false;
-    for (std::size_t i = 0; i < room_.size() && !root_queue_.empty();) {
-      auto& w = workers_[room_[i].value];
-      if (!w.alive || w.retiring || w.processing.size() >= w.capacity) {
-        w.in_room = false;
-        room_[i] = room_.back();
-        room_.pop_back();
-        continue;
-      }
-      while (!root_queue_.empty()) {
-        QueueEntry e = root_queue_.top();
-        root_queue_.pop();
-        const Task& t = tasks_[e.slot];
-        // Cancelled, forgotten (the slot may hold another task by now) or already placed meanwhile.
-        if (t.seq != e.seq || t.state != TaskState::queued) continue;
-        assign(e.slot, w.id, out);
+  // room_ are visited; a full or dead one is unlisted (prune_room) and listed again when a task
+  // leaves it.
+  // Spreading (Dask's decide_worker fast path for a task without inputs: the idle workers first,
+  // ties broken by a rotating index): the first pass deals only to workers with a free thread,
+  // and every pass starts where the last task dealt left off (deal_cursor_), so sequential
+  // submit().result() calls visit every idle worker in turn instead of the first one listed.
+  prune_room();
+  auto idle = [](const WorkerRecord& w) { return w.processing.size() + w.stealing_in < w.info.nthreads; };
+  for (bool idle_only : {true, false}) {
+    bool progress = true;
+    while (progress && !root_queue_.empty()) {
+      progress = false;
+      std::size_t n = room_.size();
+      std::size_t start = n ? deal_cursor_ % n : 0;
+      for (std::size_t k = 0; k < n && !root_queue_.empty(); ++k) {
+        std::size_t i = (start + k) % n;
+        auto& w = workers_[room_[i].value];
+        if (w.processing.size() >= w.capacity || (idle_only && !idle(w))) continue;
+        if (!deal_one(w, out)) break;  // only stale entries were left: the queue is empty now
+        deal_cursor_ = i + 1;
         progress = true;
-        break;
       }
-      ++i;
+      if (idle_only) break;  // one task per idle worker; the passes below deal the rest
     }
   }
+  prune_room();
+}
+
+bool SchedulerState::deal_one(WorkerRecord& w, Outbox& out) {
+  while (!root_queue_.empty()) {
+    QueueEntry e = root_queue_.top();
+    root_queue_.pop();
+    const Task& t = tasks_[e.slot];
+    // Cancelled, forgotten (the slot may hold another task by now) or already placed meanwhile.
+    if (t.seq != e.seq || t.state != TaskState::queued) continue;
+    assign(e.slot, w.id, out);
+    return true;
+  }
+  return false;
 }
 
 void SchedulerState::steal_for_idle(Outbox& out) {

@@ -272,6 +272,10 @@ class SchedulerState {
   void schedule_ready(std::uint32_t slot, Outbox& out);
   void assign(std::uint32_t slot, WorkerId w, Outbox& out);
   void dispatch(Outbox& out);
+  // Gives `w` the first live entry of root_queue_; false if the queue held none.
+  bool deal_one(WorkerRecord& w, Outbox& out);
+  // Unlists from room_ the workers that are full, dead or retiring.
+  void prune_room();
   void steal_for_idle(Outbox& out);
   void retry_unrunnable(std::uint64_t now, Outbox& out);
   bool worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const;
@@ -317,6 +321,9 @@ class SchedulerState {
   // per TaskDone was the scheduler's largest cost. Entries go stale (full, dead) and are dropped
   // lazily by dispatch().
   std::vector<WorkerId> room_;
+  // Where in room_ the next deal starts: after the worker dealt to last, so that root tasks
+  // submitted one at a time go to each worker in turn (dispatch, placement.cpp).
+  std::size_t deal_cursor_ = 0;
   std::unordered_map<std::string, WorkerId> worker_identities_;
   std::vector<ClientRecord> clients_;
   std::unordered_map<std::string, ClientId> client_identities_;

@@ -221,6 +221,28 @@ TEST_CASE("LocalCluster.FastPaths.SwitchedOffAreNeverTaken") {
   }
 }
 
+// Issue 14's load spreading: tasks submitted one at a time on an idle cluster visit every worker
+// (all 220 of the seed's submit(hostname).result() calls once ran on one), with the early start
+// on (its targets taken in turn) and with every fast path off (the scheduler's rotating deal);
+// and the early start is still what runs them when it is on.
+TEST_CASE("LocalCluster.Placement.SequentialSubmitsSpreadOverIdleWorkers") {
+  for (const auto& paths : {dtask::FastPaths::all(), dtask::FastPaths::none()}) {
+    CAPTURE(paths.to_string());
+    dtask::LocalClusterOptions o;
+    o.fast_paths = paths;
+    Fixture f(4, o);
+    std::map<std::string, int> ran_on;
+    for (int i = 0; i < 200; ++i) ++ran_on[f.client.submit(worker_name, i).result()];
+    CHECK(ran_on.size() == 4);
+    for (const auto& [name, n] : ran_on) {
+      CAPTURE(name);
+      CHECK(n <= 100);
+    }
+    auto c = dtask::detail::ClientInternals::counters(f.client);
+    if (paths.early_start) CHECK(c.early_starts > 100);
+  }
+}
+
 // An empty Future (default-constructed or moved from) or Delayed is a clear error, not a crash.
 TEST_CASE("LocalCluster.Submit.EmptyFuturesAreAClearError") {
   Fixture f(1);

@@ -1,6 +1,8 @@
 // The client's pure decisions: what goes to the scheduler when (OutgoingQueue), and which submit starts early.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -204,4 +206,110 @@ TEST_CASE("ClientRules.EarlyStart.TheSwitchesTurnItOff") {
   f.run_on_loop = false;  // the worker would decline every StartTask
   CHECK_FALSE(detail::may_start_early(f, early_candidate(), ready()));
   CHECK_FALSE(detail::may_start_early(FastPaths::none(), early_candidate(), ready()));
+}
+
+// ---- which worker an early start goes to (EarlyTargets): issue 14's load spreading ----
+namespace {
+using dtask::detail::EarlyTargets;
+
+std::string addr(int i) { return "tcp://10.0.0." + std::to_string(i) + ":7000"; }
+
+// What next() answers, as the targets' numbers, '-' for "left to the scheduler".
+std::string picks(EarlyTargets& t, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) {
+    const auto* p = t.next();
+    s += p ? static_cast<char>('0' + p->worker.value) : '-';
+  }
+  return s;
+}
+}  // namespace
+
+TEST_CASE("ClientRules.EarlyTargets.EachTargetGetsARunThenTheNext") {
+  EarlyTargets t{3};
+  CHECK(t.next() == nullptr);  // nobody pushed here yet: the scheduler places it
+  t.learn(WorkerId{1}, addr(1));
+  t.learn(WorkerId{2}, addr(2));
+  t.learn(WorkerId{2}, addr(2));  // known already: still two
+  CHECK(picks(t, 4) == "222-");     // a run of three, then one is left to the scheduler...
+  CHECK(picks(t, 7) == "111222-");  // ...which found no one new: twice as long before the next
+}
+
+TEST_CASE("ClientRules.EarlyTargets.AnExplorationThatFindsAWorkerGivesItTheNextRun") {
+  EarlyTargets t{2};
+  t.learn(WorkerId{1}, addr(1));
+  CHECK(picks(t, 3) == "11-");
+  t.learn(WorkerId{2}, addr(2));  // the scheduler placed the explored task on a new worker
+  CHECK(picks(t, 3) == "22-");    // its run at once, and explore again soon
+  CHECK(picks(t, 5) == "1122-");  // nothing new: the gap doubles
+  CHECK(picks(t, 9) == "11221122-");
+}
+
+TEST_CASE("ClientRules.EarlyTargets.ADeclineEndsTheRun") {
+  EarlyTargets t{3};
+  t.learn(WorkerId{1}, addr(1));
+  t.learn(WorkerId{2}, addr(2));
+  CHECK(picks(t, 1) == "2");
+  t.declined(addr(1));  // not the current target: nothing changes
+  CHECK(picks(t, 1) == "2");
+  t.declined(addr(2));
+  CHECK(picks(t, 1) == "1");  // the next target at once, not the rest of 2's run
+}
+
+TEST_CASE("ClientRules.EarlyTargets.TheBackOffStopsAtMaxGap") {
+  EarlyTargets t{1};
+  t.learn(WorkerId{1}, addr(1));
+  int explorations = 0;
+  std::size_t since = 0, longest = 0;
+  for (int i = 0; i < 5000; ++i) {
+    if (t.next()) {
+      ++since;
+    } else {
+      ++explorations;
+      longest = std::max(longest, since);
+      since = 0;
+    }
+  }
+  CHECK(longest == EarlyTargets::kMaxGap);  // a worker that joins later is still found...
+  CHECK(explorations < 5000 / static_cast<int>(EarlyTargets::kMaxGap) + 12);  // ...and W3 rarely pays
+}
+
+TEST_CASE("ClientRules.EarlyTargets.AForgottenWorkerIsNotAskedUntilItPushesAgain") {
+  EarlyTargets t{1};
+  t.learn(WorkerId{1}, addr(1));
+  t.learn(WorkerId{2}, addr(2));
+  t.forget(addr(1));
+  CHECK(picks(t, 2) == "2-");
+  CHECK(picks(t, 3) == "22-");
+  t.learn(WorkerId{1}, addr(1));  // it pushed a result again
+  CHECK(picks(t, 2) == "1-");
+}
+
+TEST_CASE("ClientRules.EarlyTargets.ARestartedWorkerAtTheSameAddressIsAskedUnderItsNewId") {
+  EarlyTargets t{1};
+  t.learn(WorkerId{1}, addr(1));
+  t.learn(WorkerId{5}, addr(1));
+  CHECK(picks(t, 1) == "5");
+}
+
+// The two rules together, as a submit-result loop meets them on an idle cluster of four: an
+// early start runs where the client sent it; a task left to the scheduler goes to the next
+// worker in turn (dispatch's rotating deal, tests/unit/test_scheduler_placement.cpp); whoever
+// ran it pushes the result and becomes a target. Every worker gets a share.
+TEST_CASE("ClientRules.EarlyTargets.ASubmitResultLoopSpreadsOverTheCluster") {
+  EarlyTargets t;
+  std::map<int, int> ran;
+  int deal = 0;
+  for (int i = 0; i < 200; ++i) {
+    const auto* p = t.next();
+    int w = p ? static_cast<int>(p->worker.value) : (deal++ % 4) + 1;
+    ++ran[w];
+    t.learn(WorkerId{static_cast<std::uint32_t>(w)}, addr(w));
+  }
+  REQUIRE(ran.size() == 4);
+  for (auto [w, n] : ran) {
+    CAPTURE(w);
+    CHECK(n >= 30);
+    CHECK(n <= 70);
+  }
 }

@@ -104,6 +104,44 @@ TEST_CASE("Placement.Dispatch.RootsAreDealtOnePerWorkerPerPass") {
   CHECK(n[b] == 2);
 }
 
+// Issue 14's load spreading: submit(f).result() in a loop on an idle cluster, one root task at a
+// time, must visit every worker (it all went to the first worker in room_ before).
+TEST_CASE("Placement.Dispatch.SequentialRootsVisitEveryIdleWorkerInTurn") {
+  Harness h;
+  std::vector<WorkerId> ws{h.worker("a"), h.worker("b"), h.worker("c"), h.worker("d")};
+  std::map<WorkerId, int> n;
+  for (int i = 0; i < 12; ++i) {
+    h.submit({Harness::spec("r" + std::to_string(i), "inc")});
+    auto cs = h.computes();
+    REQUIRE(cs.size() == 1);
+    ++n[cs[0].first];
+    h.done(cs[0].first, cs[0].second);
+  }
+  for (auto w : ws) CHECK(n[w] == 3);
+}
+
+// Among workers with room, the idle ones come first: a worker still running a task is passed
+// over while another has a free thread, even when the rotation points at the busy one.
+TEST_CASE("Placement.Dispatch.AnIdleWorkerBeforeABusyOneWithRoom") {
+  Harness h;
+  auto a = h.worker("a");
+  auto b = h.worker("b");
+  auto c = h.worker("c");
+  h.submit({Harness::spec("r0", "inc")});
+  auto r0 = h.computes();
+  REQUIRE(r0.size() == 1);
+  CHECK(r0[0].first == a);  // a stays busy with r0 from here on
+  h.submit({Harness::spec("r1", "inc")});
+  auto r1 = h.compute_of("r1");
+  CHECK(r1.first == b);
+  h.done(r1.first, r1.second);
+  h.submit({Harness::spec("r2", "inc")});
+  CHECK(h.compute_of("r2").first == c);  // c is still busy with r2 too
+  // The rotation is back at a, which has room (capacity > 1) but no free thread: b gets it.
+  h.submit({Harness::spec("r3", "inc")});
+  CHECK(h.compute_of("r3").first == b);
+}
+
 TEST_CASE("Placement.Capacity.ThreadsTimesSaturationPlusExtraWhileResultsAreSmall") {
   SchedulerConfig cfg = Harness::config();
   cfg.saturation = 1.5;
