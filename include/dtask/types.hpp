@@ -62,7 +62,7 @@ struct SchedulerInfo {
 struct FastPaths {
   bool push_results = true;  // a worker pushes a small result straight to the waiting client
   bool hold_task_done = true;  // ...and holds its TaskDone back for that client's receipt
-  bool early_start = true;   // a one-task submit starts at once on the worker that last pushed
+  bool early_start = true;   // a one-task submit starts at once on a worker that pushed results (in turns)
   bool run_on_loop = true;   // a worker runs a quick task on its event loop thread
   bool spin_wait = true;     // a client thread waiting for one result spins briefly first
 

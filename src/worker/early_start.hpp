@@ -1,7 +1,8 @@
 // Fast path "early start": a client's StartTask runs here at once, before the scheduler places it.
 //
 // Purpose: a submit-result loop of tiny tasks costs two network hops per round trip instead of
-//   three: the client asks the worker that last pushed it a result to start the task now
+//   three: the client asks one of the workers that pushed it results (in turns: client
+//   EarlyTargets, so a loop spreads over the workers) to start the task now
 //   (protocol::StartTask) and tells the scheduler a little later (TaskSpec::early_nonce); the
 //   scheduler, still in charge, usually places the task here, and this worker then uses the
 //   result it already has instead of running it again.

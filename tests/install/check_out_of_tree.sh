@@ -50,7 +50,7 @@ must() {
 must "meson setup --prefix $prefix (scratch build)" "$work/setup.log" \
   meson setup "$scratch" "$root" --prefix "$prefix" -Dlibdir=lib
 must "build the installed targets" "$work/build.log" \
-  nice ninja -C "$scratch" -j2 src/cli/dtask-run src/cli/dtask-worker src/cli/dtask-scheduler
+  nice ninja -C "$scratch" -j2 src/cli/dtask-run src/cli/dtask-worker src/cli/dtask-scheduler src/cli/dtask-cluster
 must "meson install" "$work/install.log" meson install -C "$scratch" --no-rebuild --quiet
 rm -rf "$scratch"  # from here on only the prefix is used
 
@@ -80,7 +80,7 @@ else
   bad "$name" "$work/pc.err"
 fi
 rpath_of() { readelf -d "$1" 2>/dev/null | sed -n 's/.*(R\(UN\)\{0,1\}PATH).*\[\(.*\)\]/\2/p'; }
-for f in bin/dtask-run bin/dtask-worker bin/dtask-scheduler lib/libdtask_mpi.so; do
+for f in bin/dtask-run bin/dtask-worker bin/dtask-scheduler bin/dtask-cluster lib/libdtask_mpi.so; do
   rp=$(rpath_of "$prefix/$f")
   name="installed $f has RPATH $libdir"
   if tr ':' '\n' <<<"$rp" | grep -qx "$libdir"; then ok "$name"; else bad "$name (it has '$rp')"; fi
@@ -198,6 +198,13 @@ done
 name="installed dtask-scheduler + 2 dtask-worker, client from the scheduler file: right, all exit 0"
 if [ $crc -eq 0 ] && grep -q "total=2450" join.out && [ $src -eq 0 ] && [ $srcs -eq 0 ]; then ok "$name"; else
   bad "$name (client rc=$crc, scheduler rc=$src, $srcs workers non-zero)" join.out join.err sched.err w1.err w2.err
+fi
+
+# dtask-cluster (slurm::Cluster's cleanup tool) runs from the prefix: nothing recorded, nothing to do.
+name="installed dtask-cluster list on an empty state directory: exit 0"
+mkdir -p "$work/clusters"
+if "$prefix/bin/dtask-cluster" --directory "$work/clusters" list >cl.out 2>cl.err; then ok "$name"; else
+  bad "$name" cl.out cl.err
 fi
 
 echo "$passed passed, $failed failed"

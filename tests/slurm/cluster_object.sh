@@ -74,14 +74,15 @@ fi
 
 # ------------------------------------------------------------------ 1. the seed's example
 name="seed example: 2 jobs, 2,000 submits, exit 0, no job and no file left"
-timeout 600 "$prog" "${common[@]}" --jobs 2 --submits 2000 >"$work/seed.out" 2>"$work/seed.err"
+# --cores 4: a job fills a node (4 CPUs), so the two jobs run on node1 and node2, as on the seed's cluster.
+timeout 600 "$prog" "${common[@]}" --cores 4 --jobs 2 --submits 2000 >"$work/seed.out" 2>"$work/seed.err"
 rc=$?
 counts=$(host_counts "$work/seed.out")
-if [ $rc -eq 0 ] && [[ "$counts" =~ sum=2000$ ]] && grep -q '^#SBATCH --cpus-per-task=2' "$work/seed.out" &&
+if [ $rc -eq 0 ] && [[ "$counts" =~ sum=2000$ ]] && grep -q '^#SBATCH --cpus-per-task=4' "$work/seed.out" &&
   [ "$(our_jobs)" -eq 0 ] && no_files; then ok "$name ($counts)"; else
   bad "$name (rc=$rc, $counts, jobs left $(our_jobs))" "$work/seed.out" "$work/seed.err"
 fi
-# Needs issue 14's load spreading: today sequential submits may all land on one worker.
+# Load spreading: sequential submits on an idle cluster visit the workers of both jobs.
 name="seed example: the counter shows node1 and node2"
 if [[ "$counts" =~ node1=[1-9][0-9]*\ node2=[1-9] ]]; then ok "$name ($counts)"; else bad "$name ($counts)"; fi
 
