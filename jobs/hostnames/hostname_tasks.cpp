@@ -13,7 +13,9 @@ std::string get_hostname(int) {
   gethostname(buf, sizeof buf - 1);
   return buf;
 }
-DTASK_TASKS(get_hostname);
+// The seed's dask_slurm_example.py `test()`: no argument, the host's name.
+std::string host_name() { return get_hostname(0); }
+DTASK_TASKS(get_hostname, host_name);
 
 int hostnames_main(dtask::Client& client, int argc, char** argv) {
   int n = argc > 1 ? std::stoi(argv[1]) : 100;

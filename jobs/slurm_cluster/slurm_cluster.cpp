@@ -7,7 +7,7 @@
 #include <dtask/dtask.hpp>
 #include <dtask/slurm.hpp>
 
-std::string get_hostname(int);  // jobs/hostnames/hostname_tasks.cpp (the plugin the workers load)
+std::string host_name();  // jobs/hostnames/hostname_tasks.cpp (the plugin the workers load)
 
 namespace {
 // --name value pairs; anything else is an error.
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::map<std::string, int> counter;
-    for (int i = 0; i < n; ++i) ++counter[client.submit(get_hostname, i).result()];
+    for (int i = 0; i < n; ++i) ++counter[client.submit(host_name).result()];
     for (const auto& [host, count] : counter) std::printf("%s: %d tasks\n", host.c_str(), count);
     std::printf("%s", cluster.job_script().c_str());
     return 0;
