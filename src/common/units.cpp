@@ -4,10 +4,16 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <initializer_list>
+#include <utility>
 
 namespace dtask {
 
-std::optional<std::uint64_t> parse_bytes(const std::string& text) {
+namespace {
+// "<number><space?><unit>" with a unit from `units` (lower case; "" may be one of them) -> the
+// number times that unit's multiplier; nullopt if malformed, negative or of an unknown unit.
+std::optional<std::uint64_t> scaled(const std::string& text,
+                                    std::initializer_list<std::pair<const char*, double>> units) {
   if (text.empty()) return std::nullopt;
   char* end = nullptr;
   double value = std::strtod(text.c_str(), &end);
@@ -15,35 +21,33 @@ std::optional<std::uint64_t> parse_bytes(const std::string& text) {
   std::string unit(end);
   while (!unit.empty() && std::isspace(static_cast<unsigned char>(unit.front()))) unit.erase(unit.begin());
   for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  double mult = 1;
-  if (unit.empty() || unit == "b") mult = 1;
-  else if (unit == "kb" || unit == "k") mult = 1e3;
-  else if (unit == "mb" || unit == "m") mult = 1e6;
-  else if (unit == "gb" || unit == "g") mult = 1e9;
-  else if (unit == "tb" || unit == "t") mult = 1e12;
-  else if (unit == "kib") mult = 1024.0;
-  else if (unit == "mib") mult = 1024.0 * 1024;
-  else if (unit == "gib") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "tib") mult = 1024.0 * 1024 * 1024 * 1024;
-  else return std::nullopt;
-  return static_cast<std::uint64_t>(value * mult);
+  for (const auto& [name, mult] : units) {
+    if (unit == name) return static_cast<std::uint64_t>(value * mult);
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+std::optional<std::uint64_t> parse_bytes(const std::string& text) {
+  constexpr double kKi = 1024.0;
+  return scaled(text, {{"", 1},
+                       {"b", 1},
+                       {"k", 1e3},
+                       {"kb", 1e3},
+                       {"m", 1e6},
+                       {"mb", 1e6},
+                       {"g", 1e9},
+                       {"gb", 1e9},
+                       {"t", 1e12},
+                       {"tb", 1e12},
+                       {"kib", kKi},
+                       {"mib", kKi * kKi},
+                       {"gib", kKi * kKi * kKi},
+                       {"tib", kKi * kKi * kKi * kKi}});
 }
 
 std::optional<std::uint64_t> parse_duration_ms(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  char* end = nullptr;
-  double value = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || value < 0 || !std::isfinite(value)) return std::nullopt;
-  std::string unit(end);
-  while (!unit.empty() && std::isspace(static_cast<unsigned char>(unit.front()))) unit.erase(unit.begin());
-  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  double mult = 1000;
-  if (unit.empty() || unit == "s") mult = 1000;
-  else if (unit == "ms") mult = 1;
-  else if (unit == "m" || unit == "min") mult = 60'000;
-  else if (unit == "h") mult = 3'600'000;
-  else return std::nullopt;
-  return static_cast<std::uint64_t>(value * mult);
+  return scaled(text, {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60'000}, {"min", 60'000}, {"h", 3'600'000}});
 }
 
 }  // namespace dtask

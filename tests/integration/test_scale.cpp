@@ -1,9 +1,7 @@
 // Scale-down without loss: Client::retire_workers, dtask-worker --nworkers, --lifetime and --death-timeout, asserted by outcomes.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,9 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,56 +17,20 @@
 #include <dtask/dtask.hpp>
 
 #include "eventually.hpp"
+#include "processes.hpp"
 
 #include "client/internal.hpp"
 #include "test_tasks.hpp"
-
-extern char** environ;
 
 using namespace std::chrono_literals;
 
 namespace {
 
 using dtask::test::eventually;
-
-std::uint64_t counter(dtask::Client& c, const char* name) {
-  auto j = dtask::detail::ClientInternals::info_json(c, 10s);
-  return j.at("counters").value(name, std::uint64_t{0});
-}
-
-// Starts `args` with stdout and stderr going to `log`.
-pid_t spawn(std::vector<std::string> args, const std::string& log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE_MESSAGE(rc == 0, "cannot start " << args[0]);
-  return pid;
-}
-
-// Waits up to `limit` for `pid` to exit; its wait status, or -1 if it is still running.
-int wait_exit(pid_t pid, std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) return status;
-    std::this_thread::sleep_for(10ms);
-  }
-  return -1;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using dtask::test::counter;
+using dtask::test::read_file;
+using dtask::test::spawn;
+using dtask::test::wait_exit;
 
 // A standalone scheduler in a scratch directory, stopped (and reaped) at the end of the test.
 struct StandaloneScheduler {

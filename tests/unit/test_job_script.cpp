@@ -138,6 +138,25 @@ TEST_CASE("job_script.memory_parsing") {
   CHECK(slurm_memory(10) == "1K");
 }
 
+// common/units: the sizes and durations users write (also the CLI tools' --memory-limit, --lifetime).
+TEST_CASE("units.sizes_and_durations") {
+  CHECK(dtask::parse_bytes("0") == 0ULL);
+  CHECK(dtask::parse_bytes("2 kib") == 2048ULL);
+  CHECK(dtask::parse_bytes("1.5TB") == 1500000000000ULL);
+  CHECK_FALSE(dtask::parse_bytes(""));
+  CHECK_FALSE(dtask::parse_bytes("GB"));
+  CHECK_FALSE(dtask::parse_bytes("3 parsecs"));
+  CHECK(dtask::parse_duration_ms("30") == 30000ULL);
+  CHECK(dtask::parse_duration_ms("500ms") == 500ULL);
+  CHECK(dtask::parse_duration_ms("10s") == 10000ULL);
+  CHECK(dtask::parse_duration_ms("55m") == 3300000ULL);
+  CHECK(dtask::parse_duration_ms("2 min") == 120000ULL);
+  CHECK(dtask::parse_duration_ms("1.5h") == 5400000ULL);
+  CHECK_FALSE(dtask::parse_duration_ms("-1s"));
+  CHECK_FALSE(dtask::parse_duration_ms("soon"));
+  CHECK_FALSE(dtask::parse_duration_ms("5d"));
+}
+
 TEST_CASE("job_script.shell_words") {
   CHECK(shell_word("/a/b-c_d.so") == "/a/b-c_d.so");
   CHECK(shell_word("a b") == "'a b'");
