@@ -3,7 +3,7 @@
 # Usage: tests/sanitizers/run.sh asan|tsan [-j N] [--suite unit|integration]...
 #   asan: AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer), build-asan/
 #   tsan: ThreadSanitizer, build-tsan/ (libzmq's own threads: tests/sanitizers/tsan.supp)
-# Only what the two suites run is built (test executables, plugins, dtask-worker/-scheduler), not
+# Only what the two suites run is built (test executables, plugins, dtask-worker/-scheduler/-cluster), not
 # the bench or the MPI runner. Every process (the tests and the workers they spawn) writes its
 # reports to $build/sanitizer-logs/; a report anywhere fails the step, even one from a worker
 # whose exit code no test looks at. Ends with the reports, if any, and a one-line verdict.
@@ -47,14 +47,14 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
 export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:log_path=$logs/tsan:suppressions=$root/tests/sanitizers/tsan.supp"
 
 # Suite by suite: build what it needs (read from meson's target list: its test executables, the
-# plugins, dtask-worker and dtask-scheduler), then run it.
+# plugins, dtask-worker, dtask-scheduler and dtask-cluster), then run it.
 rc=0
 for suite in "${suites[@]}"; do
   mapfile -t targets < <(meson introspect "$build" --targets | python3 -c '
 import json, sys, os
 root, suite = sys.argv[1], sys.argv[2]
 want = ("tests/" + suite + "/", "tests/libtest_tasks", "tests/libnot_a_plugin", "tests/libbad_version",
-        "src/cli/dtask-worker", "src/cli/dtask-scheduler")
+        "src/cli/dtask-worker", "src/cli/dtask-scheduler", "src/cli/dtask-cluster")
 for t in json.load(sys.stdin):
     for f in t["filename"]:
         rel = os.path.relpath(f, root)
