@@ -82,21 +82,14 @@ bool cancel_one(const Found& c, const std::string& scancel_override, const std::
   const std::string& scancel = scancel_override.empty() ? c.state.scancel : scancel_override;
   const std::string& squeue = squeue_override.empty() ? c.state.squeue : squeue_override;
   if (!c.state.jobs.empty()) {
-    auto r = run_command(scancel_argv(scancel, c.state.jobs), "", std::chrono::seconds(30));
-    if (!r.ok()) std::fprintf(stderr, "dtask-cluster: scancel for %s: %s\n", c.state.id.c_str(), r.message().c_str());
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-      auto q = run_command(squeue_argv(squeue, c.state.jobs), "", std::chrono::seconds(30));
-      bool any = !q.ok();
-      if (q.ok())
-        for (const auto& [id, e] : parse_squeue(q.out)) any = any || !is_final_state(e.state);
-      if (!any) break;
-      if (std::chrono::steady_clock::now() >= deadline) {
-        std::fprintf(stderr, "dtask-cluster: jobs of %s still listed after %lld s; run again\n", c.state.id.c_str(),
-                     static_cast<long long>(timeout.count()));
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto r = cancel_and_wait(scancel, squeue, c.state.jobs, timeout, std::chrono::milliseconds(500),
+                             std::chrono::seconds(30));
+    if (!r.scancel_error.empty())
+      std::fprintf(stderr, "dtask-cluster: scancel for %s: %s\n", c.state.id.c_str(), r.scancel_error.c_str());
+    if (!r.gone) {
+      std::fprintf(stderr, "dtask-cluster: jobs of %s still listed after %lld s; run again\n", c.state.id.c_str(),
+                   static_cast<long long>(timeout.count()));
+      return false;
     }
   }
   std::error_code ec;

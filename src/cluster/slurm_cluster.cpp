@@ -349,7 +349,6 @@ struct Cluster::Impl {
       }
     }
     if (changed) cv.notify_all();
-    (void)changed;
   }
 
   // Caller: the poll thread only (observer is its own).
@@ -542,9 +541,7 @@ struct Cluster::Impl {
 
   bool wait_for_workers(int n, std::chrono::milliseconds timeout) {
     std::unique_lock lk(mu);
-    std::size_t seen_failures = failures.size();
     auto deadline = std::chrono::steady_clock::now() + timeout;
-    (void)seen_failures;
     while (true) {
       if (!failures.empty()) throw JobFailedError(failures.front());
       int live = 0;
@@ -586,25 +583,14 @@ struct Cluster::Impl {
     }
     bool all_gone = true;
     if (!live.empty()) {
-      auto r = run_command(scancel_argv(opt.scancel, live), "", opt.command_timeout);
-      if (!r.ok()) log->warn("scancel failed: {}", r.message());
       // Wait until Slurm forgets them (or lists them as finished): no orphaned jobs.
-      auto deadline = std::chrono::steady_clock::now() + opt.close_timeout;
       auto step = std::min<std::chrono::milliseconds>(opt.poll_interval, std::chrono::milliseconds(250));
-      while (true) {
-        auto q = run_command(squeue_argv(opt.squeue, live), "", opt.command_timeout);
-        if (q.ok()) {
-          bool any = false;
-          for (const auto& [jid, e] : parse_squeue(q.out)) any = any || !is_final_state(e.state);
-          if (!any) break;
-        }
-        if (std::chrono::steady_clock::now() >= deadline) {
-          all_gone = false;
-          log->error("close(): Slurm still lists jobs of cluster {} after {} ms; `dtask-cluster cancel {}` retries",
-                     id, opt.close_timeout.count(), id);
-          break;
-        }
-        std::this_thread::sleep_for(step);
+      auto r = cancel_and_wait(opt.scancel, opt.squeue, live, opt.close_timeout, step, opt.command_timeout);
+      if (!r.scancel_error.empty()) log->warn("scancel failed: {}", r.scancel_error);
+      all_gone = r.gone;
+      if (!all_gone) {
+        log->error("close(): Slurm still lists jobs of cluster {} after {} ms; `dtask-cluster cancel {}` retries", id,
+                   opt.close_timeout.count(), id);
       }
     }
     std::error_code ec;

@@ -235,4 +235,29 @@ std::string sbatch_test_only(const std::string& sbatch, const std::string& scrip
   return r.ok() ? std::string() : r.message();
 }
 
+CancelResult cancel_and_wait(const std::string& scancel, const std::string& squeue, const std::vector<std::string>& ids,
+                             std::chrono::milliseconds timeout, std::chrono::milliseconds step,
+                             std::chrono::milliseconds command_timeout) {
+  CancelResult result;
+  if (ids.empty()) {
+    result.gone = true;
+    return result;
+  }
+  auto r = run_command(scancel_argv(scancel, ids), "", command_timeout);
+  if (!r.ok()) result.scancel_error = r.message();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto q = run_command(squeue_argv(squeue, ids), "", command_timeout);
+    bool alive = !q.ok();
+    if (q.ok())
+      for (const auto& [id, e] : parse_squeue(q.out)) alive = alive || !is_final_state(e.state);
+    if (!alive) {
+      result.gone = true;
+      return result;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return result;
+    std::this_thread::sleep_for(step);
+  }
+}
+
 }  // namespace dtask::slurm

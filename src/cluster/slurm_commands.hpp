@@ -42,6 +42,17 @@ std::map<std::string, std::string> parse_sacct(const std::string& out);
 
 // A state in which a job is over (it will never run a worker again).
 bool is_final_state(const std::string& state);
+
+// scancel `ids`, then poll squeue every `step` until none of them is listed alive (gone, or in a
+// final state); false if some still are at `timeout` (a failed squeue counts as still listed).
+// What slurm::Cluster::close() and `dtask-cluster cancel` both do: no orphaned jobs.
+struct CancelResult {
+  bool gone = false;
+  std::string scancel_error;  // scancel's message if it failed (the wait still runs)
+};
+CancelResult cancel_and_wait(const std::string& scancel, const std::string& squeue, const std::vector<std::string>& ids,
+                             std::chrono::milliseconds timeout, std::chrono::milliseconds step,
+                             std::chrono::milliseconds command_timeout);
 // Final and not a normal end: FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, ...
 bool is_failure_state(const std::string& state);
 

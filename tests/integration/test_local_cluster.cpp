@@ -223,8 +223,8 @@ TEST_CASE("LocalCluster.FastPaths.SwitchedOffAreNeverTaken") {
 
 // Issue 14's load spreading: tasks submitted one at a time on an idle cluster visit every worker
 // (all 220 of the seed's submit(hostname).result() calls once ran on one), with the early start
-// on (its targets taken in turn) and with every fast path off (the scheduler's rotating deal);
-// and the early start is still what runs them when it is on.
+// on (its targets taken in turn) and with every fast path off (the scheduler's rotating deal).
+// Which path ran them is the unit rules' business (ClientRules.EarlyTargets, Placement.Dispatch).
 TEST_CASE("LocalCluster.Placement.SequentialSubmitsSpreadOverIdleWorkers") {
   for (const auto& paths : {dtask::FastPaths::all(), dtask::FastPaths::none()}) {
     CAPTURE(paths.to_string());
@@ -238,8 +238,6 @@ TEST_CASE("LocalCluster.Placement.SequentialSubmitsSpreadOverIdleWorkers") {
       CAPTURE(name);
       CHECK(n <= 100);
     }
-    auto c = dtask::detail::ClientInternals::counters(f.client);
-    if (paths.early_start) CHECK(c.early_starts > 100);
   }
 }
 
