@@ -12,6 +12,11 @@ struct JobView {
   bool pending = false;           // Slurm says PENDING
   bool ended = false;             // seen in a final state (or gone)
   bool cancel_requested = false;  // we scancelled it
+  // Its workers joined and every one still there is retiring on its own (--lifetime, SIGTERM):
+  // it is on its way out, so it is replaced now. Its workers may be waiting for a new worker to
+  // take results nobody else can hold; a replacement submitted only once the job has ended
+  // would come after their drain timeout, and those results would be recomputed.
+  bool leaving = false;
 };
 
 struct ScaleLimits {
@@ -24,9 +29,10 @@ struct ScalePlan {
   std::vector<std::string> cancel;  // in the order to cancel
 };
 
-// Alive = not ended and not being cancelled. Above the target: cancel pending jobs first (they hold
+// Alive = not ended, not being cancelled and not leaving. Above the target: cancel pending jobs first (they hold
 // no results), newest first, then running ones newest first. Below it: submit the difference, within
 // the caps, unless `hold` (a job failed before its workers joined, or sbatch is backing off).
+// A leaving job still holds its allocation, so it counts against max_jobs until it ends.
 ScalePlan plan_scale(const std::vector<JobView>& jobs, int target, const ScaleLimits& limits, bool hold);
 
 enum class JobEnd {

@@ -83,6 +83,7 @@ struct Job {
   // We asked it to end (scancel, or its workers to retire): its end is not a failure.
   bool cancel_requested = false;
   int live_workers = 0;
+  bool leaving = false;  // joined, and every live worker retires on its own (JobView::leaving)
   std::chrono::steady_clock::time_point submitted{};
   // Scale-down of a job whose workers joined: they hand their results over and leave first
   // (Client::retire_workers), then the job is scancelled. retire_sent: the request went out.
@@ -275,7 +276,8 @@ struct Cluster::Impl {
       std::lock_guard lk(mu);
       if (closing || adaptive) return {};
       std::vector<JobView> view;
-      for (const auto& j : jobs) view.push_back({j.info.id, j.info.state == "PENDING", j.info.ended, j.cancel_requested});
+      for (const auto& j : jobs)
+        view.push_back({j.info.id, j.info.state == "PENDING", j.info.ended, j.cancel_requested, j.leaving});
       bool hold = stopped_by_failure || std::chrono::steady_clock::now() < backoff_until;
       auto plan = plan_scale(view, target, {opt.max_pending_jobs, opt.max_jobs}, hold);
       to_submit = plan.submit;
@@ -369,9 +371,20 @@ struct Cluster::Impl {
         if (state == "processing") load.tasks_processing += n;
       }
       for (auto& j : jobs) {
-        int live = 0;
-        for (const auto& w : info.workers) live += worker_of(w.name, j.info.id) ? 1 : 0;
+        int live = 0, retiring = 0;
+        for (const auto& w : info.workers) {
+          if (!worker_of(w.name, j.info.id)) continue;
+          ++live;
+          retiring += w.retiring ? 1 : 0;
+        }
         j.live_workers = live;
+        // Sticky: retiring cannot be undone, and the job stays on its way out while its workers
+        // go (live falls to 0 before Slurm reports the end). A job whose workers are all gone
+        // for a while (a crash, being restarted by dtask-worker) is not leaving.
+        if (!j.leaving && !j.cancel_requested && !j.info.ended && live > 0 && retiring == live) {
+          j.leaving = true;
+          log->info("job {}: its workers are leaving on their own (--lifetime or a signal); it is replaced now", j.info.id);
+        }
         j.info.workers_joined = std::max(j.info.workers_joined, live);
         // Its workers are here, so it runs, whatever the last squeue (up to poll_interval ago) said.
         if (live > 0 && j.info.state == "PENDING") {

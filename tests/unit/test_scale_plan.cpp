@@ -11,6 +11,7 @@ JobView running(const char* id) { return {id, false, false, false}; }
 JobView pending(const char* id) { return {id, true, false, false}; }
 JobView ended(const char* id) { return {id, false, true, false}; }
 JobView cancelling(const char* id) { return {id, false, false, true}; }
+JobView leaving(const char* id) { return {id, false, false, false, true}; }
 }  // namespace
 
 TEST_CASE("scale_plan.grows_to_target") {
@@ -42,6 +43,23 @@ TEST_CASE("scale_plan.ended_jobs_are_replaced_cancelled_ones_are_not_counted") {
   auto p = plan_scale({cancelling("1"), running("2")}, 1, {}, false);
   CHECK(p.submit == 0);
   CHECK(p.cancel.empty());
+}
+
+TEST_CASE("scale_plan.a_leaving_job_is_replaced_before_it_ends") {
+  // Its workers retire at --lifetime and wait for a new worker to take their results: the
+  // replacement goes in now, not once the job has ended (after their drain timeout).
+  CHECK(plan_scale({leaving("1"), running("2")}, 2, {}, false).submit == 1);
+  CHECK(plan_scale({leaving("1"), leaving("2")}, 2, {}, false).submit == 2);
+  // It is never chosen for cancellation (it goes anyway), and once replaced nothing more happens.
+  auto p = plan_scale({leaving("1"), running("2"), running("3")}, 2, {}, false);
+  CHECK(p.submit == 0);
+  CHECK(p.cancel.empty());
+  CHECK(plan_scale({leaving("1"), running("2"), running("3")}, 1, {}, false).cancel == V{"3"});
+  // It still holds its allocation: max_jobs counts it until Slurm reports the end.
+  CHECK(plan_scale({leaving("1"), running("2")}, 2, {8, 2}, false).submit == 0);
+  CHECK(plan_scale({leaving("1"), running("2")}, 2, {8, 3}, false).submit == 1);
+  // A hold stops the replacement as it stops any submission.
+  CHECK(plan_scale({leaving("1")}, 1, {}, true).submit == 0);
 }
 
 TEST_CASE("scale_plan.hold_stops_submissions_not_cancellations") {
