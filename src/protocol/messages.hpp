@@ -41,7 +41,7 @@ namespace dtask::protocol {
 
 // Bump on any change to a message below. Peers with another version are refused with a message
 // that says which versions met (see wire.hpp: the envelope carries the version).
-inline constexpr std::uint32_t kProtocolVersion = 8;
+inline constexpr std::uint32_t kProtocolVersion = 9;
 // How long a worker may hold back the TaskDone of a result it pushed (see ComputeTask::push_to).
 inline constexpr std::uint64_t kPushedDoneDelayMs = 2;
 // How long a client may hold back the SubmitTasks of a task it started early (see StartTask),
@@ -295,8 +295,22 @@ struct RetireWorker {
   DTASK_FIELDS(returned, wait_for_taker)
   bool operator==(const RetireWorker&) const = default;
 };
+// A worker's memory (worker/memory_manager): sent when it changed noticeably (at most with each
+// heartbeat) and at once when the worker pauses or resumes. The scheduler keeps the last one per
+// worker for scheduler_info() and placement: a paused worker gets no new task, and work goes
+// where it does not force a spill.
+struct MemoryReport {
+  std::uint64_t held = 0;     // bytes of results in memory
+  std::uint64_t spilled = 0;  // bytes of results on disk (as stored: compressed if they were)
+  std::uint64_t spilled_count = 0;  // how many results are on disk
+  std::uint64_t process = 0;  // the process's resident memory; 0: not measured (threads in one process)
+  std::uint64_t limit = 0;    // memory_limit; 0: none
+  bool paused = false;        // above the pause threshold (or the disk is full): starts no new task
+  DTASK_FIELDS(held, spilled, spilled_count, process, limit, paused)
+  bool operator==(const MemoryReport&) const = default;
+};
 using WorkerToScheduler = std::variant<RegisterWorker, TaskDone, TaskFailed, ReplicasAdded, StealReply,
-                                       FetchFailed, Heartbeat, WorkerGoodbye, RetireWorker>;
+                                       FetchFailed, Heartbeat, WorkerGoodbye, RetireWorker, MemoryReport>;
 
 // ---- scheduler -> worker ------------------------------------------------------------------
 struct Peer {

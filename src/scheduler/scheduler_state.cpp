@@ -259,6 +259,7 @@ void SchedulerState::handle(WorkerId from, WorkerToScheduler msg, std::uint64_t 
         else if constexpr (std::is_same_v<M, Heartbeat>) {}
         else if constexpr (std::is_same_v<M, RegisterWorker>) ++stale_messages_;  // already registered
         else if constexpr (std::is_same_v<M, RetireWorker>) on_retire_worker(from, m, out);
+        else if constexpr (std::is_same_v<M, MemoryReport>) {}  // issue 15: recorded by the scheduler's memory unit
       },
       msg);
   if (!retiring_.empty() && (workers_[from.value].retiring || std::holds_alternative<ReplicasAdded>(msg))) advance_retirements(out);
