@@ -39,6 +39,14 @@ struct WorkerInfo {
   std::uint64_t nbytes = 0;    // bytes of those results
   bool retiring = false;       // leaving (retire_workers, SIGTERM, --lifetime): takes no new work
   std::uint64_t idle_ms = 0;   // how long it has had nothing processing (0: busy); scheduler-tick granularity
+  // Its last memory report (issue 15; worker/memory_policy.hpp): bytes of results in memory and
+  // on disk, how many results are on disk, the process's resident bytes (0: not measured), and
+  // whether it is paused (above the pause threshold, or its disk is full: it starts no new task).
+  std::uint64_t memory_held = 0;
+  std::uint64_t memory_spilled = 0;
+  std::uint64_t spilled_count = 0;
+  std::uint64_t memory_process = 0;
+  bool paused = false;
 };
 
 // The scheduler's view of the cluster (Client::scheduler_info), taken when it answered.
@@ -53,6 +61,8 @@ struct SchedulerInfo {
   // assertions.
   std::uint64_t completions_reported_by_clients = 0;
   std::uint64_t placed_where_started_early = 0;
+  // How many times a worker reported that it paused (memory above its pause threshold).
+  std::uint64_t worker_pauses = 0;
 };
 
 // The latency shortcuts between client, scheduler and worker (docs/architecture.md, "Fast

@@ -9,6 +9,7 @@
 
 #include "plugin/plugin.hpp"
 #include "protocol/messages.hpp"
+#include "worker/memory_policy.hpp"
 #include "worker/running_board.hpp"
 
 namespace dtask::worker {
@@ -21,10 +22,11 @@ struct WorkerOptions {
   std::string interface;            // wins over host when set
   int nthreads = 1;
   int rank = -1;
-  std::uint64_t memory_limit = 0;
+  std::uint64_t memory_limit = 0;           // bytes; 0: no limit (nothing spilled, paused or terminated)
+  MemoryThresholds memory_thresholds;       // fractions of memory_limit (memory_policy.hpp)
   protocol::Resources resources;
   std::shared_ptr<const plugin::Plugin> plugin;
-  std::string local_directory;
+  std::string local_directory;      // the worker's spill directory is made under it (spill_directory.hpp)
   std::string where;                // log prefix
   std::uint64_t connect_timeout_ms = 30000;
   std::uint64_t scheduler_timeout_ms = 15000;
