@@ -36,15 +36,17 @@ struct TempDir {
   }
 };
 
-// Regular files anywhere under `dir` (the workers' spill files live in subdirectories).
-std::size_t files_under(const std::string& dir) {
+// Regular files anywhere under `dir` (the workers' spill directories are subdirectories), or
+// only the spill files (`<id>.spill`; a live worker's directory also holds its `.lock`).
+std::size_t files_under(const std::string& dir, bool spill_files_only = false) {
   std::size_t n = 0;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_regular_file(ec)) ++n;
+    if (it->is_regular_file(ec) && (!spill_files_only || it->path().extension() == ".spill")) ++n;
   }
   return n;
 }
+std::size_t spill_files_under(const std::string& dir) { return files_under(dir, true); }
 
 dtask::SubmitOptions on_worker(const std::string& name) {
   dtask::SubmitOptions o;
@@ -84,7 +86,7 @@ TEST_CASE("Memory.ResultsThreeTimesTheLimitSpillAndComeBackExact") {
     // Held: most of them are on disk now (written by each worker's I/O thread), and the workers
     // say so in their memory reports.
     CHECK(dtask::test::eventually(client, [&](const dtask::SchedulerInfo& i) {
-      return spilled_results(i) > 0 && files_under(dir.path) > 0;
+      return spilled_results(i) > 0 && spill_files_under(dir.path) > 0;
     }));
     auto info = client.scheduler_info();
     for (const auto& w : info.workers) {
@@ -105,7 +107,7 @@ TEST_CASE("Memory.ResultsThreeTimesTheLimitSpillAndComeBackExact") {
     blocks.clear();
     // Released: their files go too.
     CHECK(dtask::test::eventually(client, [&](const dtask::SchedulerInfo& i) {
-      return spilled_results(i) == 0 && files_under(dir.path) == 0;
+      return spilled_results(i) == 0 && spill_files_under(dir.path) == 0;
     }));
   }
   CHECK(files_under(dir.path) == 0);
@@ -127,7 +129,7 @@ TEST_CASE("Memory.ThreadWorkersSpillByHeldBytes") {
     for (int i = 0; i < 32; ++i) blocks.push_back(client.submit(block, i, 4));
     client.wait(blocks);
     CHECK(dtask::test::eventually(client, [&](const dtask::SchedulerInfo& i) {
-      return spilled_results(i) > 0 && files_under(dir.path) > 0;
+      return spilled_results(i) > 0 && spill_files_under(dir.path) > 0;
     }));
     std::vector<dtask::Future<double>> sums;
     for (auto& b : blocks) sums.push_back(client.submit(sum_doubles, b));
