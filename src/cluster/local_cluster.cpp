@@ -86,6 +86,7 @@ struct LocalCluster::Impl {
           wo.interface = opt.interface;
           wo.nthreads = opt.threads_per_worker;
           wo.memory_limit = opt.memory_limit;
+          wo.measure_process_memory = false;  // several workers in this process: held bytes only, never terminate
           if (static_cast<std::size_t>(i) < opt.worker_resources.size()) {
             for (const auto& [k, v] : opt.worker_resources[i]) wo.resources.emplace_back(k, v);
           }
