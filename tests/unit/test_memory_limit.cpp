@@ -7,9 +7,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <vector>
 
 #include "common/memory_limit.hpp"
+#include "common/node_ranks.hpp"
 
 using namespace dtask;
 namespace fs = std::filesystem;
@@ -173,4 +176,66 @@ TEST_CASE("memory_limit.resident_bytes_grows_after_touching_64MiB") {
   const std::uint64_t after = resident_bytes();
   CHECK(after >= before + 60 * kMiB);
   CHECK(block[block.size() - 1] == 1);
+}
+
+// ---- how many worker ranks share this node (dtask-run's "auto") ----
+
+namespace {
+struct FakeEnv {
+  std::map<std::string, std::string> vars;
+  std::function<const char*(const char*)> fn() const {
+    return [this](const char* name) -> const char* {
+      auto it = vars.find(name);
+      return it == vars.end() ? nullptr : it->second.c_str();
+    };
+  }
+};
+}  // namespace
+
+TEST_CASE("node_ranks.slurm_task_counts") {
+  CHECK(slurm_tasks_on_node("4", 0) == 4);
+  CHECK(slurm_tasks_on_node("2(x3),1", 0) == 2);
+  CHECK(slurm_tasks_on_node("2(x3),1", 2) == 2);
+  CHECK(slurm_tasks_on_node("2(x3),1", 3) == 1);
+  CHECK_FALSE(slurm_tasks_on_node("2(x3),1", 4).has_value());
+  CHECK_FALSE(slurm_tasks_on_node("2(3)", 0).has_value());
+  CHECK_FALSE(slurm_tasks_on_node("", 0).has_value());
+  CHECK_FALSE(slurm_tasks_on_node("x", 0).has_value());
+}
+
+TEST_CASE("node_ranks.open_mpi") {
+  FakeEnv e{{{"OMPI_COMM_WORLD_LOCAL_RANK", "1"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"},
+             // mpirun inside an allocation also sees the allocation's Slurm variables: ignored
+             {"SLURM_LOCALID", "0"}, {"SLURM_NODEID", "0"}, {"SLURM_TASKS_PER_NODE", "1"}}};
+  CHECK(node_ranks(5, e.fn()) == NodeRanks{4, 4});
+  // 8 ranks, 4 a node: node 1 holds four workers, node 0 two (ranks 0 and 1 are the scheduler and client)
+  CHECK(worker_ranks_on_node(node_ranks(5, e.fn()), 8, 2) == 4);
+  CHECK(worker_ranks_on_node(node_ranks(1, e.fn()), 8, 2) == 2);
+  // --no-client: rank 1 is a worker too
+  CHECK(worker_ranks_on_node(node_ranks(1, e.fn()), 8, 1) == 3);
+}
+
+TEST_CASE("node_ranks.slurm_block") {
+  FakeEnv e{{{"SLURM_LOCALID", "2"}, {"SLURM_NODEID", "1"}, {"SLURM_STEP_TASKS_PER_NODE", "3,2"},
+             {"SLURM_TASKS_PER_NODE", "4(x2)"}}};
+  // the step's counts win over the job's: node 1 runs ranks 3 and 4
+  CHECK(node_ranks(4, e.fn()) == std::nullopt);  // local id 2 is not below the step's 2 tasks
+  e.vars["SLURM_LOCALID"] = "1";
+  CHECK(node_ranks(4, e.fn()) == NodeRanks{3, 2});
+  CHECK(worker_ranks_on_node(node_ranks(4, e.fn()), 5, 2) == 2);
+  e.vars.erase("SLURM_STEP_TASKS_PER_NODE");
+  CHECK(node_ranks(4, e.fn()) == NodeRanks{3, 4});
+  e.vars.erase("SLURM_TASKS_PER_NODE");
+  e.vars.erase("SLURM_NODEID");
+  e.vars["SLURM_NTASKS_PER_NODE"] = "2";
+  CHECK(node_ranks(4, e.fn()) == NodeRanks{3, 2});
+}
+
+TEST_CASE("node_ranks.nothing_known_counts_every_worker") {
+  FakeEnv e;
+  CHECK(node_ranks(3, e.fn()) == std::nullopt);
+  CHECK(worker_ranks_on_node(std::nullopt, 6, 2) == 4);
+  CHECK(worker_ranks_on_node(std::nullopt, 2, 2) == 1);  // at least one
+  e.vars = {{"OMPI_COMM_WORLD_LOCAL_RANK", "7"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}};  // nonsense
+  CHECK(node_ranks(3, e.fn()) == std::nullopt);
 }
