@@ -18,6 +18,7 @@
 #include "common/scheduler_file.hpp"
 #include "plugin/plugin.hpp"
 #include "transport/transport.hpp"
+#include "worker/spill_directory.hpp"
 #include "worker/supervisor.hpp"
 #include "worker/worker.hpp"
 
@@ -120,6 +121,13 @@ int main(int argc, char** argv) {
   auto loaded = dtask::plugin::Plugin::load(plugin_path);
   if (!loaded.ok()) return fail(loaded.error);
   opt.plugin = loaded.plugin;
+  // An unusable --local-directory is an error now, with its reason, not a worker that dies and
+  // is restarted: made and removed at once (each worker makes its own when it starts).
+  try {
+    dtask::worker::SpillDirectory::create(opt.local_directory, opt.name);
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
   auto run_worker = [](const dtask::worker::WorkerOptions& o) {
     std::unique_ptr<dtask::worker::Worker> worker;
     try {
