@@ -167,27 +167,56 @@ TEST_CASE("Memory.Pause.WorkerPausesCountsTransitions") {
   CHECK(h.s.info()["counters"]["worker_pauses"] == 3);
 }
 
-TEST_CASE("Memory.Pause.IdleWorkerStealsWhatWaitsOnAPausedOne") {
-  Harness h;
-  auto a = h.worker("a");  // one thread, dealt ahead: two roots on it, one waiting behind its thread
-  h.submit(Harness::roots("r", 2, "inc"));
-  REQUIRE(placed(h).size() == 2);
-  auto b = h.worker("b");
-  pause(h, a);
-  advance(h, 500, {a, b});
+// Stealing from a paused worker: every task it holds counts as waiting (it starts nothing), and
+// all may go, where a running worker keeps its threads' share and gives at most half of the rest.
+std::vector<TaskId> steals_from(Harness& h, WorkerId victim) {
   std::vector<TaskId> asked;
   for (auto& [w, m] : h.out.to_workers) {
     if (auto* sr = std::get_if<StealRequest>(&m)) {
-      CHECK(w == a);
+      CHECK(w == victim);
       asked.push_back(sr->task);
     }
   }
-  // A running worker with one task waiting keeps it; a paused one gives it up to the idle b.
+  return asked;
+}
+
+TEST_CASE("Memory.Pause.IdleWorkerStealsTheOneTaskWaitingOnAPausedWorker") {
+  Harness h;
+  auto a = h.worker("a");  // one thread, one task: nothing waits behind a running worker's thread
+  h.submit(Harness::roots("r", 1, "inc"));
+  REQUIRE(placed(h).size() == 1);
+  auto b = h.worker("b");
+  advance(h, 500, {a, b});
+  CHECK(steals_from(h, a).empty());
+  pause(h, a);
+  advance(h, 500, {a, b});
+  auto asked = steals_from(h, a);
   REQUIRE(asked.size() == 1);
   h.s.handle(a, StealReply{asked[0], true}, h.now, h.out);
   auto p = placed(h);
   REQUIRE(p.size() == 1);
   CHECK(p.begin()->second == b);
+}
+
+TEST_CASE("Memory.Pause.IdleWorkerMayStealEverythingFromAPausedWorker") {
+  Harness h;
+  auto a = h.worker("a", 2);
+  h.submit(Harness::roots("r", 4, "inc"));
+  REQUIRE(placed(h).size() == 4);
+  auto b = h.worker("b", 4);
+  pause(h, a);
+  advance(h, 500, {a, b});
+  auto asked = steals_from(h, a);
+  // All four asked for: the two it had started refuse, the two waiting move to b.
+  REQUIRE(asked.size() == 4);
+  h.s.handle(a, StealReply{asked[0], false}, h.now, h.out);
+  h.s.handle(a, StealReply{asked[1], false}, h.now, h.out);
+  h.s.handle(a, StealReply{asked[2], true}, h.now, h.out);
+  h.s.handle(a, StealReply{asked[3], true}, h.now, h.out);
+  auto p = placed(h);
+  CHECK(p.size() == 2);
+  for (auto& [key, w] : p) CHECK(w == b);
+  CHECK(h.s.worker(a)->processing.size() == 2);
 }
 
 TEST_CASE("Memory.Placement.PrefersTheWorkerWhereTheResultDoesNotForceASpill") {
