@@ -119,6 +119,9 @@ struct LocalCluster::Impl {
       // One argument with '=': a list that starts with '-' would read as an option of its own.
       args.push_back("--fast-paths=" + opt.fast_paths.to_string());
       if (opt.memory_limit) args.insert(args.end(), {"--memory-limit", std::to_string(opt.memory_limit)});
+      if (!opt.local_directory.empty()) {
+        args.insert(args.end(), {"--local-directory", opt.local_directory + "/worker-" + std::to_string(i)});
+      }
       if (static_cast<std::size_t>(i) < opt.worker_resources.size()) {
         std::string res;
         for (const auto& [k, v] : opt.worker_resources[i]) res += (res.empty() ? "" : ",") + k + "=" + std::to_string(v);

@@ -173,10 +173,35 @@ void WorkerState::check_memory(std::uint64_t now, WorkerOutbox& out) {
   }
 }
 
+void WorkerState::defer(Pending& p) {
+  if (p.deferred) return;
+  p.deferred = true;
+  p.pinned.clear();
+  resume_.push_back(p.msg.task);
+}
+
 void WorkerState::set_paused(bool paused, WorkerOutbox& out) {
   if (paused == paused_) return;
   paused_ = paused;
   exec_.set_paused(paused);
+  if (paused) {
+    // Jobs queued at the executor hold their inputs in memory: back here until the resume.
+    for (auto& [id, p] : pending_) {
+      if (p.submitted && exec_.withdraw(p.msg.task)) {
+        p.submitted = false;
+        defer(p);
+      }
+    }
+  } else {
+    auto ready = std::move(resume_);
+    resume_.clear();
+    for (TaskId t : ready) {
+      auto it = pending_.find(t.value);
+      if (it == pending_.end() || !it->second.deferred) continue;
+      it->second.deferred = false;
+      if (!it->second.submitted && it->second.missing == 0) submit(it->second, out);
+    }
+  }
   if (config_.log) {
     const MemoryReport r = memory_report();
     if (paused) {

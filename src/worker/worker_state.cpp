@@ -99,7 +99,8 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
         p.pinned.push_back(e->data);  // not spilled while the others come (dropped at submit)
         continue;
       }
-      // Spilled: read back like an input fetched from a peer.
+      // Spilled: read back like an input fetched from a peer (paused: at the resume, by submit).
+      if (paused_) continue;
       ++p.missing;
       restores_[dep.task.value].tasks.push_back(p.msg.task);
       restore(dep.task.value, out);
@@ -213,6 +214,10 @@ void hold_value(Job& job, std::size_t i, Payload&& value) {
 }  // namespace
 
 void WorkerState::submit(Pending& p, WorkerOutbox& out) {
+  if (paused_) {
+    defer(p);
+    return;
+  }
   const dtask_task_v1* entry = config_.find_task ? config_.find_task(p.msg.func) : nullptr;
   if (!entry) {
     out.to_scheduler.push_back(TaskFailed{p.msg.task, "unknown task name '" + p.msg.func + "': " + config_.tasks_provided});
@@ -265,7 +270,7 @@ void WorkerState::submit(Pending& p, WorkerOutbox& out) {
     auto& a = p.msg.args[i];
     auto& ca = job.args[i];
     if (a.kind == TaskArg::value) {
-      hold_value(job, i, std::move(a.data));
+      hold_value(job, i, Payload(a.data));  // a copy (frames shared): a withdrawn job is made again
       continue;
     }
     ca.is_list = a.kind == TaskArg::dep_list;
@@ -303,8 +308,13 @@ bool WorkerState::start_ready(WorkerOutbox& out) {
     auto it = pending_.find(job.id.value);
     return it == pending_.end() || it->second.submitted;
   });
-  // Paused (memory): ready jobs wait here, unsubmitted (so they can still be stolen or given back).
-  if (ready_jobs_.empty() || paused_) return true;
+  if (ready_jobs_.empty()) return true;
+  // Paused (memory) in this pass: the jobs are dropped (they held their inputs), their tasks wait.
+  if (paused_) {
+    for (const Job& job : ready_jobs_) defer(pending_.at(job.id.value));
+    ready_jobs_.clear();
+    return true;
+  }
   for (const Job& job : ready_jobs_) pending_.at(job.id.value).submitted = true;
   // Exactly one job, nothing else here, a function that has always been quick: run it on this
   // thread (quick_runs.hpp).
@@ -434,6 +444,7 @@ void WorkerState::settle(std::uint64_t now, WorkerOutbox& out) {
 }
 
 std::uint64_t WorkerState::poll_timeout_ms() const {
+  if (!ready_jobs_.empty()) return 0;  // made ready outside a message's pass (a resume): start them now
   return held_.empty() ? heartbeat_ms_ / 2 + 1 : kPushedDoneDelayMs;
 }
 

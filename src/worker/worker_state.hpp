@@ -160,6 +160,8 @@ class WorkerState {
     bool released = false;    // released while it runs: its result is dropped when it completes
     // Inputs here while others are fetched or read back: held so they are not spilled meanwhile.
     std::vector<std::shared_ptr<const Payload>> pinned;
+    bool deferred = false;  // in resume_: made ready while paused, its job is made at resume
+
   };
   // Who waits for a spilled result being read back: tasks (as an input) and data requests.
   struct Restore {
@@ -232,6 +234,8 @@ class WorkerState {
   // Each tick: judge_memory on the last sample, pause/resume, the MemoryReport.
   void check_memory(std::uint64_t now, WorkerOutbox& out);
   void set_paused(bool paused, WorkerOutbox& out);
+  // Paused: `p` waits for the resume without a job (its inputs may be spilled meanwhile).
+  void defer(Pending& p);
   std::uint64_t target_bytes() const;
 
   WorkerConfig config_;
@@ -257,6 +261,8 @@ class WorkerState {
   std::uint64_t next_get_ = 1;
   std::unordered_map<std::uint64_t, protocol::TaskDone> awaiting_disk_;  // bigger than the limit: reported once on disk
   protocol::MemoryReport reported_;  // the last one sent
+  // Tasks ready while paused (no job made, so they hold no input in memory): submitted at resume.
+  std::vector<TaskId> resume_;
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::unordered_map<std::uint64_t, Fetch> fetches_;   // dep -> who waits for it
   std::unordered_map<std::uint32_t, std::string> peers_;  // peer -> its data address
