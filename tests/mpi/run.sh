@@ -207,5 +207,16 @@ name="tasks that crash their worker: restarted, crash-twice returns, always-cras
 if [ $rc -eq 0 ] && grep -q "crashes ok" "$work/out" && [ "$left" -eq 0 ] &&
   grep -q "killed by signal 11 (SIGSEGV)" "$work/err"; then ok "$name"; else bad "$name (left=$left)"; fi
 
+# Issue 15: results that outgrow memory_limit spill to --local-directory and come back exact
+# (jobs/spill: 96 results of 8 MiB kept, with 2 workers of 128 MiB each); no spill file is left.
+mkdir -p "$work/spill"
+job 240 -n 4 -- --memory-limit 128MiB --local-directory "$work/spill" "$build/jobs/libspill_tasks.so" 96 8
+left=$(find "$work/spill" -type f | wc -l)
+name="mpirun -n 4, --memory-limit 128MiB: 96 x 8 MiB results spill, sums exact, peak RSS within 1.3x, no spill file left"
+if [ $rc -eq 0 ] && grep -q "^spill ok" "$work/out" && grep -qE "^spill: [1-9][0-9]* results on disk" "$work/out" &&
+  [ "$left" -eq 0 ]; then ok "$name ($(grep -c 'peak RSS' "$work/out") workers, $(grep -oE '[0-9]+ results on disk' "$work/out"))"; else
+  bad "$name (spill files left: $left)"
+fi
+
 echo "$passed passed, $failed failed"
 ((failed == 0))

@@ -134,6 +134,52 @@ int sigabrt_until(std::string path, int n) {
 }
 int always_crash(int) { segfault(); }
 
+// Memory tasks. Values are small integers, so every sum is exact in double.
+std::vector<double> block(int i, int mib) {
+  const std::size_t n = static_cast<std::size_t>(mib) * (1 << 20) / sizeof(double);
+  std::vector<double> v(n);
+  for (std::size_t k = 0; k < n; ++k) v[k] = static_cast<double>((static_cast<std::size_t>(i) + k) % 7);
+  return v;
+}
+double block_sum(int i, int mib) {
+  const std::size_t n = static_cast<std::size_t>(mib) * (1 << 20) / sizeof(double);
+  double s = 0;
+  for (std::size_t k = 0; k < n; ++k) s += static_cast<double>((static_cast<std::size_t>(i) + k) % 7);
+  return s;
+}
+namespace {
+long long status_kib(const char* field) {
+  std::ifstream in("/proc/self/status");
+  const std::string prefix = std::string(field) + ":";
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix, 0) == 0) return std::stoll(line.substr(prefix.size()));
+  }
+  throw std::runtime_error(prefix + " not in /proc/self/status");
+}
+}  // namespace
+long long peak_rss_kib(int) { return status_kib("VmHWM"); }
+long long rss_kib(int) { return status_kib("VmRSS"); }
+namespace {
+// `mib` MiB, every page written, so it is resident.
+std::vector<char> touched(long long mib) {
+  std::vector<char> mem(static_cast<std::size_t>(mib) << 20);
+  for (std::size_t k = 0; k < mem.size(); k += 4096) mem[k] = 1;
+  return mem;
+}
+}  // namespace
+long long hold_memory(long long mib, std::string flag_path) {
+  auto mem = touched(mib);
+  for (int i = 0; i < 12000 && ::access(flag_path.c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return static_cast<long long>(mem.size() >> 20);
+}
+long long allocate_and_hold(long long mib, int seconds) {
+  auto mem = touched(mib);
+  std::this_thread::sleep_for(std::chrono::seconds(seconds));
+  return static_cast<long long>(mem.size() >> 20);
+}
+
 #define DTASK_TEST_DEFINE_ECHO(name, T)                                                       \
   std::vector<T> echo_##name(std::vector<T> v) { return v; }                               \
   std::vector<T> view_##name(std::span<const T> v) { return std::vector<T>(v.begin(), v.end()); }
@@ -148,4 +194,4 @@ DTASK_TASKS(inc, dec, add, noop, add64, sum_list, fail_if_negative, flaky, slow_
             malloc_hugepage_advised, echo_i8, view_i8, echo_u8, view_u8, echo_i16, view_i16, echo_u16, view_u16,
             echo_i32, view_i32, echo_u32, view_u32, echo_i64, view_i64, echo_u64, view_u64, echo_f32, view_f32,
             echo_f64, view_f64, echo_string, echo_strings, echo_nested, echo_map, crash_until, sigabrt_until,
-            always_crash);
+            always_crash, block, block_sum, peak_rss_kib, rss_kib, hold_memory, allocate_and_hold);

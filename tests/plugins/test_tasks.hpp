@@ -31,6 +31,15 @@ bool malloc_hugepage_advised(long long bytes);
 int crash_until(std::string path, int n);  // SIGSEGV on the first n attempts (counted in the file at path)
 int sigabrt_until(std::string path, int n);  // abort() on the first n attempts
 int always_crash(int);                     // SIGSEGV, every time
+// Memory (tests/integration/test_memory.cpp): a block of `mib` MiB of doubles whose values depend
+// on i (block_sum(i, mib) is its exact sum); the process's peak resident memory; memory a task
+// holds itself (not a result) until a file appears or for a while.
+std::vector<double> block(int i, int mib);
+double block_sum(int i, int mib);
+long long peak_rss_kib(int);
+long long rss_kib(int);
+long long hold_memory(long long mib, std::string flag_path);
+long long allocate_and_hold(long long mib, int seconds);
 
 // Identity tasks for every value a user can send (tests/integration/test_values.cpp): echo_X takes
 // the vector by value, view_X as a std::span and copies it out.

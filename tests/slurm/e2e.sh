@@ -18,7 +18,7 @@ IF=hsn0
 # soname links), so that the $ORIGIN-relative RUNPATHs meson gives build-tree binaries still
 # find them in the copy.
 staged=(src/cli/dtask-run tests/libmpi_job.so jobs/librunner_tasks.so jobs/libhostname_tasks.so
-  jobs/libchains_tasks.so)
+  jobs/libchains_tasks.so jobs/libspill_tasks.so)
 for f in "${staged[@]}"; do
   [ -e "$build/$f" ] || { echo "missing $build/$f: build first (ninja -C $build)" >&2; exit 2; }
 done
@@ -185,6 +185,22 @@ name="hostname example: tasks on node1 and node2, 100 in all"
 counts=$(host_counts "$work/hostnames.out")
 if [[ "$counts" =~ ^node1=[1-9][0-9]*\ node2=[1-9][0-9]*\ sum=100$ ]]; then ok "$name ($counts)"; else
   bad "$name ($counts)" "$work/hostnames.out"
+fi
+
+# ------------------------------------------------------------------ 2b. memory_limit from --mem, spilling (issue 15)
+# jobs/spill under sbatch -N2 --ntasks-per-node=2 --mem=256M: the scheduler and client on node1,
+# two workers on node2, each with memory_limit auto = 256 MiB / 2; 96 x 8 MiB results kept.
+name="sbatch jobs/spill/spill_launcher.sh -N2 --mem=256M: limit 128 MiB per worker from --mem, results spill, sums exact"
+submit spill -N2 --ntasks-per-node=2 "$root/jobs/spill/spill_launcher.sh" "$stage" "$IF"
+if [ -z "$jid" ]; then bad "$name (sbatch refused)" "$work/spill.sbatch"; else
+  wait_job "$jid" 180
+  limits=$(grep -c "memory_limit 128 MiB" "$work/spill.out")
+  if [ "$state" = COMPLETED ] && [ "$exitcode" = 0:0 ] && grep -q "^spill ok" "$work/spill.out" && [ "$limits" -eq 2 ] &&
+    grep -qE "^spill: [1-9][0-9]* results on disk" "$work/spill.out" && clean_stderr "$work/spill.err"; then
+    ok "$name [job $jid, ${secs}s, $(grep -oE '[0-9]+ results on disk' "$work/spill.out")]"
+  else
+    bad "$name [job $jid: state=$state ExitCode=$exitcode, ${secs}s, $limits workers at 128 MiB]" "$work/spill.out" "$work/spill.err"
+  fi
 fi
 
 # ------------------------------------------------------------------ 3. workers on node2 reach the scheduler over hsn0

@@ -1,0 +1,89 @@
+// Dask's target/spill/pause/terminate rules as one pure function (see memory_policy.hpp).
+#include "worker/memory_policy.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace dtask::worker {
+
+namespace {
+
+std::string show(double v) {
+  std::string s = std::to_string(v);
+  // "0.500000" -> "0.5": the value as the user wrote it, more or less.
+  while (s.size() > 1 && s.back() == '0') s.pop_back();
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
+}
+
+// The byte count a fraction of the limit stands for; the fraction is in (0, 1], so it fits.
+std::uint64_t share(double fraction, std::uint64_t limit) {
+  return static_cast<std::uint64_t>(fraction * static_cast<double>(limit));
+}
+
+}  // namespace
+
+void validate(const MemoryThresholds& t) {
+  struct Field {
+    const char* name;
+    double value;
+  };
+  const Field fields[] = {{"target", t.target}, {"spill", t.spill}, {"pause", t.pause}, {"terminate", t.terminate}};
+  for (const Field& f : fields) {
+    // !(v >= 0) also catches NaN.
+    if (!(f.value >= 0.0) || f.value > 1.0) {
+      throw std::invalid_argument(std::string("memory threshold ") + f.name + " must be 0 (off) or a fraction in (0, 1], got " +
+                                  show(f.value));
+    }
+  }
+  // The ones that are set must rise: a pause below target would pause a worker that is not
+  // even spilling yet, a terminate below pause would kill it before it could pause.
+  const Field* previous = nullptr;
+  for (const Field& f : fields) {
+    if (f.value == 0.0) continue;
+    if (previous != nullptr && f.value < previous->value) {
+      throw std::invalid_argument(std::string("memory threshold ") + f.name + " (" + show(f.value) + ") is below " +
+                                  previous->name + " (" + show(previous->value) +
+                                  "): they must rise target <= spill <= pause <= terminate");
+    }
+    previous = &f;
+  }
+}
+
+MemoryVerdict judge_memory(const MemoryThresholds& t, std::uint64_t limit, const MemorySample& s, bool paused) {
+  // No hysteresis: pausing depends on the sample alone, so `paused` does not change the verdict
+  // (it is in the signature so a band can be added without touching the callers).
+  (void)paused;
+  MemoryVerdict v;
+  if (limit == 0) return v;
+
+  // Held results above target: spill the excess (Dask's "target" rule, counted on our own bytes).
+  if (t.target > 0.0) {
+    const std::uint64_t target = share(t.target, limit);
+    if (s.held > target) v.spill_bytes = s.held - target;
+  }
+  // Process memory above spill: spill until the process would be back at target. With target off,
+  // back at spill itself (Dask: `target or spill`). Never more than is held: the rest of the
+  // process's memory is not ours to spill. Only a measured process counts (process == 0: threads mode).
+  if (t.spill > 0.0 && s.process > 0) {
+    const std::uint64_t spill = share(t.spill, limit);
+    if (s.process > spill) {
+      const std::uint64_t goal = share(t.target > 0.0 ? t.target : t.spill, limit);
+      const std::uint64_t need = std::min(s.process - goal, s.held);
+      v.spill_bytes = std::max(v.spill_bytes, need);
+    }
+  }
+  // Pause on process memory. When it is not measured (threads-mode LocalCluster: many workers in
+  // one process, so the process's RSS says nothing about one worker) the held bytes stand in for it,
+  // so such a worker still stops taking work when its results alone pass the threshold.
+  if (t.pause > 0.0) {
+    const std::uint64_t measured = s.process > 0 ? s.process : s.held;
+    v.pause = measured > share(t.pause, limit);
+  }
+  // Terminate only on a measured process: killing is for a process whose memory we actually saw.
+  if (t.terminate > 0.0 && s.process > 0) v.terminate = s.process > share(t.terminate, limit);
+  return v;
+}
+
+}  // namespace dtask::worker
