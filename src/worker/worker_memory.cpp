@@ -34,6 +34,24 @@ void WorkerState::after_put(std::uint64_t id, WorkerOutbox& out) {
     out.spill.push_back(WorkerOutbox::Spill{WorkerOutbox::Spill::Kind::write, id, e->tag, e->data});
   }
   spill(less_or_zero(store_.memory_bytes(), target), out);
+  if (!paused_ && disk_behind()) set_paused(true, out);
+}
+
+std::size_t WorkerState::fetch_budget() const {
+  if (config_.memory_limit == 0) return SIZE_MAX;
+  const auto& t = config_.memory_thresholds;
+  const double upto = std::max(t.spill, t.target) > 0 ? std::max(t.spill, t.target) : 1.0;
+  const bool room = store_.held_bytes() + store_.reading_bytes() <
+                    static_cast<std::uint64_t>(upto * static_cast<double>(config_.memory_limit));
+  return room ? 4 : 1;
+}
+
+bool WorkerState::disk_behind() const {
+  // The writes out hold more than the band between target and spill (at least 5 % of the limit):
+  // results come faster than the disk takes them, and each task started now adds to that.
+  const auto& t = config_.memory_thresholds;
+  const double band = std::max(t.spill - t.target, 0.05);
+  return store_.writing_bytes() > static_cast<std::uint64_t>(band * static_cast<double>(config_.memory_limit));
 }
 
 void WorkerState::spill(std::uint64_t bytes, WorkerOutbox& out) {
@@ -45,7 +63,29 @@ void WorkerState::spill(std::uint64_t bytes, WorkerOutbox& out) {
 }
 
 void WorkerState::restore(std::uint64_t id, WorkerOutbox& out) {
-  if (const std::uint64_t tag = store_.start_read(id)) {
+  if (std::find(restore_queue_.begin(), restore_queue_.end(), id) == restore_queue_.end()) restore_queue_.push_back(id);
+  pump_restores(out);
+}
+
+void WorkerState::pump_restores(WorkerOutbox& out) {
+  // Reading everything asked for at once (a reduction over spilled results asks for all of
+  // them) would bring it all back into memory: the reads are paced by memory instead.
+  while (!restore_queue_.empty()) {
+    const std::uint64_t id = restore_queue_.front();
+    const auto* e = store_.find(id);
+    if (!e || e->where != DataStore::Where::disk) {
+      restore_queue_.pop_front();  // released, or read back already
+      continue;
+    }
+    // Up to the spill threshold: what comes back pushes older results out, down to target.
+    const auto& t = config_.memory_thresholds;
+    const double upto = std::max(t.spill, t.target) > 0 ? std::max(t.spill, t.target) : 1.0;
+    const bool fits = store_.held_bytes() + store_.reading_bytes() + e->nbytes <=
+                      static_cast<std::uint64_t>(upto * static_cast<double>(config_.memory_limit));
+    const bool nothing_else = store_.reading_bytes() == 0 && exec_.idle() && ready_jobs_.empty();
+    if (!fits && !nothing_else) return;  // a completion, a write or a release calls again
+    restore_queue_.pop_front();
+    const std::uint64_t tag = store_.start_read(id);
     out.spill.push_back(WorkerOutbox::Spill{WorkerOutbox::Spill::Kind::read, id, tag, nullptr});
   }
 }
@@ -82,6 +122,12 @@ void WorkerState::on_spill(SpillDone d, WorkerOutbox& out) {
         if (await != awaiting_disk_.end()) {
           out.to_scheduler.push_back(std::move(await->second));
           awaiting_disk_.erase(await);
+        }
+        // Paused only because the disk was behind: resume as soon as it caught up.
+        if (paused_ && !disk_behind() && !disk_full_ &&
+            !judge_memory(config_.memory_thresholds, config_.memory_limit,
+                          MemorySample{store_.memory_bytes(), process_memory_}, paused_).pause) {
+          set_paused(false, out);
         }
       }
       return;
@@ -147,9 +193,11 @@ void WorkerState::on_spill(SpillDone d, WorkerOutbox& out) {
     }
   }
   after_put(d.id, out);
+  pump_restores(out);
 }
 
 void WorkerState::check_memory(std::uint64_t now, WorkerOutbox& out) {
+  if (!restore_queue_.empty()) pump_restores(out);
   const MemorySample sample{store_.memory_bytes(), process_memory_};
   const MemoryVerdict v = judge_memory(config_.memory_thresholds, config_.memory_limit, sample, paused_);
   // Nothing left to spill (or nothing over target): a full disk does not matter any more.
@@ -159,7 +207,7 @@ void WorkerState::check_memory(std::uint64_t now, WorkerOutbox& out) {
     // Writes out already will free their bytes: only what they do not cover.
     spill(less_or_zero(v.spill_bytes, store_.writing_bytes()), out);
   }
-  set_paused(v.pause || disk_full_, out);
+  set_paused(v.pause || disk_full_ || disk_behind(), out);
   // The heartbeat's report: only when something moved enough to matter.
   if (now >= last_beat_ + heartbeat_ms_ / 2) {
     const MemoryReport r = memory_report();

@@ -95,10 +95,7 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
       if (address.empty()) address = dep.addresses[i];
     }
     if (const auto* e = store_.find(dep.task.value)) {
-      if (e->data) {
-        p.pinned.push_back(e->data);  // not spilled while the others come (dropped at submit)
-        continue;
-      }
+      if (e->data) continue;
       // Spilled: read back like an input fetched from a peer (paused: at the resume, by submit).
       if (paused_) continue;
       ++p.missing;
@@ -116,7 +113,12 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
       if (h != me_ && std::find(f.holders.begin(), f.holders.end(), h) == f.holders.end()) f.holders.push_back(h);
     }
   }
-  if (p.missing == 0) p.pinned.clear();
+  if (p.missing != 0 && config_.memory_limit != 0) {
+    // Inputs here are held while the others come, so they are not spilled meanwhile (dropped at submit).
+    for (const auto& dep : p.msg.deps) {
+      if (const auto* e = store_.find(dep.task.value); e && e->data) p.pinned.push_back(e->data);
+    }
+  }
   auto& slot = pending_[id] = std::move(p);
   if (slot.missing == 0) submit(slot, out);
 }
@@ -453,6 +455,11 @@ std::uint64_t WorkerState::poll_timeout_ms() const {
 void WorkerState::start_fetches(std::uint64_t now, WorkerOutbox& out) {
   std::unordered_map<std::uint32_t, std::vector<TaskId>> by_peer;
   std::vector<std::uint64_t> hopeless;
+  // With a memory limit, fetching is paced by memory (one input per request, fetch_budget()
+  // requests out at once): one request for every input of a reduction would bring them all in
+  // at once, here and at the holder that reads them back from its disk.
+  const std::size_t budget = fetch_budget();
+  std::size_t started = 0;
   for (auto& [dep, f] : fetches_) {
     if (f.in_flight) continue;
     while (!f.holders.empty() && !peers_.count(f.holders.front().value)) f.holders.erase(f.holders.begin());
@@ -460,11 +467,21 @@ void WorkerState::start_fetches(std::uint64_t now, WorkerOutbox& out) {
       hopeless.push_back(dep);
       continue;
     }
+    if (requests_.size() + started >= budget) continue;
     f.in_flight = true;
     by_peer[f.holders.front().value].push_back(TaskId{dep});
+    if (budget != SIZE_MAX) ++started;
   }
   for (auto dep : hopeless) fetch_failed_everywhere(dep, out);
   for (auto& [peer, deps] : by_peer) {
+    if (budget != SIZE_MAX) {
+      for (TaskId d : deps) {
+        const std::uint64_t rid = next_request_++;
+        out.to_peers.push_back(WorkerOutbox::PeerRequest{WorkerId{peer}, peers_[peer], GetData{rid, {d}}});
+        requests_[rid] = Request{WorkerId{peer}, {d}, now};
+      }
+      continue;
+    }
     const std::uint64_t rid = next_request_++;
     out.to_peers.push_back(WorkerOutbox::PeerRequest{WorkerId{peer}, peers_[peer], GetData{rid, deps}});
     requests_[rid] = Request{WorkerId{peer}, std::move(deps), now};
@@ -510,7 +527,7 @@ void WorkerState::on_data(DataReply& reply, WorkerOutbox& out) {
       auto pit = pending_.find(t.value);
       if (pit == pending_.end()) continue;
       if (pit->second.missing > 0 && --pit->second.missing == 0) submit(pit->second, out);
-      else pit->second.pinned.push_back(data);
+      else if (config_.memory_limit != 0) pit->second.pinned.push_back(data);
     }
     after_put(item.task.value, out);
   }

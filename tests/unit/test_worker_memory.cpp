@@ -12,7 +12,7 @@ using namespace dtask::worker;
 namespace {
 
 const dtask_task_v1 kMake{"make", nullptr, 1, nullptr};
-constexpr std::uint64_t kLimit = 10'000;  // target 6000, spill 7000, pause 8000, terminate 9500
+constexpr std::uint64_t kLimit = 10'000;  // target 6000, spill 8000, pause 8500, terminate 9500
 constexpr std::size_t kResult = 2'000;
 
 struct FakeExecutor : ExecutorPort {
@@ -44,6 +44,8 @@ struct Harness {
     WorkerConfig c;
     c.fast_paths = fp;
     c.memory_limit = limit;
+    // A band of 2000 between target and spill: one write of a 2000-byte result out is not "behind".
+    c.memory_thresholds = MemoryThresholds{0.6, 0.8, 0.85, 0.95};
     c.find_task = [](const std::string& name) -> const dtask_task_v1* { return name == "make" ? &kMake : nullptr; };
     return c;
   }
@@ -207,14 +209,14 @@ TEST_CASE("WorkerMemory.GetDataOfASpilledItemIsAnsweredWhenItIsBack") {
 TEST_CASE("WorkerMemory.PauseStopsStartingJobsAndResumeStartsThem") {
   for (FastPaths fp : kModes) {
     Harness h(fp);
-    h.tick(8'500);  // above pause (8000)
+    h.tick(9'000);  // above pause (8500)
     CHECK(h.s.paused());
     CHECK(h.exec.paused);
     auto reports = h.sent<MemoryReport>();
     REQUIRE(reports.size() == 1);
     CHECK(reports[0].paused);
     CHECK(reports[0].limit == kLimit);
-    CHECK(reports[0].process == 8'500);
+    CHECK(reports[0].process == 9'000);
     h.out.to_scheduler.clear();
     h.give(1);  // not started
     CHECK(h.handed_to_executor().empty());
@@ -239,9 +241,9 @@ TEST_CASE("WorkerMemory.ProcessAboveSpillSpillsMore") {
   h.result(1);
   h.result(2);
   CHECK(h.out.spill.empty());
-  h.tick(7'500);  // above spill (7000): down to target (6000) means 1500 more
-  CHECK(h.ids(h.take_spill(WorkerOutbox::Spill::Kind::write)) == std::vector<std::uint64_t>{1});
-  h.tick(7'500);  // the write out covers it
+  h.tick(8'100);  // above spill (8000): down to target (6000) means 2100 more
+  CHECK(h.ids(h.take_spill(WorkerOutbox::Spill::Kind::write)) == std::vector<std::uint64_t>{1, 2});
+  h.tick(8'100);  // the writes out cover it
   CHECK(h.out.spill.empty());
 }
 
