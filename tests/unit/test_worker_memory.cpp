@@ -308,3 +308,20 @@ TEST_CASE("WorkerMemory.AFailedSpillWritePausesAndIsRetried") {
   h.tick(0);
   CHECK_FALSE(h.s.paused());
 }
+
+TEST_CASE("WorkerMemory.ReadsBackArePacedByMemory") {
+  for (FastPaths fp : kModes) {
+    Harness h(fp);
+    for (std::uint64_t i = 1; i <= 6; ++i) h.result(i);
+    h.writes_done();  // 1, 2, 3 on disk; 4, 5, 6 (6000) in memory
+    REQUIRE(h.s.store().disk_count() == 3);
+    h.out.to_executor.clear();
+    h.needs(10, 1);
+    h.needs(11, 2);
+    h.needs(12, 3);
+    // 6000 held + 2000 read fit under spill (8000); a second read would not.
+    auto reads = h.take_spill(WorkerOutbox::Spill::Kind::read);
+    CHECK(h.ids(reads) == std::vector<std::uint64_t>{1});
+    CHECK(h.handed_to_executor().empty());
+  }
+}
