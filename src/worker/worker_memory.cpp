@@ -99,6 +99,8 @@ void WorkerState::drop_result(std::uint64_t id, WorkerOutbox& out) {
     out.spill.push_back(WorkerOutbox::Spill{WorkerOutbox::Spill::Kind::remove, id, 0, nullptr});
   }
   if (gone->data) freed_since_trim_ += gone->nbytes;
+  // Asked to be read back but not read yet: who waits hears now (a read out reports on its own).
+  if (gone->where == DataStore::Where::disk && restores_.count(id)) finish_restore(id, out);
   if (freed_since_trim_ >= kTrimThreshold) {
     out.trim_memory = true;
     freed_since_trim_ = 0;
@@ -156,23 +158,28 @@ void WorkerState::on_spill(SpillDone d, WorkerOutbox& out) {
   // Read back.
   if (d.ok) store_.read_back(d.id, d.tag, std::move(d.payload));
   else if (store_.read_failed(d.id, d.tag) && config_.log) config_.log->error("lost a spilled result: {}", d.error);
-  auto rit = restores_.find(d.id);
+  if (store_.contains(d.id) && !store_.find(d.id)->data) {
+    // Released, stored and spilled again meanwhile: read that one.
+    if (restores_.count(d.id)) restore(d.id, out);
+    return;
+  }
+  finish_restore(d.id, out);
+  after_put(d.id, out);
+  pump_restores(out);
+}
+
+void WorkerState::finish_restore(std::uint64_t id, WorkerOutbox& out) {
+  auto rit = restores_.find(id);
   if (rit == restores_.end()) return;
   Restore waiting = std::move(rit->second);
   restores_.erase(rit);
-  const auto* here = store_.get(d.id);
+  const auto* here = store_.get(id);
   std::shared_ptr<const Payload> data = here ? *here : nullptr;
-  if (!data && store_.contains(d.id)) {
-    // Released, stored and spilled again meanwhile: read that one.
-    restores_[d.id] = std::move(waiting);
-    restore(d.id, out);
-    return;
-  }
   for (TaskId t : waiting.tasks) {
     auto pit = pending_.find(t.value);
     if (pit == pending_.end()) continue;
     if (!data) {
-      out.to_scheduler.push_back(FetchFailed{t, TaskId{d.id}});
+      out.to_scheduler.push_back(FetchFailed{t, TaskId{id}});
       pending_.erase(pit);
       continue;
     }
@@ -183,7 +190,7 @@ void WorkerState::on_spill(SpillDone d, WorkerOutbox& out) {
     auto git = gets_.find(g);
     if (git == gets_.end()) continue;
     for (auto& item : git->second.reply.items) {
-      if (item.task.value != d.id) continue;
+      if (item.task.value != id) continue;
       if (data) item.data = *data;
       else item.found = false;
     }
@@ -192,8 +199,6 @@ void WorkerState::on_spill(SpillDone d, WorkerOutbox& out) {
       gets_.erase(git);
     }
   }
-  after_put(d.id, out);
-  pump_restores(out);
 }
 
 void WorkerState::check_memory(std::uint64_t now, WorkerOutbox& out) {

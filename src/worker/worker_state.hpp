@@ -233,6 +233,8 @@ class WorkerState {
   // Starts the queued reads that fit: results in memory, being written and being read stay
   // within target (one read at a time at least while nothing else could free memory).
   void pump_restores(WorkerOutbox& out);
+  // `id` is back in memory, or lost (not in memory): the tasks and data requests waiting for it go on.
+  void finish_restore(std::uint64_t id, WorkerOutbox& out);
   // Removes a result from the store (and its file).
   void drop_result(std::uint64_t id, WorkerOutbox& out);
   // Each tick: judge_memory on the last sample, pause/resume, the MemoryReport.

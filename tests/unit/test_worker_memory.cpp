@@ -325,3 +325,22 @@ TEST_CASE("WorkerMemory.ReadsBackArePacedByMemory") {
     CHECK(h.handed_to_executor().empty());
   }
 }
+
+TEST_CASE("WorkerMemory.ReleasedWhileWaitingToBeReadBackIsNotFound") {
+  for (FastPaths fp : kModes) {
+    Harness h(fp);
+    for (std::uint64_t i = 1; i <= 6; ++i) h.result(i);
+    h.writes_done();  // 1, 2, 3 on disk
+    h.s.handle_request(GetData{5, {TaskId{1}, TaskId{2}}}, "peer-5", h.out);
+    auto reads = h.take_spill(WorkerOutbox::Spill::Kind::read);
+    REQUIRE(h.ids(reads) == std::vector<std::uint64_t>{1});  // 2 waits for room
+    h.s.handle(ReleaseTasks{{TaskId{2}}}, h.now, h.out);
+    CHECK(h.out.replies.empty());
+    h.read_done(reads[0]);
+    REQUIRE(h.out.replies.size() == 1);
+    auto& reply = std::get<DataReply>(h.out.replies[0].msg);
+    REQUIRE(reply.items.size() == 2);
+    CHECK(reply.items[0].found);
+    CHECK_FALSE(reply.items[1].found);
+  }
+}
