@@ -3,7 +3,7 @@
 # job's memory on a node divided by the workers there) and results spill to local_directory.
 #SBATCH --job-name=dtask-spill
 #SBATCH --ntasks=4
-#SBATCH --mem=256M
+#SBATCH --mem=512M
 #SBATCH --time=00:05:00
 #SBATCH --output=dtask-spill-%j.out
 # Usage: sbatch jobs/spill/spill_launcher.sh [BUILD_DIR] [INTERFACE] [LOCAL_DIRECTORY]

@@ -33,6 +33,10 @@ job() {
   rc=$?
   t1=$(date +%s.%N)
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+  # mpirun's own libevent sometimes warns as its children's pipes close when ranks exit with a
+  # non-zero code ("[warn] Epoll MOD(1) on fd 24 failed. ... Bad file descriptor": Open MPI's
+  # known race, open-mpi/ompi#2004 and #5520). Not ours, so not counted as dtask's stderr.
+  sed -i -E '/^\[warn\] Epoll [A-Z]+\([0-9]+\) on fd [0-9]+ failed\..*: Bad file descriptor$/d' "$work/err"
 }
 
 for n in 3 4 6; do
@@ -208,11 +212,11 @@ if [ $rc -eq 0 ] && grep -q "crashes ok" "$work/out" && [ "$left" -eq 0 ] &&
   grep -q "killed by signal 11 (SIGSEGV)" "$work/err"; then ok "$name"; else bad "$name (left=$left)"; fi
 
 # Issue 15: results that outgrow memory_limit spill to --local-directory and come back exact
-# (jobs/spill: 96 results of 8 MiB kept, with 2 workers of 128 MiB each); no spill file is left.
+# (jobs/spill: 96 results of 8 MiB kept, 3x each of the 2 workers' 256 MiB); no spill file is left.
 mkdir -p "$work/spill"
-job 240 -n 4 -- --memory-limit 128MiB --local-directory "$work/spill" "$build/jobs/libspill_tasks.so" 96 8
+job 240 -n 4 -- --memory-limit 256MiB --local-directory "$work/spill" "$build/jobs/libspill_tasks.so" 96 8
 left=$(find "$work/spill" -type f | wc -l)
-name="mpirun -n 4, --memory-limit 128MiB: 96 x 8 MiB results spill, sums exact, peak RSS within 1.3x, no spill file left"
+name="mpirun -n 4, --memory-limit 256MiB: 96 x 8 MiB results spill, sums exact, peak RSS within 1.3x, no spill file left"
 if [ $rc -eq 0 ] && grep -q "^spill ok" "$work/out" && grep -qE "^spill: [1-9][0-9]* results on disk" "$work/out" &&
   [ "$left" -eq 0 ]; then ok "$name ($(grep -c 'peak RSS' "$work/out") workers, $(grep -oE '[0-9]+ results on disk' "$work/out"))"; else
   bad "$name (spill files left: $left)"

@@ -188,18 +188,18 @@ if [[ "$counts" =~ ^node1=[1-9][0-9]*\ node2=[1-9][0-9]*\ sum=100$ ]]; then ok "
 fi
 
 # ------------------------------------------------------------------ 2b. memory_limit from --mem, spilling (issue 15)
-# jobs/spill under sbatch -N2 --ntasks-per-node=2 --mem=256M: the scheduler and client on node1,
-# two workers on node2, each with memory_limit auto = 256 MiB / 2; 96 x 8 MiB results kept.
-name="sbatch jobs/spill/spill_launcher.sh -N2 --mem=256M: limit 128 MiB per worker from --mem, results spill, sums exact"
+# jobs/spill under sbatch -N2 --ntasks-per-node=2 (its --mem=512M): the scheduler and client on
+# node1, two workers on node2, each with memory_limit auto = 512 MiB / 2; 96 x 8 MiB results kept.
+name="sbatch jobs/spill/spill_launcher.sh -N2 --mem=512M: limit 256 MiB per worker from --mem, results spill, sums exact"
 submit spill -N2 --ntasks-per-node=2 "$root/jobs/spill/spill_launcher.sh" "$stage" "$IF"
 if [ -z "$jid" ]; then bad "$name (sbatch refused)" "$work/spill.sbatch"; else
   wait_job "$jid" 180
-  limits=$(grep -c "memory_limit 128 MiB" "$work/spill.out")
+  limits=$(grep -c "memory_limit 256 MiB" "$work/spill.out")
   if [ "$state" = COMPLETED ] && [ "$exitcode" = 0:0 ] && grep -q "^spill ok" "$work/spill.out" && [ "$limits" -eq 2 ] &&
     grep -qE "^spill: [1-9][0-9]* results on disk" "$work/spill.out" && clean_stderr "$work/spill.err"; then
     ok "$name [job $jid, ${secs}s, $(grep -oE '[0-9]+ results on disk' "$work/spill.out")]"
   else
-    bad "$name [job $jid: state=$state ExitCode=$exitcode, ${secs}s, $limits workers at 128 MiB]" "$work/spill.out" "$work/spill.err"
+    bad "$name [job $jid: state=$state ExitCode=$exitcode, ${secs}s, $limits workers at 256 MiB]" "$work/spill.out" "$work/spill.err"
   fi
 fi
 

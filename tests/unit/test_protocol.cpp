@@ -240,7 +240,8 @@ TEST_CASE("Protocol.RoundTrip.WorkerToScheduler") {
       FetchFailed{make_task_id(1, 2), make_task_id(2, 3)},
       Heartbeat{5},
       WorkerGoodbye{4},
-      RetireWorker{{make_task_id(1, 1), make_task_id(2, 0)}},
+      RetireWorker{{make_task_id(1, 1), make_task_id(2, 0)}, true},
+      MemoryReport{100 << 20, 300 << 20, 7, 180 << 20, 256 << 20, true},
   });
 }
 
