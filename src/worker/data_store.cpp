@@ -42,8 +42,10 @@ std::optional<DataStore::Entry> DataStore::erase(std::uint64_t id) {
   switch (e.where) {
     case Where::memory: leave_memory(e); break;
     case Where::writing: writing_bytes_ -= e.nbytes; break;
-    case Where::disk:
     case Where::reading:
+      reading_bytes_ -= e.nbytes;
+      [[fallthrough]];
+    case Where::disk:
       disk_bytes_ -= e.stored;
       --disk_count_;
       break;
@@ -107,6 +109,7 @@ std::uint64_t DataStore::start_read(std::uint64_t id) {
   if (it == entries_.end() || it->second.where != Where::disk) return 0;
   it->second.where = Where::reading;
   it->second.tag = next_tag_++;
+  reading_bytes_ += it->second.nbytes;
   return it->second.tag;
 }
 
@@ -116,6 +119,7 @@ bool DataStore::read_back(std::uint64_t id, std::uint64_t tag, std::shared_ptr<c
   Entry& e = it->second;
   disk_bytes_ -= e.stored;
   --disk_count_;
+  reading_bytes_ -= e.nbytes;
   e.stored = 0;
   e.data = std::move(data);
   to_memory(id, e);

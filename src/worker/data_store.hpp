@@ -67,6 +67,7 @@ class DataStore {
   std::uint64_t writing_bytes() const { return writing_bytes_; }
   std::uint64_t held_bytes() const { return memory_bytes_ + writing_bytes_; }  // payloads in memory
   std::uint64_t disk_bytes() const { return disk_bytes_; }
+  std::uint64_t reading_bytes() const { return reading_bytes_; }  // payload bytes of the reads out
   std::uint64_t disk_count() const { return disk_count_; }  // on disk or being read
   std::size_t size() const { return entries_.size(); }
 
@@ -75,7 +76,7 @@ class DataStore {
   void leave_memory(Entry& e);                 // unlinks from it
   std::unordered_map<std::uint64_t, Entry> entries_;
   std::list<std::uint64_t> lru_;  // ids in state memory, least recently used first
-  std::uint64_t memory_bytes_ = 0, writing_bytes_ = 0, disk_bytes_ = 0, disk_count_ = 0;
+  std::uint64_t memory_bytes_ = 0, writing_bytes_ = 0, disk_bytes_ = 0, disk_count_ = 0, reading_bytes_ = 0;
   std::uint64_t next_tag_ = 1;
 };
 

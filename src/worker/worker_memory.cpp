@@ -34,6 +34,24 @@ void WorkerState::after_put(std::uint64_t id, WorkerOutbox& out) {
     out.spill.push_back(WorkerOutbox::Spill{WorkerOutbox::Spill::Kind::write, id, e->tag, e->data});
   }
   spill(less_or_zero(store_.memory_bytes(), target), out);
+  if (!paused_ && disk_behind()) set_paused(true, out);
+}
+
+std::size_t WorkerState::fetch_budget() const {
+  if (config_.memory_limit == 0) return SIZE_MAX;
+  const auto& t = config_.memory_thresholds;
+  const double upto = std::max(t.spill, t.target) > 0 ? std::max(t.spill, t.target) : 1.0;
+  const bool room = store_.held_bytes() + store_.reading_bytes() <
+                    static_cast<std::uint64_t>(upto * static_cast<double>(config_.memory_limit));
+  return room ? 4 : 1;
+}
+
+bool WorkerState::disk_behind() const {
+  // The writes out hold more than the band between target and spill (at least 5 % of the limit):
+  // results come faster than the disk takes them, and each task started now adds to that.
+  const auto& t = config_.memory_thresholds;
+  const double band = std::max(t.spill - t.target, 0.05);
+  return store_.writing_bytes() > static_cast<std::uint64_t>(band * static_cast<double>(config_.memory_limit));
 }
 
 void WorkerState::spill(std::uint64_t bytes, WorkerOutbox& out) {
@@ -45,7 +63,29 @@ void WorkerState::spill(std::uint64_t bytes, WorkerOutbox& out) {
 }
 
 void WorkerState::restore(std::uint64_t id, WorkerOutbox& out) {
-  if (const std::uint64_t tag = store_.start_read(id)) {
+  if (std::find(restore_queue_.begin(), restore_queue_.end(), id) == restore_queue_.end()) restore_queue_.push_back(id);
+  pump_restores(out);
+}
+
+void WorkerState::pump_restores(WorkerOutbox& out) {
+  // Reading everything asked for at once (a reduction over spilled results asks for all of
+  // them) would bring it all back into memory: the reads are paced by memory instead.
+  while (!restore_queue_.empty()) {
+    const std::uint64_t id = restore_queue_.front();
+    const auto* e = store_.find(id);
+    if (!e || e->where != DataStore::Where::disk) {
+      restore_queue_.pop_front();  // released, or read back already
+      continue;
+    }
+    // Up to the spill threshold: what comes back pushes older results out, down to target.
+    const auto& t = config_.memory_thresholds;
+    const double upto = std::max(t.spill, t.target) > 0 ? std::max(t.spill, t.target) : 1.0;
+    const bool fits = store_.held_bytes() + store_.reading_bytes() + e->nbytes <=
+                      static_cast<std::uint64_t>(upto * static_cast<double>(config_.memory_limit));
+    const bool nothing_else = store_.reading_bytes() == 0 && exec_.idle() && ready_jobs_.empty();
+    if (!fits && !nothing_else) return;  // a completion, a write or a release calls again
+    restore_queue_.pop_front();
+    const std::uint64_t tag = store_.start_read(id);
     out.spill.push_back(WorkerOutbox::Spill{WorkerOutbox::Spill::Kind::read, id, tag, nullptr});
   }
 }
@@ -59,6 +99,8 @@ void WorkerState::drop_result(std::uint64_t id, WorkerOutbox& out) {
     out.spill.push_back(WorkerOutbox::Spill{WorkerOutbox::Spill::Kind::remove, id, 0, nullptr});
   }
   if (gone->data) freed_since_trim_ += gone->nbytes;
+  // Asked to be read back but not read yet: who waits hears now (a read out reports on its own).
+  if (gone->where == DataStore::Where::disk && restores_.count(id)) finish_restore(id, out);
   if (freed_since_trim_ >= kTrimThreshold) {
     out.trim_memory = true;
     freed_since_trim_ = 0;
@@ -82,6 +124,12 @@ void WorkerState::on_spill(SpillDone d, WorkerOutbox& out) {
         if (await != awaiting_disk_.end()) {
           out.to_scheduler.push_back(std::move(await->second));
           awaiting_disk_.erase(await);
+        }
+        // Paused only because the disk was behind: resume as soon as it caught up.
+        if (paused_ && !disk_behind() && !disk_full_ &&
+            !judge_memory(config_.memory_thresholds, config_.memory_limit,
+                          MemorySample{store_.memory_bytes(), process_memory_}, paused_).pause) {
+          set_paused(false, out);
         }
       }
       return;
@@ -110,23 +158,28 @@ void WorkerState::on_spill(SpillDone d, WorkerOutbox& out) {
   // Read back.
   if (d.ok) store_.read_back(d.id, d.tag, std::move(d.payload));
   else if (store_.read_failed(d.id, d.tag) && config_.log) config_.log->error("lost a spilled result: {}", d.error);
-  auto rit = restores_.find(d.id);
+  if (store_.contains(d.id) && !store_.find(d.id)->data) {
+    // Released, stored and spilled again meanwhile: read that one.
+    if (restores_.count(d.id)) restore(d.id, out);
+    return;
+  }
+  finish_restore(d.id, out);
+  after_put(d.id, out);
+  pump_restores(out);
+}
+
+void WorkerState::finish_restore(std::uint64_t id, WorkerOutbox& out) {
+  auto rit = restores_.find(id);
   if (rit == restores_.end()) return;
   Restore waiting = std::move(rit->second);
   restores_.erase(rit);
-  const auto* here = store_.get(d.id);
+  const auto* here = store_.get(id);
   std::shared_ptr<const Payload> data = here ? *here : nullptr;
-  if (!data && store_.contains(d.id)) {
-    // Released, stored and spilled again meanwhile: read that one.
-    restores_[d.id] = std::move(waiting);
-    restore(d.id, out);
-    return;
-  }
   for (TaskId t : waiting.tasks) {
     auto pit = pending_.find(t.value);
     if (pit == pending_.end()) continue;
     if (!data) {
-      out.to_scheduler.push_back(FetchFailed{t, TaskId{d.id}});
+      out.to_scheduler.push_back(FetchFailed{t, TaskId{id}});
       pending_.erase(pit);
       continue;
     }
@@ -137,7 +190,7 @@ void WorkerState::on_spill(SpillDone d, WorkerOutbox& out) {
     auto git = gets_.find(g);
     if (git == gets_.end()) continue;
     for (auto& item : git->second.reply.items) {
-      if (item.task.value != d.id) continue;
+      if (item.task.value != id) continue;
       if (data) item.data = *data;
       else item.found = false;
     }
@@ -146,10 +199,10 @@ void WorkerState::on_spill(SpillDone d, WorkerOutbox& out) {
       gets_.erase(git);
     }
   }
-  after_put(d.id, out);
 }
 
 void WorkerState::check_memory(std::uint64_t now, WorkerOutbox& out) {
+  if (!restore_queue_.empty()) pump_restores(out);
   const MemorySample sample{store_.memory_bytes(), process_memory_};
   const MemoryVerdict v = judge_memory(config_.memory_thresholds, config_.memory_limit, sample, paused_);
   // Nothing left to spill (or nothing over target): a full disk does not matter any more.
@@ -159,7 +212,7 @@ void WorkerState::check_memory(std::uint64_t now, WorkerOutbox& out) {
     // Writes out already will free their bytes: only what they do not cover.
     spill(less_or_zero(v.spill_bytes, store_.writing_bytes()), out);
   }
-  set_paused(v.pause || disk_full_, out);
+  set_paused(v.pause || disk_full_ || disk_behind(), out);
   // The heartbeat's report: only when something moved enough to matter.
   if (now >= last_beat_ + heartbeat_ms_ / 2) {
     const MemoryReport r = memory_report();
@@ -173,10 +226,35 @@ void WorkerState::check_memory(std::uint64_t now, WorkerOutbox& out) {
   }
 }
 
+void WorkerState::defer(Pending& p) {
+  if (p.deferred) return;
+  p.deferred = true;
+  p.pinned.clear();
+  resume_.push_back(p.msg.task);
+}
+
 void WorkerState::set_paused(bool paused, WorkerOutbox& out) {
   if (paused == paused_) return;
   paused_ = paused;
   exec_.set_paused(paused);
+  if (paused) {
+    // Jobs queued at the executor hold their inputs in memory: back here until the resume.
+    for (auto& [id, p] : pending_) {
+      if (p.submitted && exec_.withdraw(p.msg.task)) {
+        p.submitted = false;
+        defer(p);
+      }
+    }
+  } else {
+    auto ready = std::move(resume_);
+    resume_.clear();
+    for (TaskId t : ready) {
+      auto it = pending_.find(t.value);
+      if (it == pending_.end() || !it->second.deferred) continue;
+      it->second.deferred = false;
+      if (!it->second.submitted && it->second.missing == 0) submit(it->second, out);
+    }
+  }
   if (config_.log) {
     const MemoryReport r = memory_report();
     if (paused) {

@@ -95,11 +95,9 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
       if (address.empty()) address = dep.addresses[i];
     }
     if (const auto* e = store_.find(dep.task.value)) {
-      if (e->data) {
-        p.pinned.push_back(e->data);  // not spilled while the others come (dropped at submit)
-        continue;
-      }
-      // Spilled: read back like an input fetched from a peer.
+      if (e->data) continue;
+      // Spilled: read back like an input fetched from a peer (paused: at the resume, by submit).
+      if (paused_) continue;
       ++p.missing;
       restores_[dep.task.value].tasks.push_back(p.msg.task);
       restore(dep.task.value, out);
@@ -115,7 +113,12 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
       if (h != me_ && std::find(f.holders.begin(), f.holders.end(), h) == f.holders.end()) f.holders.push_back(h);
     }
   }
-  if (p.missing == 0) p.pinned.clear();
+  if (p.missing != 0 && config_.memory_limit != 0) {
+    // Inputs here are held while the others come, so they are not spilled meanwhile (dropped at submit).
+    for (const auto& dep : p.msg.deps) {
+      if (const auto* e = store_.find(dep.task.value); e && e->data) p.pinned.push_back(e->data);
+    }
+  }
   auto& slot = pending_[id] = std::move(p);
   if (slot.missing == 0) submit(slot, out);
 }
@@ -213,6 +216,10 @@ void hold_value(Job& job, std::size_t i, Payload&& value) {
 }  // namespace
 
 void WorkerState::submit(Pending& p, WorkerOutbox& out) {
+  if (paused_) {
+    defer(p);
+    return;
+  }
   const dtask_task_v1* entry = config_.find_task ? config_.find_task(p.msg.func) : nullptr;
   if (!entry) {
     out.to_scheduler.push_back(TaskFailed{p.msg.task, "unknown task name '" + p.msg.func + "': " + config_.tasks_provided});
@@ -265,7 +272,7 @@ void WorkerState::submit(Pending& p, WorkerOutbox& out) {
     auto& a = p.msg.args[i];
     auto& ca = job.args[i];
     if (a.kind == TaskArg::value) {
-      hold_value(job, i, std::move(a.data));
+      hold_value(job, i, Payload(a.data));  // a copy (frames shared): a withdrawn job is made again
       continue;
     }
     ca.is_list = a.kind == TaskArg::dep_list;
@@ -303,8 +310,13 @@ bool WorkerState::start_ready(WorkerOutbox& out) {
     auto it = pending_.find(job.id.value);
     return it == pending_.end() || it->second.submitted;
   });
-  // Paused (memory): ready jobs wait here, unsubmitted (so they can still be stolen or given back).
-  if (ready_jobs_.empty() || paused_) return true;
+  if (ready_jobs_.empty()) return true;
+  // Paused (memory) in this pass: the jobs are dropped (they held their inputs), their tasks wait.
+  if (paused_) {
+    for (const Job& job : ready_jobs_) defer(pending_.at(job.id.value));
+    ready_jobs_.clear();
+    return true;
+  }
   for (const Job& job : ready_jobs_) pending_.at(job.id.value).submitted = true;
   // Exactly one job, nothing else here, a function that has always been quick: run it on this
   // thread (quick_runs.hpp).
@@ -434,6 +446,7 @@ void WorkerState::settle(std::uint64_t now, WorkerOutbox& out) {
 }
 
 std::uint64_t WorkerState::poll_timeout_ms() const {
+  if (!ready_jobs_.empty()) return 0;  // made ready outside a message's pass (a resume): start them now
   return held_.empty() ? heartbeat_ms_ / 2 + 1 : kPushedDoneDelayMs;
 }
 
@@ -442,6 +455,11 @@ std::uint64_t WorkerState::poll_timeout_ms() const {
 void WorkerState::start_fetches(std::uint64_t now, WorkerOutbox& out) {
   std::unordered_map<std::uint32_t, std::vector<TaskId>> by_peer;
   std::vector<std::uint64_t> hopeless;
+  // With a memory limit, fetching is paced by memory (one input per request, fetch_budget()
+  // requests out at once): one request for every input of a reduction would bring them all in
+  // at once, here and at the holder that reads them back from its disk.
+  const std::size_t budget = fetch_budget();
+  std::size_t started = 0;
   for (auto& [dep, f] : fetches_) {
     if (f.in_flight) continue;
     while (!f.holders.empty() && !peers_.count(f.holders.front().value)) f.holders.erase(f.holders.begin());
@@ -449,11 +467,21 @@ void WorkerState::start_fetches(std::uint64_t now, WorkerOutbox& out) {
       hopeless.push_back(dep);
       continue;
     }
+    if (requests_.size() + started >= budget) continue;
     f.in_flight = true;
     by_peer[f.holders.front().value].push_back(TaskId{dep});
+    if (budget != SIZE_MAX) ++started;
   }
   for (auto dep : hopeless) fetch_failed_everywhere(dep, out);
   for (auto& [peer, deps] : by_peer) {
+    if (budget != SIZE_MAX) {
+      for (TaskId d : deps) {
+        const std::uint64_t rid = next_request_++;
+        out.to_peers.push_back(WorkerOutbox::PeerRequest{WorkerId{peer}, peers_[peer], GetData{rid, {d}}});
+        requests_[rid] = Request{WorkerId{peer}, {d}, now};
+      }
+      continue;
+    }
     const std::uint64_t rid = next_request_++;
     out.to_peers.push_back(WorkerOutbox::PeerRequest{WorkerId{peer}, peers_[peer], GetData{rid, deps}});
     requests_[rid] = Request{WorkerId{peer}, std::move(deps), now};
@@ -499,7 +527,7 @@ void WorkerState::on_data(DataReply& reply, WorkerOutbox& out) {
       auto pit = pending_.find(t.value);
       if (pit == pending_.end()) continue;
       if (pit->second.missing > 0 && --pit->second.missing == 0) submit(pit->second, out);
-      else pit->second.pinned.push_back(data);
+      else if (config_.memory_limit != 0) pit->second.pinned.push_back(data);
     }
     after_put(item.task.value, out);
   }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -160,6 +161,8 @@ class WorkerState {
     bool released = false;    // released while it runs: its result is dropped when it completes
     // Inputs here while others are fetched or read back: held so they are not spilled meanwhile.
     std::vector<std::shared_ptr<const Payload>> pinned;
+    bool deferred = false;  // in resume_: made ready while paused, its job is made at resume
+
   };
   // Who waits for a spilled result being read back: tasks (as an input) and data requests.
   struct Restore {
@@ -225,14 +228,26 @@ class WorkerState {
   void after_put(std::uint64_t id, WorkerOutbox& out);
   // Starts writes of results (least recently used first) worth `bytes`.
   void spill(std::uint64_t bytes, WorkerOutbox& out);
-  // Starts reading `id` back unless a read is out; `id` is on disk.
+  // Asks for `id` (on disk) to be read back: queued, started by pump_restores.
   void restore(std::uint64_t id, WorkerOutbox& out);
+  // Starts the queued reads that fit: results in memory, being written and being read stay
+  // within target (one read at a time at least while nothing else could free memory).
+  void pump_restores(WorkerOutbox& out);
+  // `id` is back in memory, or lost (not in memory): the tasks and data requests waiting for it go on.
+  void finish_restore(std::uint64_t id, WorkerOutbox& out);
   // Removes a result from the store (and its file).
   void drop_result(std::uint64_t id, WorkerOutbox& out);
   // Each tick: judge_memory on the last sample, pause/resume, the MemoryReport.
   void check_memory(std::uint64_t now, WorkerOutbox& out);
   void set_paused(bool paused, WorkerOutbox& out);
+  // Paused: `p` waits for the resume without a job (its inputs may be spilled meanwhile).
+  void defer(Pending& p);
   std::uint64_t target_bytes() const;
+  // The spill writes out hold too much: results come faster than the disk takes them (pause).
+  bool disk_behind() const;
+  // How many data requests may be out at once: unlimited without a memory limit; else a few
+  // while results in memory are under the spill threshold, one when over.
+  std::size_t fetch_budget() const;
 
   WorkerConfig config_;
   ExecutorPort& exec_;
@@ -255,8 +270,11 @@ class WorkerState {
   std::unordered_map<std::uint64_t, Restore> restores_;      // result being read back -> who waits
   std::unordered_map<std::uint64_t, DeferredGet> gets_;      // deferred GetData by our own number
   std::uint64_t next_get_ = 1;
+  std::deque<std::uint64_t> restore_queue_;  // results to read back, in the order asked
   std::unordered_map<std::uint64_t, protocol::TaskDone> awaiting_disk_;  // bigger than the limit: reported once on disk
   protocol::MemoryReport reported_;  // the last one sent
+  // Tasks ready while paused (no job made, so they hold no input in memory): submitted at resume.
+  std::vector<TaskId> resume_;
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::unordered_map<std::uint64_t, Fetch> fetches_;   // dep -> who waits for it
   std::unordered_map<std::uint32_t, std::string> peers_;  // peer -> its data address

@@ -12,7 +12,7 @@ using namespace dtask::worker;
 namespace {
 
 const dtask_task_v1 kMake{"make", nullptr, 1, nullptr};
-constexpr std::uint64_t kLimit = 10'000;  // target 6000, spill 7000, pause 8000, terminate 9500
+constexpr std::uint64_t kLimit = 10'000;  // target 6000, spill 8000, pause 8500, terminate 9500
 constexpr std::size_t kResult = 2'000;
 
 struct FakeExecutor : ExecutorPort {
@@ -44,6 +44,8 @@ struct Harness {
     WorkerConfig c;
     c.fast_paths = fp;
     c.memory_limit = limit;
+    // A band of 2000 between target and spill: one write of a 2000-byte result out is not "behind".
+    c.memory_thresholds = MemoryThresholds{0.6, 0.8, 0.85, 0.95};
     c.find_task = [](const std::string& name) -> const dtask_task_v1* { return name == "make" ? &kMake : nullptr; };
     return c;
   }
@@ -207,14 +209,14 @@ TEST_CASE("WorkerMemory.GetDataOfASpilledItemIsAnsweredWhenItIsBack") {
 TEST_CASE("WorkerMemory.PauseStopsStartingJobsAndResumeStartsThem") {
   for (FastPaths fp : kModes) {
     Harness h(fp);
-    h.tick(8'500);  // above pause (8000)
+    h.tick(9'000);  // above pause (8500)
     CHECK(h.s.paused());
     CHECK(h.exec.paused);
     auto reports = h.sent<MemoryReport>();
     REQUIRE(reports.size() == 1);
     CHECK(reports[0].paused);
     CHECK(reports[0].limit == kLimit);
-    CHECK(reports[0].process == 8'500);
+    CHECK(reports[0].process == 9'000);
     h.out.to_scheduler.clear();
     h.give(1);  // not started
     CHECK(h.handed_to_executor().empty());
@@ -239,9 +241,9 @@ TEST_CASE("WorkerMemory.ProcessAboveSpillSpillsMore") {
   h.result(1);
   h.result(2);
   CHECK(h.out.spill.empty());
-  h.tick(7'500);  // above spill (7000): down to target (6000) means 1500 more
-  CHECK(h.ids(h.take_spill(WorkerOutbox::Spill::Kind::write)) == std::vector<std::uint64_t>{1});
-  h.tick(7'500);  // the write out covers it
+  h.tick(8'100);  // above spill (8000): down to target (6000) means 2100 more
+  CHECK(h.ids(h.take_spill(WorkerOutbox::Spill::Kind::write)) == std::vector<std::uint64_t>{1, 2});
+  h.tick(8'100);  // the writes out cover it
   CHECK(h.out.spill.empty());
 }
 
@@ -305,4 +307,40 @@ TEST_CASE("WorkerMemory.AFailedSpillWritePausesAndIsRetried") {
   h.s.handle(ReleaseTasks{{TaskId{1}, TaskId{2}}}, h.now, h.out);  // back under target
   h.tick(0);
   CHECK_FALSE(h.s.paused());
+}
+
+TEST_CASE("WorkerMemory.ReadsBackArePacedByMemory") {
+  for (FastPaths fp : kModes) {
+    Harness h(fp);
+    for (std::uint64_t i = 1; i <= 6; ++i) h.result(i);
+    h.writes_done();  // 1, 2, 3 on disk; 4, 5, 6 (6000) in memory
+    REQUIRE(h.s.store().disk_count() == 3);
+    h.out.to_executor.clear();
+    h.needs(10, 1);
+    h.needs(11, 2);
+    h.needs(12, 3);
+    // 6000 held + 2000 read fit under spill (8000); a second read would not.
+    auto reads = h.take_spill(WorkerOutbox::Spill::Kind::read);
+    CHECK(h.ids(reads) == std::vector<std::uint64_t>{1});
+    CHECK(h.handed_to_executor().empty());
+  }
+}
+
+TEST_CASE("WorkerMemory.ReleasedWhileWaitingToBeReadBackIsNotFound") {
+  for (FastPaths fp : kModes) {
+    Harness h(fp);
+    for (std::uint64_t i = 1; i <= 6; ++i) h.result(i);
+    h.writes_done();  // 1, 2, 3 on disk
+    h.s.handle_request(GetData{5, {TaskId{1}, TaskId{2}}}, "peer-5", h.out);
+    auto reads = h.take_spill(WorkerOutbox::Spill::Kind::read);
+    REQUIRE(h.ids(reads) == std::vector<std::uint64_t>{1});  // 2 waits for room
+    h.s.handle(ReleaseTasks{{TaskId{2}}}, h.now, h.out);
+    CHECK(h.out.replies.empty());
+    h.read_done(reads[0]);
+    REQUIRE(h.out.replies.size() == 1);
+    auto& reply = std::get<DataReply>(h.out.replies[0].msg);
+    REQUIRE(reply.items.size() == 2);
+    CHECK(reply.items[0].found);
+    CHECK_FALSE(reply.items[1].found);
+  }
 }
