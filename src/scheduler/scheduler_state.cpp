@@ -757,7 +757,7 @@ nlohmann::json SchedulerState::info() const {
                               {"tasks_killed", tasks_killed_},
                               {"workers_retired", workers_retired_}, {"results_handed_over", results_handed_over_},
                               {"worker_pauses", worker_pauses_}};
-  // The two fast-path counters also stay at the top level, where clients read them first.
+  // The two fast-path counters and worker_pauses also stay at the top level, where clients read them.
   return {{"workers", workers},
           {"tasks_by_state", states},
           {"n_tasks", tasks_.size()},

@@ -297,3 +297,15 @@ TEST_CASE("Memory.Report.WorkerThatLeavesDropsItsReport") {
   CHECK(h.s.info()["workers"][0]["paused"] == false);
   CHECK(h.s.info()["worker_pauses"] == 1);  // a count of events, not of workers paused now
 }
+
+TEST_CASE("Memory.Pause.TaskStartedEarlyOnAPausedWorkerIsPlacedElsewhere") {
+  Harness h;  // fast paths on: the early-start placement is what is checked
+  auto a = h.worker("a");
+  auto b = h.worker("b");
+  pause(h, b);
+  h.submit({Harness::early_spec("e", 77, b)});
+  auto [w, c] = h.compute_of("e");
+  CHECK(w == a);
+  CHECK(c.early_nonce == 0);
+  CHECK(h.s.info()["placed_where_started_early"] == 0);
+}
