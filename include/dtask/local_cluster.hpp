@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <dtask/memory.hpp>
 #include <dtask/types.hpp>
 
 namespace dtask {
@@ -19,7 +20,8 @@ struct LocalClusterOptions {
   std::string interface;                // e.g. "lo", "hsn0"
   bool secure = true;                   // CURVE on every socket
   std::uint64_t memory_limit = 0;       // bytes per worker, 0 = unlimited
-  std::string local_directory;
+  MemoryThresholds memory_thresholds;   // fractions of memory_limit: spill, pause, terminate (dtask/memory.hpp)
+  std::string local_directory;          // each worker's spill directory is made under <this>/worker-<i> (default: $TMPDIR, else /tmp)
   std::vector<std::map<std::string, double>> worker_resources;  // by worker index
   std::string log_level = "warn";
   FastPaths fast_paths = FastPaths::from_environment();  // for its scheduler, workers and clients

@@ -7,6 +7,7 @@
 #include <string>
 
 #include <dtask/client.hpp>
+#include <dtask/memory.hpp>
 
 namespace dtask::mpi {
 
@@ -21,8 +22,14 @@ struct RunOptions {
   std::string scheduler_interface;  // overrides `interface` for rank 0
   std::string worker_interface;     // overrides `interface` for worker ranks
   int nthreads = 1;                 // executor threads per worker rank
-  std::uint64_t memory_limit = 0;   // bytes per worker, 0 = unlimited
-  std::string local_directory;      // per-worker scratch, created if missing
+  std::uint64_t memory_limit = 0;   // bytes per worker, 0 = unlimited; ignored when memory_limit_spec is set
+  // dtask-run's --memory-limit as written: "0", "auto", "4GiB" or "0.5" (a fraction each worker
+  // gets). Resolved on each worker's node: "auto" is the Slurm job's memory on that node (--mem),
+  // else the machine's, divided by the worker ranks on that node (rank 0, the scheduler, and
+  // rank 1, the client, are not workers). Empty: memory_limit in bytes.
+  std::string memory_limit_spec;
+  MemoryThresholds memory_thresholds;  // fractions of the limit: spill, pause, terminate (dtask/memory.hpp)
+  std::string local_directory;      // each worker's spill directory is made under it (default: $TMPDIR, else /tmp)
   std::string scheduler_file;       // written atomically by rank 0, removed at shutdown
   std::string dashboard_address;    // reserved for the dashboard (not written yet): ignored
   std::string log_level = "warn";

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <dtask/memory.hpp>
 #include <dtask/types.hpp>
 
 namespace dtask::slurm {
@@ -17,7 +18,8 @@ namespace dtask::slurm {
 struct ClusterOptions {
   int cores = 1;                // --cpus-per-task of each job
   int processes = 1;            // workers per job (dtask-worker --nworkers)
-  std::string memory;           // per job, e.g. "24GB"; empty: no --mem, workers unlimited
+  std::string memory;           // per job, e.g. "24GB"; empty: no --mem, each worker's limit is dtask-worker's auto (the node's memory / processes)
+  MemoryThresholds memory_thresholds;  // fractions of each worker's limit: spill, pause, terminate (dtask/memory.hpp)
   std::string account;          // -A
   std::string queue;            // -p (partition)
   std::string walltime = "00:30:00";  // -t
@@ -26,7 +28,7 @@ struct ClusterOptions {
   std::vector<std::string> job_directives_skip;   // a generated directive containing one of these is left out
   std::vector<std::string> job_script_prologue;   // lines before the workers start, e.g. "module load gcc"
   std::string interface;        // the workers' network interface (e.g. hsn0)
-  std::string local_directory;  // the workers' scratch; may use shell variables ($TMPDIR)
+  std::string local_directory;  // the workers' spill directories go under it (default $TMPDIR, else /tmp); may use shell variables ($TMPDIR)
   std::string log_directory;    // logs in <log_directory>/<cluster id>/, kept; default <shared_directory>/<cluster id>/logs
   std::string plugin;           // the task plugin (.so), at a path the compute nodes see
   std::vector<std::string> worker_extra_args;  // appended to the dtask-worker line

@@ -16,9 +16,12 @@
 #include "bootstrap/business_card.hpp"
 #include "client/internal.hpp"
 #include "common/log.hpp"
+#include "common/memory_limit.hpp"
+#include "common/node_ranks.hpp"
 #include "plugin/plugin.hpp"
 #include "scheduler/scheduler_server.hpp"
 #include "transport/transport.hpp"
+#include "worker/spill_directory.hpp"
 #include "worker/supervisor.hpp"
 #include "worker/worker.hpp"
 
@@ -81,6 +84,34 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
   };
 
   // ---- check everything this rank needs before anyone starts: errors show on every rank at once
+  // A worker's memory limit, resolved here on its node: "auto" divides this node's memory (the
+  // Slurm job's --mem on it, else the machine's) among the worker ranks on this node, which the
+  // launcher's local rank and size tell (common/node_ranks.hpp; without them every worker rank
+  // counts, the smallest share). The thresholds and the spill directory are checked here too.
+  std::uint64_t memory_limit = opt.memory_limit;
+  const worker::MemoryThresholds thresholds{opt.memory_thresholds.target, opt.memory_thresholds.spill,
+                                            opt.memory_thresholds.pause, opt.memory_thresholds.terminate};
+  const std::string local_directory =
+      opt.local_directory.empty() ? std::string() : opt.local_directory + "/worker-" + std::to_string(rank);
+  auto check_worker_memory = [&] {
+    if (!opt.memory_limit_spec.empty()) {
+      const int on_node = worker_ranks_on_node(node_ranks(rank, [](const char* v) { return std::getenv(v); }), size,
+                                               opt.no_client ? 1 : 2);
+      std::string error;
+      auto m = resolve_memory_limit(opt.memory_limit_spec, on_node, MemoryEnvironment::read_environment(), &error);
+      if (!m) return refuse(error);
+      memory_limit = *m;
+      log->debug("memory limit {} bytes ({} with {} worker ranks on this node)", memory_limit, opt.memory_limit_spec,
+                 on_node);
+    }
+    try {
+      worker::validate(thresholds);
+      // Made and removed at once: an unusable local directory is an error now, on every rank.
+      worker::SpillDirectory::create(local_directory, std::to_string(rank));
+    } catch (const std::exception& e) {
+      refuse(e.what());
+    }
+  };
   std::unique_ptr<scheduler::SchedulerServer> server;
   std::shared_ptr<const plugin::Plugin> plug;
   if (role == Role::scheduler) {
@@ -125,6 +156,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
         else refuse(r.error);
       }
     }
+    if (report.ok && role == Role::worker) check_worker_memory();
   }
   if (!write_all(to_parent, &report, sizeof report)) return 1;
   GoInfo go{};
@@ -154,14 +186,15 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     wo.host = transport::default_host();
     wo.interface = !opt.worker_interface.empty() ? opt.worker_interface : opt.interface;
     wo.nthreads = opt.nthreads;
-    wo.memory_limit = opt.memory_limit;
+    wo.memory_limit = memory_limit;
+    wo.memory_thresholds = thresholds;
     wo.plugin = plug;
     wo.where = where;
     wo.fast_paths = opt.fast_paths;
     wo.scheduler_timeout_ms = static_cast<std::uint64_t>(opt.heartbeat_timeout.count()) * 2;
     wo.connect_timeout_ms = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(opt.wait_timeout).count());
-    if (!opt.local_directory.empty()) wo.local_directory = opt.local_directory + "/worker-" + std::to_string(rank);
+    wo.local_directory = local_directory;
     // This role process supervises the worker (supervisor.hpp): a task that kills its process
     // (a signal, abort, the OOM killer) costs one incarnation, and the next one registers again
     // under the same name. The rank's MPI process above us is untouched either way.

@@ -9,9 +9,11 @@
 
 #include <dtask/mpi.hpp>
 
+#include "cli/memory_flags.hpp"
 #include "cli/parse.hpp"
 #include "common/hugepages.hpp"
 #include "common/log.hpp"
+#include "common/memory_limit.hpp"
 #include "plugin/plugin.hpp"
 
 namespace {
@@ -37,15 +39,20 @@ int main(int argc, char** argv) {
   CLI::App app{"dtask-run: run a dtask job under srun/mpirun. Rank 0 schedules, rank 1 runs the plugin's\n"
                "DTASK_MAIN client code, every other rank is a worker. All ranks exit with the client's code."};
   dtask::mpi::RunOptions opt;
-  std::string memory_limit = "0", fast_paths, bootstrap = "mpi";
+  std::string fast_paths, bootstrap = "mpi";
   int wait_timeout = 120;
   double heartbeat_timeout = 5;
   app.add_option("--interface", opt.interface, "network interface for all traffic (e.g. hsn0)");
   app.add_option("--scheduler-interface", opt.scheduler_interface, "interface for rank 0 (overrides --interface)");
   app.add_option("--worker-interface", opt.worker_interface, "interface for workers (overrides --interface)");
   app.add_option("--nthreads", opt.nthreads, "threads per worker")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--memory-limit", memory_limit, "bytes per worker, e.g. 4GiB (0: none)")->capture_default_str();
-  app.add_option("--local-directory", opt.local_directory, "scratch directory for workers");
+  dtask::cli::MemoryFlags memory;
+  dtask::cli::add_memory_flags(app, memory,
+                               "per worker: 0 (none), auto (under Slurm with --mem the job's memory on the worker's "
+                               "node, else the machine's, divided by the worker ranks on that node), a size like "
+                               "4GiB, or a fraction like 0.5 of it");
+  app.add_option("--local-directory", opt.local_directory,
+                 "where each worker makes its own spill directory (default: $TMPDIR, else /tmp)");
   app.add_option("--scheduler-file", opt.scheduler_file, "write the scheduler's address and keys here (0600)");
   app.add_option("--dashboard-address", opt.dashboard_address,
                  "reserved for the dashboard, which is not written yet: accepted and ignored");
@@ -83,9 +90,17 @@ int main(int argc, char** argv) {
   if (rest.empty()) return fail("give the job's plugin: dtask-run [options] libmyjob.so [job args...]");
   opt.plugin = rest[0];
   if (!dtask::log::valid_level(opt.log_level)) return fail("unknown --log-level '" + opt.log_level + "'");
-  auto mem = dtask::cli::parse_bytes(memory_limit);
-  if (!mem) return fail("cannot read --memory-limit '" + memory_limit + "' (e.g. 4GiB, 500MB)");
-  opt.memory_limit = *mem;
+  // Read here, so a malformed one is one message from rank 0; resolved on each worker's node
+  // (bootstrap/roles.cpp), where "auto" knows that node's memory and worker ranks.
+  std::string memory_error;
+  if (!dtask::resolve_memory_limit(memory.limit, 1, dtask::MemoryEnvironment::read_environment(), &memory_error)) {
+    return fail("--memory-limit: " + memory_error);
+  }
+  opt.memory_limit_spec = memory.limit;
+  auto thresholds = dtask::cli::parse_memory_thresholds(memory);
+  if (!thresholds.ok()) return fail(thresholds.error);
+  opt.memory_thresholds = {thresholds.value.target, thresholds.value.spill, thresholds.value.pause,
+                           thresholds.value.terminate};
   auto fp = dtask::cli::parse_fast_paths(fast_paths);
   if (!fp.ok()) return fail(fp.error);
   opt.fast_paths = fp.value;

@@ -9,13 +9,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/memory_flags.hpp"
 #include "cli/parse.hpp"
 #include "cli/signals.hpp"
 #include "common/hugepages.hpp"
 #include "common/log.hpp"
+#include "common/memory_limit.hpp"
 #include "common/scheduler_file.hpp"
 #include "plugin/plugin.hpp"
 #include "transport/transport.hpp"
+#include "worker/spill_directory.hpp"
 #include "worker/supervisor.hpp"
 #include "worker/worker.hpp"
 
@@ -34,15 +37,20 @@ int main(int argc, char** argv) {
   }
   CLI::App app{"dtask worker: runs tasks from a plugin for a dtask scheduler"};
   dtask::worker::WorkerOptions opt;
-  std::string scheduler_file, plugin_path, memory_limit = "0", resources, log_level = "warn", fast_paths;
+  std::string scheduler_file, plugin_path, resources, log_level = "warn", fast_paths;
   app.add_option("--scheduler-file", scheduler_file, "scheduler file written by dtask-scheduler")->check(CLI::ExistingFile);
   app.add_option("--scheduler-address", opt.scheduler_address, "tcp://host:port (insecure schedulers only)");
   app.add_option("--plugin", plugin_path, "task plugin (.so)")->required();
   app.add_option("--name", opt.name, "worker name (default: host-pid)");
   app.add_option("--nthreads", opt.nthreads, "executor threads")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--memory-limit", memory_limit, "bytes, e.g. 4GiB (0: none)")->capture_default_str();
+  dtask::cli::MemoryFlags memory;
+  dtask::cli::add_memory_flags(app, memory,
+                               "per worker: 0 (none), auto (under Slurm with --mem the job's memory on this node, else "
+                               "the machine's, divided by --nworkers), a size like 4GiB, or a fraction like 0.5 of it");
   app.add_option("--resources", resources, "abstract resources, e.g. GPU=2,MEM=1e9");
-  app.add_option("--local-directory", opt.local_directory, "scratch directory");
+  app.add_option("--local-directory", opt.local_directory,
+                 "where each worker makes its own spill directory, dtask-spill/<name>@<host>-<pid>-<random> "
+                 "(default: $TMPDIR, else /tmp)");
   app.add_option("--host", opt.host, "address for the data server")->capture_default_str();
   app.add_option("--interface", opt.interface, "network interface for the data server (e.g. hsn0)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
@@ -74,9 +82,16 @@ int main(int argc, char** argv) {
   };
   if (!dtask::log::valid_level(log_level)) return fail("unknown log level '" + log_level + "'");
   dtask::log::set_level(log_level);
-  auto mem = dtask::cli::parse_bytes(memory_limit);
-  if (!mem) return fail("cannot read --memory-limit '" + memory_limit + "' (e.g. 4GiB, 500MB)");
+  // "auto" divides among the workers this command starts: they are the ones sharing this node's
+  // share (a job script that starts several dtask-worker commands on one node gives each an explicit size).
+  std::string memory_error;
+  auto mem = dtask::resolve_memory_limit(memory.limit, nworkers, dtask::MemoryEnvironment::read_environment(),
+                                         &memory_error);
+  if (!mem) return fail("--memory-limit: " + memory_error);
   opt.memory_limit = *mem;
+  auto thresholds = dtask::cli::parse_memory_thresholds(memory);
+  if (!thresholds.ok()) return fail(thresholds.error);
+  opt.memory_thresholds = thresholds.value;
   auto res = dtask::cli::parse_resources(resources);
   if (!res) return fail("cannot read --resources '" + resources + "' (e.g. GPU=2,MEM=1e9)");
   opt.resources = *res;
@@ -106,6 +121,13 @@ int main(int argc, char** argv) {
   auto loaded = dtask::plugin::Plugin::load(plugin_path);
   if (!loaded.ok()) return fail(loaded.error);
   opt.plugin = loaded.plugin;
+  // An unusable --local-directory is an error now, with its reason, not a worker that dies and
+  // is restarted: made and removed at once (each worker makes its own when it starts).
+  try {
+    dtask::worker::SpillDirectory::create(opt.local_directory, opt.name);
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
   auto run_worker = [](const dtask::worker::WorkerOptions& o) {
     std::unique_ptr<dtask::worker::Worker> worker;
     try {

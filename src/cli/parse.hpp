@@ -9,6 +9,7 @@
 
 #include "common/units.hpp"
 #include "protocol/messages.hpp"
+#include "worker/memory_policy.hpp"
 
 namespace dtask::cli {
 
@@ -16,6 +17,20 @@ using dtask::parse_bytes;        // common/units.hpp
 using dtask::parse_duration_ms;
 // "GPU=2,MEM=1e9" -> [(GPU,2),(MEM,1e9)]; nullopt if malformed.
 std::optional<protocol::Resources> parse_resources(const std::string& text);
+
+// The memory flags of dtask-worker and dtask-run as written (memory_flags.hpp adds them to a tool).
+struct MemoryFlags {
+  std::string limit = "auto";                   // --memory-limit: 0 | auto | size | fraction
+  std::string target, spill, pause, terminate;  // --memory-*: a fraction, or 0/false/off; empty: the default
+};
+// The four thresholds from the flags, validated (worker::validate). Never throws: `error` names
+// the flag ("--memory-pause: ...").
+struct MemoryThresholdsChoice {
+  worker::MemoryThresholds value;
+  std::string error;
+  bool ok() const { return error.empty(); }
+};
+MemoryThresholdsChoice parse_memory_thresholds(const MemoryFlags& flags);
 
 // The --fast-paths option's help text, the same for every tool.
 extern const char* const kFastPathsHelp;

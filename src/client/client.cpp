@@ -40,6 +40,12 @@ SchedulerInfo parse_info(const nlohmann::json& j, const std::string& address) {
     wi.nbytes = w.value("nbytes", std::uint64_t{0});
     wi.retiring = w.value("retiring", false);
     wi.idle_ms = w.value("idle_ms", std::uint64_t{0});
+    // Its last memory report (protocol 9); zeros and false from a scheduler that sends none.
+    wi.memory_held = w.value("memory_held", std::uint64_t{0});
+    wi.memory_spilled = w.value("memory_spilled", std::uint64_t{0});
+    wi.spilled_count = w.value("spilled_count", std::uint64_t{0});
+    wi.memory_process = w.value("memory_process", std::uint64_t{0});
+    wi.paused = w.value("paused", false);
     out.workers.push_back(std::move(wi));
   }
   out.tasks_by_state = j.at("tasks_by_state").get<std::map<std::string, std::size_t>>();
@@ -47,6 +53,7 @@ SchedulerInfo parse_info(const nlohmann::json& j, const std::string& address) {
   // The scheduler's fast-path counters; an older scheduler may not send them.
   out.completions_reported_by_clients = j.value("completions_reported_by_clients", std::uint64_t{0});
   out.placed_where_started_early = j.value("placed_where_started_early", std::uint64_t{0});
+  out.worker_pauses = j.value("worker_pauses", std::uint64_t{0});
   return out;
 }
 }  // namespace

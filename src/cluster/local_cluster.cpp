@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <filesystem>
 #include <thread>
 
@@ -14,6 +15,7 @@
 #include "common/scheduler_file.hpp"
 #include "plugin/plugin.hpp"
 #include "scheduler/scheduler_server.hpp"
+#include "worker/memory_policy.hpp"
 #include "worker/worker.hpp"
 
 extern char** environ;
@@ -21,6 +23,15 @@ extern char** environ;
 namespace dtask {
 
 namespace {
+worker::MemoryThresholds worker_thresholds(const MemoryThresholds& t) {
+  return worker::MemoryThresholds{t.target, t.spill, t.pause, t.terminate};
+}
+// The shortest text that reads back as the same double ("0.6", not "0.59999999999999998").
+std::string fraction_text(double v) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
 std::string worker_executable() {
   if (const char* env = std::getenv("DTASK_WORKER_EXE"); env && *env) return env;
   std::error_code ec;
@@ -50,6 +61,11 @@ struct LocalCluster::Impl {
     if (!opt.log_level.empty()) {
       if (!log::valid_level(opt.log_level)) throw std::invalid_argument("LocalCluster: unknown log level " + opt.log_level);
       log::set_level(opt.log_level);
+    }
+    try {
+      worker::validate(worker_thresholds(opt.memory_thresholds));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("LocalCluster: ") + e.what());
     }
     security = opt.secure ? Security::generate() : Security::none();
     std::shared_ptr<const plugin::Plugin> plug;
@@ -86,6 +102,8 @@ struct LocalCluster::Impl {
           wo.interface = opt.interface;
           wo.nthreads = opt.threads_per_worker;
           wo.memory_limit = opt.memory_limit;
+          wo.measure_process_memory = false;  // several workers in this process: held bytes only, never terminate
+          wo.memory_thresholds = worker_thresholds(opt.memory_thresholds);
           if (static_cast<std::size_t>(i) < opt.worker_resources.size()) {
             for (const auto& [k, v] : opt.worker_resources[i]) wo.resources.emplace_back(k, v);
           }
@@ -117,7 +135,17 @@ struct LocalCluster::Impl {
       if (!opt.log_level.empty()) args.insert(args.end(), {"--log-level", opt.log_level});
       // One argument with '=': a list that starts with '-' would read as an option of its own.
       args.push_back("--fast-paths=" + opt.fast_paths.to_string());
-      if (opt.memory_limit) args.insert(args.end(), {"--memory-limit", std::to_string(opt.memory_limit)});
+      // Always said, 0 too: dtask-worker's own default is "auto".
+      args.insert(args.end(), {"--memory-limit", std::to_string(opt.memory_limit)});
+      const MemoryThresholds& t = opt.memory_thresholds;
+      args.push_back("--memory-target=" + fraction_text(t.target));
+      args.push_back("--memory-spill=" + fraction_text(t.spill));
+      args.push_back("--memory-pause=" + fraction_text(t.pause));
+      args.push_back("--memory-terminate=" + fraction_text(t.terminate));
+      // The same place as a thread worker's (it was dropped here before).
+      if (!opt.local_directory.empty()) {
+        args.insert(args.end(), {"--local-directory", opt.local_directory + "/worker-" + std::to_string(i)});
+      }
       if (static_cast<std::size_t>(i) < opt.worker_resources.size()) {
         std::string res;
         for (const auto& [k, v] : opt.worker_resources[i]) res += (res.empty() ? "" : ",") + k + "=" + std::to_string(v);

@@ -19,6 +19,10 @@
 //    with the most tasks waiting behind its threads for some, never more than half of them.
 //  - A task the client already started on a worker is placed there first if it has a free
 //    thread (early_start.cpp, a fast path); otherwise this policy applies unchanged.
+//  - Memory (memory.cpp): a paused worker gets nothing new (worker_can_run, the room list) until
+//    it reports that it resumed; its unstarted tasks may be stolen like any worker's. Among
+//    candidates decide_worker rates equal, one the task's expected result does not push above its
+//    spill target wins (the no-spill preference).
 #include <algorithm>
 #include <cmath>
 
@@ -52,7 +56,7 @@ std::uint32_t SchedulerState::capacity(const WorkerRecord& w) const {
 }
 
 void SchedulerState::note_room(WorkerRecord& w) {
-  if (w.in_room || !w.alive || w.retiring || w.processing.size() >= w.capacity) return;
+  if (w.in_room || !w.alive || w.retiring || w.paused() || w.processing.size() >= w.capacity) return;
   w.in_room = true;
   room_.push_back(w.id);
 }
@@ -67,7 +71,7 @@ void SchedulerState::note_result(WorkerRecord& w, std::uint64_t nbytes) {
 void SchedulerState::prune_room() {
   for (std::size_t i = 0; i < room_.size();) {
     auto& w = workers_[room_[i].value];
-    if (w.alive && !w.retiring && w.processing.size() < w.capacity) {
+    if (w.alive && !w.retiring && !w.paused() && w.processing.size() < w.capacity) {
       ++i;
       continue;
     }
@@ -125,18 +129,24 @@ bool SchedulerState::deal_one(WorkerRecord& w, Outbox& out) {
 void SchedulerState::steal_for_idle(Outbox& out) {
   // One pass to find the worker with the most tasks waiting behind its threads; with none there
   // is nothing to steal (the common case), so this stays O(workers) even at 1,000 workers.
+  // A paused worker starts nothing: every task it holds waits (the ones it had started refuse
+  // the steal), so all of them count, and all of them may go.
   WorkerRecord* victim = nullptr;
-  std::size_t best_surplus = 1;
+  std::size_t best_surplus = 0;
   for (auto& v : workers_) {
     if (!v.alive) continue;
-    std::size_t surplus = v.processing.size() > v.info.nthreads ? v.processing.size() - v.info.nthreads : 0;
-    if (surplus > best_surplus) {
+    std::size_t threads = v.paused() ? 0 : v.info.nthreads;
+    std::size_t surplus = v.processing.size() > threads ? v.processing.size() - threads : 0;
+    // One task behind a running worker's busy threads is not worth a steal; behind a paused one it is.
+    std::size_t least = v.paused() ? 1 : 2;
+    if (surplus >= least && surplus > best_surplus) {
       best_surplus = surplus;
       victim = &v;
     }
   }
   if (!victim) return;
-  std::size_t budget = best_surplus / 2;  // never take more than half of what waits there
+  // Never take more than half of what waits behind a running worker's threads.
+  std::size_t budget = victim->paused() ? best_surplus : best_surplus / 2;
   for (auto& thief : workers_) {
     if (budget == 0) break;
     if (!thief.alive || thief.id == victim->id) continue;
@@ -168,7 +178,8 @@ void SchedulerState::retry_unrunnable(std::uint64_t now, Outbox& out) {
       continue;
     }
     bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w.alive; });
-    if (any_alive && now > since_ms + config_.no_worker_timeout_ms) {
+    // A paused worker that may run it will resume: the task waits for it, however long.
+    if (any_alive && now > since_ms + config_.no_worker_timeout_ms && !paused_worker_could_run(t)) {
       std::string names;
       for (const auto& w : workers_) {
         if (w.alive) names += (names.empty() ? "" : ", ") + w.info.name;
@@ -186,6 +197,11 @@ void SchedulerState::retry_unrunnable(std::uint64_t now, Outbox& out) {
 
 bool SchedulerState::worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const {
   if (!w.alive || w.retiring) return false;  // a retiring worker takes no new work (retire.cpp)
+  if (w.paused()) return false;              // nor does a paused one, until it resumes (memory.cpp)
+  return worker_fits(w, t, honour_restrictions);
+}
+
+bool SchedulerState::worker_fits(const WorkerRecord& w, const Task& t, bool honour_restrictions) const {
   const TaskExtras* ex = tasks_.extras_of(t);
   if (!ex) return true;
   for (const auto& [name, amount] : ex->resources) {
@@ -205,6 +221,9 @@ std::optional<WorkerId> SchedulerState::decide_worker(const Task& t) const {
   auto occupancy = [](const WorkerRecord& w) {
     return static_cast<double>(w.processing.size()) / w.info.nthreads;
   };
+  // The no-spill preference (memory.cpp): of two candidates rated equal so far, the one the
+  // task's result keeps under its spill target. Checked only on ties, so it costs nothing else.
+  auto roomier = [&](const WorkerRecord& a, const WorkerRecord& b) { return !would_spill(a, t) && would_spill(b, t); };
   if (t.n_deps != 0) {
     std::vector<std::pair<WorkerId, std::uint64_t>> local;
     for (auto d : deps_of(t)) {
@@ -220,7 +239,9 @@ std::optional<WorkerId> SchedulerState::decide_worker(const Task& t) const {
     for (const auto& [h, bytes] : local) {
       const WorkerRecord& w = workers_[h.value];
       if (!worker_can_run(w, t, true)) continue;
-      if (!best || bytes > best_bytes || (bytes == best_bytes && occupancy(w) < occupancy(*best))) {
+      if (!best || bytes > best_bytes ||
+          (bytes == best_bytes && (occupancy(w) < occupancy(*best) ||
+                                   (occupancy(w) == occupancy(*best) && roomier(w, *best))))) {
         best = &w;
         best_bytes = bytes;
       }
@@ -237,7 +258,9 @@ std::optional<WorkerId> SchedulerState::decide_worker(const Task& t) const {
     for (std::size_t i = 0; i < n; ++i) {
       const WorkerRecord& w = workers_[(start + i) % n];
       if (!worker_can_run(w, t, honour)) continue;
-      if (!best || occupancy(w) < occupancy(*best)) best = &w;
+      if (!best || occupancy(w) < occupancy(*best) || (occupancy(w) == occupancy(*best) && roomier(w, *best))) {
+        best = &w;
+      }
     }
     if (best) return best->id;
   }

@@ -107,6 +107,9 @@ void SchedulerState::remove_worker(WorkerId wid, const WorkerLoss& loss, Outbox&
   auto& rec = workers_[wid.value];
   rec.alive = false;
   worker_identities_.erase(rec.identity);
+  // Its memory report leaves with it (memory.cpp): a paused worker that is gone holds nothing back.
+  rec.memory = {};
+  rec.memory_reported = false;
   if (loss.is_death()) ++workers_died_;
   std::vector<std::uint32_t> reschedule;
 
@@ -259,7 +262,7 @@ void SchedulerState::handle(WorkerId from, WorkerToScheduler msg, std::uint64_t 
         else if constexpr (std::is_same_v<M, Heartbeat>) {}
         else if constexpr (std::is_same_v<M, RegisterWorker>) ++stale_messages_;  // already registered
         else if constexpr (std::is_same_v<M, RetireWorker>) on_retire_worker(from, m, out);
-        else if constexpr (std::is_same_v<M, MemoryReport>) {}  // issue 15: recorded by the scheduler's memory unit
+        else if constexpr (std::is_same_v<M, MemoryReport>) on_memory_report(from, m, out);
       },
       msg);
   if (!retiring_.empty() && (workers_[from.value].retiring || std::holds_alternative<ReplicasAdded>(msg))) advance_retirements(out);
@@ -730,13 +733,19 @@ nlohmann::json SchedulerState::info() const {
                        {"nthreads", w.info.nthreads},
                        {"rank", w.info.rank},
                        {"pid", w.info.pid},
-                       {"memory_limit", w.info.memory_limit},
+                       {"memory_limit", w.memory_reported && w.memory.limit ? w.memory.limit : w.info.memory_limit},
                        {"resources", res},
                        {"processing", w.processing.size()},
                        {"in_memory", w.has_what.size()},
                        {"nbytes", w.nbytes},
                        {"retiring", w.retiring || w.retire_asked},
-                       {"idle_ms", w.processing.empty() && now_ms_ > w.last_busy_ms ? now_ms_ - w.last_busy_ms : 0}});
+                       {"idle_ms", w.processing.empty() && now_ms_ > w.last_busy_ms ? now_ms_ - w.last_busy_ms : 0},
+                       // Its last memory report (memory.cpp); zeros before the first.
+                       {"memory_held", w.memory.held},
+                       {"memory_spilled", w.memory.spilled},
+                       {"spilled_count", w.memory.spilled_count},
+                       {"memory_process", w.memory.process},
+                       {"paused", w.paused()}});
   }
   nlohmann::json states = nlohmann::json::object();
   for (std::size_t s = 0; s + 1 < kNumTaskStates; ++s) states[to_string(static_cast<TaskState>(s))] = counts_[s];
@@ -746,14 +755,16 @@ nlohmann::json SchedulerState::info() const {
                               {"refused_transitions", refused_transitions_},
                               {"workers_died", workers_died_},
                               {"tasks_killed", tasks_killed_},
-                              {"workers_retired", workers_retired_}, {"results_handed_over", results_handed_over_}};
-  // The two fast-path counters also stay at the top level, where clients read them first.
+                              {"workers_retired", workers_retired_}, {"results_handed_over", results_handed_over_},
+                              {"worker_pauses", worker_pauses_}};
+  // The two fast-path counters and worker_pauses also stay at the top level, where clients read them.
   return {{"workers", workers},
           {"tasks_by_state", states},
           {"n_tasks", tasks_.size()},
           {"counters", counters},
           {"completions_reported_by_clients", receipts_accepted_},
-          {"placed_where_started_early", early_placed_}};
+          {"placed_where_started_early", early_placed_},
+          {"worker_pauses", worker_pauses_}};
 }
 
 }  // namespace dtask::scheduler

@@ -55,6 +55,10 @@ struct SchedulerConfig {
   // Which latency shortcuts the scheduler takes part in (push_results: naming the waiting
   // clients in ComputeTask; early_start: placing a task where its client started it early).
   FastPaths fast_paths = FastPaths::from_environment();
+  // The workers' target threshold (worker/memory_policy.hpp, MemoryThresholds::target): held
+  // results above this fraction of a worker's memory_limit are spilled. Placement prefers a
+  // worker that a task's expected result keeps under it (memory.cpp); 0 turns the preference off.
+  double memory_target = 0.60;
 };
 
 // Everything the scheduler sends, collected while a batch of input is handled; the server
@@ -86,6 +90,12 @@ struct WorkerRecord {
   std::uint64_t link_closed_ms = 0;  // when its connection was seen to close (0: not); see connection_closed
   std::uint64_t last_busy_ms = 0;    // last tick (or registration) it had a task processing: idle since then
   bool retire_asked = false;         // PleaseRetire sent for a client's RetireWorkers (retire.cpp)
+  // Its last MemoryReport (memory.cpp), if it sent one, and its nbytes then: results that landed
+  // since are counted on top of the report's held bytes until the next report.
+  protocol::MemoryReport memory;
+  bool memory_reported = false;
+  std::uint64_t nbytes_at_report = 0;
+  bool paused() const { return memory.paused; }  // starts nothing new: gets no new placement
 };
 
 struct ClientRecord {
@@ -137,6 +147,7 @@ struct TransitionResult {
 //   pushed_results.cpp   fast path: results pushed to the waiting client, its receipts
 //   early_start.cpp      fast path: placing a task where its client already started it
 //   retire.cpp           retiring workers: no new work, their unique results copied, then leave
+//   memory.cpp           workers' memory reports: paused workers, placement that avoids a spill
 //   task_table.cpp       storage (TaskTable): slots, arena layout, key index, side tables
 class SchedulerState {
  public:
@@ -241,6 +252,21 @@ class SchedulerState {
   // Hands over what only retiring workers hold and lets go those with nothing left to give.
   void advance_retirements(Outbox& out);
 
+  // ---- workers' memory (memory.cpp) ----
+  void on_memory_report(WorkerId w, const protocol::MemoryReport& m, Outbox& out);
+  // The bytes of results `w` holds in memory as best known: its last report's held bytes plus
+  // what landed there since (the scheduler's own nbytes before any report).
+  std::uint64_t held_estimate(const WorkerRecord& w) const;
+  // What a task's result is expected to weigh: the moving average of its function's results.
+  std::uint64_t expected_result_bytes(const Task& t) const;
+  // True when placing `t` on `w` would push its held results above memory_target x its limit
+  // (a worker without a limit never).
+  bool would_spill(const WorkerRecord& w, const Task& t) const;
+  // A result of `nbytes` of function `func` finished: its function's average moves.
+  void note_func_result(std::uint32_t func, std::uint64_t nbytes);
+  // True when a paused worker could run `t` (it waits for it to resume instead of failing).
+  bool paused_worker_could_run(const Task& t) const;
+
   // ---- transition entry/exit actions (state_machine.cpp) ----
   void leave(Task& t, TaskState from, const TaskEvent& ev, Outbox& out);
   void enter_waiting(Task& t, const TaskEvent& ev, Outbox& out);
@@ -279,6 +305,8 @@ class SchedulerState {
   void steal_for_idle(Outbox& out);
   void retry_unrunnable(std::uint64_t now, Outbox& out);
   bool worker_can_run(const WorkerRecord& w, const Task& t, bool honour_restrictions) const;
+  // Resources and restrictions only: whether `w` may ever run `t` (alive, retiring, paused aside).
+  bool worker_fits(const WorkerRecord& w, const Task& t, bool honour_restrictions) const;
   // A result of `nbytes` landed on `w`: its average result size decides how far ahead it is dealt.
   void note_result(WorkerRecord& w, std::uint64_t nbytes);
 
@@ -376,6 +404,10 @@ class SchedulerState {
   std::uint64_t refused_logged_ = 0;  // bit from*kNumTaskStates+to: that pair was logged already
   std::uint64_t workers_died_ = 0;   // losses that were deaths (reported, or heartbeat timeouts)
   std::uint64_t tasks_killed_ = 0;   // tasks failed as KilledWorker (not counting their dependents)
+  std::uint64_t worker_pauses_ = 0;  // reports that turned a worker from running to paused
+  // Moving average of result sizes by function index (TaskTable::func names): a task's expected
+  // result before it runs (memory.cpp). Grows with the number of distinct functions only.
+  std::vector<std::uint64_t> func_result_avg_;
 
   bool shutdown_requested_ = false;
   int shutdown_code_ = 0;

@@ -267,6 +267,7 @@ void SchedulerState::enter_memory(Task& t, const TaskEvent& ev, Outbox& out) {
   holder.has_what.insert(slot);
   holder.nbytes += ev.nbytes;
   note_result(holder, ev.nbytes);
+  note_func_result(t.func, ev.nbytes);  // what the next task of this function is expected to weigh
   for (auto d : deps_of(t)) --tasks_[d].unfinished_dependents;
   std::vector<std::uint32_t> ready;
   for (auto d : t.dependents) {

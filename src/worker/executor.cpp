@@ -54,6 +54,14 @@ std::size_t Executor::queued() const {
   return ready_.size();
 }
 
+void Executor::pause(bool paused) {
+  {
+    std::lock_guard lock(mutex_);
+    paused_ = paused;
+  }
+  if (!paused) cv_.notify_all();
+}
+
 bool Executor::idle() const {
   std::lock_guard lock(mutex_);
   return ready_.empty() && running_ == 0;
@@ -119,6 +127,7 @@ void Executor::run(std::size_t slot) {
       cv_.wait(lock, [&] {
         if (stop_) return true;
         if (running_ >= nthreads_) return false;  // a run_here() holds the free place
+        if (paused_) return false;
         for (auto it = ready_.begin(); it != ready_.end(); ++it) {
           if (fits(it->second)) {
             pick = it;

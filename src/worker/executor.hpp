@@ -57,6 +57,9 @@ class Executor {
   bool withdraw(protocol::TaskId id);
   std::vector<Completion> take_completions();
   std::size_t queued() const;
+  // Paused: no queued job starts (a running one finishes); the worker pauses when its memory is
+  // over the pause threshold (memory_policy.hpp).
+  void pause(bool paused);
   // Nothing queued and nothing running.
   bool idle() const;
   // Runs a job on the calling thread (the worker's loop, for a task known to take microseconds:
@@ -91,6 +94,7 @@ class Executor {
   int nthreads_ = 1;
   std::uint64_t seq_ = 0;
   bool stop_ = false;
+  bool paused_ = false;
   int running_ = 0;
   std::condition_variable idle_cv_;
   std::vector<std::thread> threads_;

@@ -96,6 +96,7 @@ class ExecutorOnLoop final : public ExecutorPort {
   bool idle() const override { return exec_.idle(); }
   bool withdraw(TaskId id) override { return exec_.withdraw(id); }
   bool can_run_here() const override { return !takeover_.taken(); }
+  void set_paused(bool paused) override { exec_.pause(paused); }
   std::optional<Completion> run_here(Job job) override;
 
  private:

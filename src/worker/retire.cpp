@@ -65,7 +65,7 @@ void WorkerState::on(FetchReplicas& m, WorkerOutbox&) {
   auto& address = peers_[m.from.value];
   if (address.empty()) address = m.address;
   for (TaskId id : m.tasks) {
-    if (store_.count(id.value)) {
+    if (store_.contains(id.value)) {
       replicas_.push_back(id);  // already here: say so, the scheduler counts it as copied
       continue;
     }

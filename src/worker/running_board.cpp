@@ -18,16 +18,17 @@ RunningBoard::RunningBoard(Cell* cells, std::size_t slots, std::size_t mapped_by
 
 std::shared_ptr<RunningBoard> RunningBoard::make_shared_across_fork(std::size_t slots) {
   const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  const std::size_t bytes = std::max<std::size_t>(1, (slots * sizeof(Cell) + page - 1) / page) * page;
+  // One cell more than the slots: the memory-kill note.
+  const std::size_t bytes = std::max<std::size_t>(1, ((slots + 1) * sizeof(Cell) + page - 1) / page) * page;
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::runtime_error(std::string("cannot map the running-task board: ") + std::strerror(errno));
   auto* cells = static_cast<Cell*>(p);
-  for (std::size_t i = 0; i < slots; ++i) new (&cells[i]) Cell();
+  for (std::size_t i = 0; i <= slots; ++i) new (&cells[i]) Cell();
   return std::shared_ptr<RunningBoard>(new RunningBoard(cells, slots, bytes));
 }
 
 std::shared_ptr<RunningBoard> RunningBoard::make_private(std::size_t slots) {
-  return std::shared_ptr<RunningBoard>(new RunningBoard(new Cell[slots], slots, 0));
+  return std::shared_ptr<RunningBoard>(new RunningBoard(new Cell[slots + 1], slots, 0));
 }
 
 RunningBoard::~RunningBoard() {
@@ -47,7 +48,7 @@ std::vector<protocol::TaskId> RunningBoard::running() const {
 }
 
 void RunningBoard::clear() {
-  for (std::size_t i = 0; i < slots_; ++i) cells_[i].value.store(0, std::memory_order_relaxed);
+  for (std::size_t i = 0; i <= slots_; ++i) cells_[i].value.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace dtask::worker

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "protocol/ids.hpp"
@@ -47,6 +48,17 @@ class RunningBoard {
   // The tasks marked running, in slot order, each once.
   std::vector<protocol::TaskId> running() const;
   void clear();
+
+  // The worker killed itself for memory (its monitor thread, just before SIGKILL): the
+  // supervisor says so instead of just "killed by signal 9". Sizes in MiB; one more cell.
+  void note_memory_kill(std::uint64_t process_mib, std::uint64_t limit_mib) {
+    cells_[slots_].value.store((process_mib & 0xffffffffu) << 32 | (limit_mib & 0xffffffffu), std::memory_order_relaxed);
+  }
+  // {process MiB, limit MiB} if the last incarnation was killed for memory; {0, 0} otherwise.
+  std::pair<std::uint64_t, std::uint64_t> memory_kill() const {
+    const std::uint64_t v = cells_[slots_].value.load(std::memory_order_relaxed);
+    return {v >> 32, v & 0xffffffffu};
+  }
 
  private:
   struct alignas(64) Cell {

@@ -150,7 +150,12 @@ int supervise(const SuperviseOptions& options, const Incarnation& incarnation) {
     result = verdict.code;
     if (!verdict.restart) break;
 
-    const std::string reason = describe_exit(status);
+    std::string reason = describe_exit(status);
+    // It killed itself for memory (worker_server.cpp's monitor): say so.
+    if (auto [process_mib, limit_mib] = board->memory_kill(); limit_mib != 0 && WIFSIGNALED(status)) {
+      reason = "killed itself for memory (process memory " + std::to_string(process_mib) +
+               " MiB above the terminate threshold of its memory_limit " + std::to_string(limit_mib) + " MiB, " + reason + ")";
+    }
     deaths.push_back(transport::now_ms());
     const RestartDecision d = decide_restart(options.policy, deaths, deaths.back());
     if (!d.restart) {

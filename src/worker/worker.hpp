@@ -24,6 +24,11 @@ struct WorkerOptions {
   int rank = -1;
   std::uint64_t memory_limit = 0;           // bytes; 0: no limit (nothing spilled, paused or terminated)
   MemoryThresholds memory_thresholds;       // fractions of memory_limit (memory_policy.hpp)
+  // Sample this process's resident memory (spill, pause and terminate on it). False when several
+  // workers share the process (threads-mode LocalCluster): held bytes only, never terminate.
+  bool measure_process_memory = true;
+  // Compress spill files with lz4 when a sample shows it pays; DTASK_SPILL_COMPRESSION=0 turns it off.
+  bool spill_compression = true;
   protocol::Resources resources;
   std::shared_ptr<const plugin::Plugin> plugin;
   std::string local_directory;      // the worker's spill directory is made under it (spill_directory.hpp)

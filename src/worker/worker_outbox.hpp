@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,13 +44,22 @@ struct WorkerOutbox {
   std::vector<protocol::WorkerId> peers_left;  // close their connections
   std::vector<Job> to_executor;                // hand to the executor threads
   bool trim_memory = false;                    // many freed bytes: give them back to the OS
+  // For the spill files' I/O thread (spill_files.hpp), in order.
+  struct Spill {
+    enum class Kind : std::uint8_t { write, read, remove };
+    Kind kind = Kind::write;
+    std::uint64_t id = 0;
+    std::uint64_t tag = 0;                   // write, read: DataStore's tag, echoed in the completion
+    std::shared_ptr<const Payload> payload;  // write
+  };
+  std::vector<Spill> spill;
 
   void reply(std::string to, protocol::PeerReply m, PushRef push = {}) {
     replies.push_back(Reply{std::move(to), std::move(m), push});
   }
   bool empty() const {
     return to_scheduler.empty() && replies.empty() && to_peers.empty() && peers_left.empty() && to_executor.empty() &&
-           !trim_memory;
+           spill.empty() && !trim_memory;
   }
 };
 

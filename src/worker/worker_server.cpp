@@ -19,15 +19,29 @@
 // - Any thread or a signal handler may call Worker::stop() or Worker::retire(): `stop_requested_`,
 //   `stop_code_` and `retire_at_` are atomics and `wakeup_` wakes the loop, which hands the retire
 //   request to WorkerState at its next pass. The ZAP authenticator has its own thread and socket.
+// - Memory (only with memory_limit > 0; docs/worker.md "Memory"): the spill files' I/O thread
+//   (`spill_`, spill_files.hpp) alone touches the spill directory's files; the loop's owner hands
+//   it requests from WorkerOutbox::spill and takes its completions (its queues have their own
+//   mutex); it wakes the loop through `wakeup_`. The memory monitor thread (`memory_monitor_`,
+//   only when measure_process_memory) reads resident_bytes() every kMemorySampleMs into the
+//   atomic `process_memory_`, which the loop hands to WorkerState each pass; it wakes the loop
+//   when the sample crosses the spill or pause threshold (either way), and above terminate it
+//   logs one line, notes the kill on the RunningBoard and SIGKILLs the process itself (the loop
+//   may be busy in a task on the loop thread). `monitor_stop_` (under `monitor_mutex_`) ends it.
 // - `monitor_` (a PAIR socket) receives libzmq's events about `sched_`'s connection (closed, made
 //   again); the loop's owner reads it like its other sockets: that is how a dead scheduler is
 //   noticed within about a second (WorkerState::scheduler_link).
 // - LoopTakeover::mutex_ guards only the standby thread's stop flag and the loop's end code when
 //   the loop ended on the standby thread; the Executor's mutex guards its queues.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include <zmq.hpp>
@@ -35,9 +49,12 @@
 #include "common/drop_log.hpp"
 #include "common/hugepages.hpp"
 #include "common/log.hpp"
+#include "common/memory_limit.hpp"
 #include "transport/transport.hpp"
 #include "worker/executor.hpp"
 #include "worker/loop_takeover.hpp"
+#include "worker/spill_directory.hpp"
+#include "worker/spill_files.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_state.hpp"
 
@@ -50,6 +67,12 @@ namespace {
 constexpr int kMaxDrain = 20000;
 // The loop's poll items before the peers': scheduler, data server, wakeup, scheduler link monitor.
 constexpr std::size_t kFixedItems = 4;
+// How often the memory monitor samples the process's resident memory.
+constexpr std::chrono::milliseconds kMemorySampleMs{50};
+
+std::uint64_t share(double fraction, std::uint64_t limit) {
+  return static_cast<std::uint64_t>(fraction * static_cast<double>(limit));
+}
 }  // namespace
 
 struct Worker::Impl {
@@ -79,6 +102,14 @@ struct Worker::Impl {
   std::unique_ptr<ExecutorOnLoop> port_;
   std::unique_ptr<WorkerState> state_;
   WorkerOutbox out_;  // filled and flushed by the loop's owner within a pass
+  // Memory (memory_limit > 0). The directory outlives the I/O thread that writes in it.
+  SpillDirectory spill_dir_;
+  std::unique_ptr<SpillFiles> spill_;
+  std::atomic<std::uint64_t> process_memory_{0};
+  std::mutex monitor_mutex_;  // guards monitor_stop_
+  std::condition_variable monitor_cv_;
+  bool monitor_stop_ = false;
+  std::thread memory_monitor_;
 
   explicit Impl(WorkerOptions o) : opt_(std::move(o)), log_(log::make("worker", opt_.where.empty() ? opt_.name : opt_.where)),
                                    takeover_(log_) {
@@ -104,12 +135,59 @@ struct Worker::Impl {
       std::filesystem::create_directories(opt_.local_directory, ec);
       if (ec) throw std::runtime_error("cannot create local directory " + opt_.local_directory + ": " + ec.message());
     }
+    if (opt_.memory_limit != 0) {
+      validate(opt_.memory_thresholds);
+      // Before registering: an unusable directory is the worker's start error (its message names it).
+      const char* tmp = std::getenv("TMPDIR");
+      const std::string base = !opt_.local_directory.empty() ? opt_.local_directory : (tmp && *tmp ? tmp : "/tmp");
+      spill_dir_ = SpillDirectory::create(base, opt_.name);
+      const char* c = std::getenv("DTASK_SPILL_COMPRESSION");
+      const bool compress = opt_.spill_compression && !(c && std::string(c) == "0");
+      spill_ = std::make_unique<SpillFiles>(spill_dir_.path(), compress, [this] { wakeup_.notify(); });
+    }
     transport::configure_socket(sched_);
     transport::make_curve_client(sched_, opt_.security);
     // Events about the connection to the scheduler, before it is made (see the header).
     monitor_ = transport::monitor_links(ctx_, sched_, "inproc://dtask-worker-scheduler-link",
                                         ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
     sched_.connect(opt_.scheduler_address);
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard lock(monitor_mutex_);
+      monitor_stop_ = true;
+    }
+    monitor_cv_.notify_all();
+    if (memory_monitor_.joinable()) memory_monitor_.join();
+    spill_.reset();  // its thread first, then the directory (spill_dir_'s destructor removes it)
+  }
+
+  // The memory monitor thread (see the header): samples, wakes the loop on a crossing, terminates.
+  void monitor_memory() {
+    const auto& t = opt_.memory_thresholds;
+    const std::uint64_t limit = opt_.memory_limit;
+    auto level_of = [&](std::uint64_t rss) {
+      return (t.pause > 0 && rss > share(t.pause, limit)) ? 2 : (t.spill > 0 && rss > share(t.spill, limit)) ? 1 : 0;
+    };
+    int level = 0;
+    std::unique_lock lock(monitor_mutex_);
+    while (!monitor_cv_.wait_for(lock, kMemorySampleMs, [&] { return monitor_stop_; })) {
+      const std::uint64_t rss = resident_bytes();
+      process_memory_.store(rss, std::memory_order_relaxed);
+      if (t.terminate > 0 && rss > share(t.terminate, limit)) {
+        log_->error("worker '{}': process memory {} MiB is above {}% of its memory_limit {} MiB: terminating; its "
+                    "supervisor restarts it",
+                    opt_.name, rss >> 20, static_cast<int>(t.terminate * 100 + 0.5), limit >> 20);
+        log_->flush();
+        if (opt_.board) opt_.board->note_memory_kill(rss >> 20, limit >> 20);
+        ::kill(::getpid(), SIGKILL);
+      }
+      if (const int l = level_of(rss); l != level) {
+        level = l;
+        wakeup_.notify();
+      }
+    }
   }
 
   void read_monitor(std::uint64_t now) {
@@ -128,6 +206,9 @@ struct Worker::Impl {
     c.drain_timeout_ms = opt_.drain_timeout_ms;
     c.reconnect_grace_ms = transport::kReconnectGraceMs;
     c.lifetime_ms = opt_.lifetime_ms;
+    c.memory_limit = opt_.memory_limit;
+    c.memory_thresholds = opt_.memory_thresholds;
+    c.name = opt_.name;
     auto plugin = opt_.plugin;
     c.find_task = [plugin](const std::string& name) { return plugin->find(name); };
     std::string names;
@@ -170,6 +251,16 @@ struct Worker::Impl {
     out_.peers_left.clear();
     for (auto& job : out_.to_executor) exec_->submit(std::move(job));
     out_.to_executor.clear();
+    if (!out_.spill.empty()) {
+      for (auto& s : out_.spill) {
+        switch (s.kind) {
+          case WorkerOutbox::Spill::Kind::write: spill_->write(s.id, s.tag, std::move(s.payload)); break;
+          case WorkerOutbox::Spill::Kind::read: spill_->read(s.id, s.tag); break;
+          case WorkerOutbox::Spill::Kind::remove: spill_->remove(s.id); break;
+        }
+      }
+      out_.spill.clear();
+    }
     if (out_.trim_memory) {
       trim_malloc();
       out_.trim_memory = false;
@@ -183,6 +274,9 @@ struct Worker::Impl {
 
   void take_completions() {
     for (auto& c : exec_->take_completions()) state_->on_completion(std::move(c), out_);
+    if (spill_) {
+      for (auto& d : spill_->take_completions()) state_->on_spill(std::move(d), out_);
+    }
   }
 
   int run() {
@@ -190,6 +284,10 @@ struct Worker::Impl {
                                        opt_.board);
     port_ = std::make_unique<ExecutorOnLoop>(*exec_, takeover_, [this] { return run_loop().value_or(1); });
     state_ = std::make_unique<WorkerState>(config(), *port_);
+    if (opt_.memory_limit != 0 && opt_.measure_process_memory) {
+      process_memory_ = resident_bytes();
+      memory_monitor_ = std::thread([this] { monitor_memory(); });
+    }
     RegisterWorker reg;
     reg.name = opt_.name;
     reg.host = transport::hostname();
@@ -304,6 +402,7 @@ struct Worker::Impl {
       }
       if (!state_->start_ready(out_)) return std::nullopt;  // the standby thread owns the loop now
       take_completions();
+      if (memory_monitor_.joinable()) state_->memory_sample(process_memory_.load(std::memory_order_relaxed));
       state_->tick(now, out_);
       flush(now);
       if (const auto& stop = state_->stop()) {

@@ -38,6 +38,7 @@ void WorkerState::fail_requests(Pred failed, WorkerOutbox& out) {
 
 void WorkerState::handle(SchedulerToWorker msg, std::uint64_t now, WorkerOutbox& out) {
   last_heard_ = now;
+  now_ = now;
   std::visit(
       [&](auto& m) {
         // A client asked the scheduler to retire this worker (scale-down): the same drain as SIGTERM.
@@ -93,7 +94,15 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
       auto& address = peers_[dep.holders[i].value];
       if (address.empty()) address = dep.addresses[i];
     }
-    if (store_.count(dep.task.value)) continue;
+    if (const auto* e = store_.find(dep.task.value)) {
+      if (e->data) continue;
+      // Spilled: read back like an input fetched from a peer (paused: at the resume, by submit).
+      if (paused_) continue;
+      ++p.missing;
+      restores_[dep.task.value].tasks.push_back(p.msg.task);
+      restore(dep.task.value, out);
+      continue;
+    }
     ++p.missing;
     auto& f = fetches_[dep.task.value];
     const bool in_flight = !f.waiting.empty();
@@ -104,6 +113,12 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
       if (h != me_ && std::find(f.holders.begin(), f.holders.end(), h) == f.holders.end()) f.holders.push_back(h);
     }
   }
+  if (p.missing != 0 && config_.memory_limit != 0) {
+    // Inputs here are held while the others come, so they are not spilled meanwhile (dropped at submit).
+    for (const auto& dep : p.msg.deps) {
+      if (const auto* e = store_.find(dep.task.value); e && e->data) p.pinned.push_back(e->data);
+    }
+  }
   auto& slot = pending_[id] = std::move(p);
   if (slot.missing == 0) submit(slot, out);
 }
@@ -112,10 +127,7 @@ void WorkerState::on(ReleaseTasks& m, WorkerOutbox& out) {
   // Released after the client's receipt: the scheduler needs no TaskDone for these any more.
   held_.release(m.tasks);
   for (TaskId id : m.tasks) {
-    if (auto it = store_.find(id.value); it != store_.end()) {
-      freed_since_trim_ += it->second->nbytes();
-      store_.erase(it);
-    }
+    drop_result(id.value, out);
     if (auto it = pending_.find(id.value); it != pending_.end()) {
       // Not started: gone. Running: its result is dropped when it completes.
       if (!it->second.submitted || exec_.withdraw(id)) pending_.erase(it);
@@ -154,16 +166,29 @@ void WorkerState::handle_request(PeerRequest msg, const std::string& from, Worke
   auto& get = std::get<GetData>(msg);
   DataReply reply;
   reply.request_id = get.request_id;
+  std::size_t missing = 0;
+  const std::uint64_t gid = next_get_;
   for (TaskId id : get.tasks) {
     DataItem item;
     item.task = id;
-    if (auto it = store_.find(id.value); it != store_.end()) {
+    if (const auto* data = store_.get(id.value)) {
       item.found = true;
-      item.data = *it->second;  // copies the small header; bulk frames are shared
+      item.data = **data;  // copies the small header; bulk frames are shared
+    } else if (store_.contains(id.value)) {
+      // Spilled: the reply waits until it is read back (on_spill), the others' data held meanwhile.
+      item.found = true;
+      ++missing;
+      restores_[id.value].gets.push_back(gid);
+      restore(id.value, out);
     }
     reply.items.push_back(std::move(item));
   }
-  out.reply(from, std::move(reply));
+  if (missing == 0) {
+    out.reply(from, std::move(reply));
+    return;
+  }
+  ++next_get_;
+  gets_[gid] = DeferredGet{from, std::move(reply), missing};
 }
 
 void WorkerState::handle_reply(PeerReply msg, WorkerOutbox& out) {
@@ -191,6 +216,10 @@ void hold_value(Job& job, std::size_t i, Payload&& value) {
 }  // namespace
 
 void WorkerState::submit(Pending& p, WorkerOutbox& out) {
+  if (paused_) {
+    defer(p);
+    return;
+  }
   const dtask_task_v1* entry = config_.find_task ? config_.find_task(p.msg.func) : nullptr;
   if (!entry) {
     out.to_scheduler.push_back(TaskFailed{p.msg.task, "unknown task name '" + p.msg.func + "': " + config_.tasks_provided});
@@ -211,6 +240,27 @@ void WorkerState::submit(Pending& p, WorkerOutbox& out) {
       return;
     }
   }
+  // An input spilled after all (its write was out when the task came, or it was fetched before
+  // the task came): read back first, and the job is made when it is here.
+  for (const auto& a : p.msg.args) {
+    if (a.kind == TaskArg::value) continue;
+    for (TaskId ref : a.refs) {
+      const auto* e = store_.find(ref.value);
+      if (e && !e->data) {
+        ++p.missing;
+        restores_[ref.value].tasks.push_back(p.msg.task);
+        restore(ref.value, out);
+      }
+    }
+  }
+  if (p.missing != 0) {
+    for (const auto& a : p.msg.args) {
+      for (TaskId ref : a.refs) {
+        if (const auto* e = store_.find(ref.value); e && e->data) p.pinned.push_back(e->data);
+      }
+    }
+    return;
+  }
   Job job;
   job.id = p.msg.task;
   job.priority = p.msg.priority;
@@ -222,22 +272,23 @@ void WorkerState::submit(Pending& p, WorkerOutbox& out) {
     auto& a = p.msg.args[i];
     auto& ca = job.args[i];
     if (a.kind == TaskArg::value) {
-      hold_value(job, i, std::move(a.data));
+      hold_value(job, i, Payload(a.data));  // a copy (frames shared): a withdrawn job is made again
       continue;
     }
     ca.is_list = a.kind == TaskArg::dep_list;
     for (TaskId ref : a.refs) {
-      auto it = store_.find(ref.value);
-      if (it == store_.end()) {
+      const auto* data = store_.get(ref.value);
+      if (!data) {
         out.to_scheduler.push_back(FetchFailed{p.msg.task, ref});
         pending_.erase(p.msg.task.value);
         return;
       }
-      if (ca.is_list) ca.list.push_back(it->second.get());
-      else ca.value = it->second.get();
-      job.keep.push_back(it->second);
+      if (ca.is_list) ca.list.push_back(data->get());
+      else ca.value = data->get();
+      job.keep.push_back(*data);
     }
   }
+  p.pinned.clear();  // the job holds its inputs now
   ready_jobs_.push_back(std::move(job));
 }
 
@@ -246,6 +297,10 @@ bool WorkerState::start_ready(WorkerOutbox& out) {
     auto requests = std::move(start_requests_);
     start_requests_.clear();
     for (auto& [m, from] : requests) {
+      if (paused_) {
+        out.reply(from, NotStarted{m.key});  // the scheduler places it (elsewhere: this one is paused)
+        continue;
+      }
       if (!start_early(m, from, out)) return false;  // the rest are dropped: their ComputeTasks run them
     }
   }
@@ -253,11 +308,16 @@ bool WorkerState::start_ready(WorkerOutbox& out) {
   // been submitted yet) is dropped here; a Pending is submitted once.
   std::erase_if(ready_jobs_, [&](const Job& job) {
     auto it = pending_.find(job.id.value);
-    if (it == pending_.end() || it->second.submitted) return true;
-    it->second.submitted = true;
-    return false;
+    return it == pending_.end() || it->second.submitted;
   });
   if (ready_jobs_.empty()) return true;
+  // Paused (memory) in this pass: the jobs are dropped (they held their inputs), their tasks wait.
+  if (paused_) {
+    for (const Job& job : ready_jobs_) defer(pending_.at(job.id.value));
+    ready_jobs_.clear();
+    return true;
+  }
+  for (const Job& job : ready_jobs_) pending_.at(job.id.value).submitted = true;
   // Exactly one job, nothing else here, a function that has always been quick: run it on this
   // thread (quick_runs.hpp).
   if (ready_jobs_.size() == 1 && ready_jobs_.front().resources.empty() && quick_.may_run_here(ready_jobs_.front().entry) &&
@@ -286,6 +346,16 @@ void WorkerState::on_completion(Completion c, WorkerOutbox& out) {
   if (c.ok) {
     const auto nbytes = c.result.nbytes();
     TaskDone done{c.id, nbytes, false, {}};
+    if (config_.memory_limit != 0 && nbytes > config_.memory_limit && nbytes > kInlineResultBytes) {
+      // Fits nowhere in memory: on disk at once, reported when it is there (or failed if it cannot be).
+      store_.put(c.id.value, std::make_shared<const Payload>(std::move(c.result)));
+      store_.start_write(c.id.value);
+      const auto* e = store_.find(c.id.value);
+      out.spill.push_back(WorkerOutbox::Spill{WorkerOutbox::Spill::Kind::write, c.id.value, e->tag, e->data});
+      awaiting_disk_[c.id.value] = std::move(done);
+      pending_.erase(it);
+      return;
+    }
     std::uint32_t pushes = 0;
     if (nbytes <= kInlineResultBytes) {
       done.has_data = true;
@@ -302,7 +372,10 @@ void WorkerState::on_completion(Completion c, WorkerOutbox& out) {
 
 void WorkerState::store_result(TaskDone done, std::shared_ptr<const Payload> result, std::uint32_t pushes,
                                bool dependents_waiting, WorkerOutbox& out) {
-  store_[done.task.value] = std::move(result);
+  const std::uint64_t id = done.task.value;
+  if (store_.contains(id)) drop_result(id, out);
+  store_.put(id, std::move(result));
+  after_put(id, out);
   if (pushes > 0 && !dependents_waiting && held_.enabled() && !retiring_) {
     held_.hold(std::move(done), pushes);
   } else {
@@ -313,6 +386,8 @@ void WorkerState::store_result(TaskDone done, std::shared_ptr<const Payload> res
 // ---- time ----
 
 void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
+  now_ = now;
+  if (config_.memory_limit != 0) check_memory(now, out);
   if (!fetches_.empty()) start_fetches(now, out);
   if (!requests_.empty()) expire_requests(now, out);
   // Twice per heartbeat_ms: a live worker whose connection was seen to close speaks again within
@@ -371,6 +446,7 @@ void WorkerState::settle(std::uint64_t now, WorkerOutbox& out) {
 }
 
 std::uint64_t WorkerState::poll_timeout_ms() const {
+  if (!ready_jobs_.empty()) return 0;  // made ready outside a message's pass (a resume): start them now
   return held_.empty() ? heartbeat_ms_ / 2 + 1 : kPushedDoneDelayMs;
 }
 
@@ -379,6 +455,11 @@ std::uint64_t WorkerState::poll_timeout_ms() const {
 void WorkerState::start_fetches(std::uint64_t now, WorkerOutbox& out) {
   std::unordered_map<std::uint32_t, std::vector<TaskId>> by_peer;
   std::vector<std::uint64_t> hopeless;
+  // With a memory limit, fetching is paced by memory (one input per request, fetch_budget()
+  // requests out at once): one request for every input of a reduction would bring them all in
+  // at once, here and at the holder that reads them back from its disk.
+  const std::size_t budget = fetch_budget();
+  std::size_t started = 0;
   for (auto& [dep, f] : fetches_) {
     if (f.in_flight) continue;
     while (!f.holders.empty() && !peers_.count(f.holders.front().value)) f.holders.erase(f.holders.begin());
@@ -386,11 +467,21 @@ void WorkerState::start_fetches(std::uint64_t now, WorkerOutbox& out) {
       hopeless.push_back(dep);
       continue;
     }
+    if (requests_.size() + started >= budget) continue;
     f.in_flight = true;
     by_peer[f.holders.front().value].push_back(TaskId{dep});
+    if (budget != SIZE_MAX) ++started;
   }
   for (auto dep : hopeless) fetch_failed_everywhere(dep, out);
   for (auto& [peer, deps] : by_peer) {
+    if (budget != SIZE_MAX) {
+      for (TaskId d : deps) {
+        const std::uint64_t rid = next_request_++;
+        out.to_peers.push_back(WorkerOutbox::PeerRequest{WorkerId{peer}, peers_[peer], GetData{rid, {d}}});
+        requests_[rid] = Request{WorkerId{peer}, {d}, now};
+      }
+      continue;
+    }
     const std::uint64_t rid = next_request_++;
     out.to_peers.push_back(WorkerOutbox::PeerRequest{WorkerId{peer}, peers_[peer], GetData{rid, deps}});
     requests_[rid] = Request{WorkerId{peer}, std::move(deps), now};
@@ -426,7 +517,9 @@ void WorkerState::on_data(DataReply& reply, WorkerOutbox& out) {
       holder_failed(item.task, peer, out);
       continue;
     }
-    store_[item.task.value] = std::make_shared<const Payload>(std::move(item.data));
+    if (store_.contains(item.task.value)) drop_result(item.task.value, out);
+    auto data = std::make_shared<const Payload>(std::move(item.data));
+    store_.put(item.task.value, data);
     replicas_.push_back(item.task);
     auto waiting = std::move(fit->second.waiting);
     fetches_.erase(fit);
@@ -434,7 +527,9 @@ void WorkerState::on_data(DataReply& reply, WorkerOutbox& out) {
       auto pit = pending_.find(t.value);
       if (pit == pending_.end()) continue;
       if (pit->second.missing > 0 && --pit->second.missing == 0) submit(pit->second, out);
+      else if (config_.memory_limit != 0) pit->second.pinned.push_back(data);
     }
+    after_put(item.task.value, out);
   }
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -23,12 +24,15 @@
 #include <dtask/types.hpp>
 
 #include "protocol/messages.hpp"
+#include "worker/data_store.hpp"
 #include "worker/early_start.hpp"
 #include "worker/executor.hpp"
 #include "worker/held_done.hpp"
+#include "worker/memory_policy.hpp"
 #include "worker/pushed_results.hpp"
 #include "worker/quick_runs.hpp"
 #include "worker/retire.hpp"
+#include "worker/spill_files.hpp"
 #include "worker/worker_outbox.hpp"
 
 namespace dtask::worker {
@@ -54,7 +58,14 @@ class ExecutorPort {
   // meanwhile: the caller then returns at once and touches nothing (the completion reaches the
   // loop's new thread through the executor, like any other).
   virtual std::optional<Completion> run_here(Job job) = 0;
+  // Paused (memory): queued jobs do not start until unpaused; running ones finish.
+  virtual void set_paused(bool) {}
 };
+
+// A failed spill write (a full disk) is tried again after this long; meanwhile the worker is paused.
+inline constexpr std::uint64_t kSpillRetryMs = 1000;
+// A MemoryReport goes with the heartbeat when a value moved by this much, or 1 % of the limit if more.
+inline constexpr std::uint64_t kMemoryReportStep = 4ull << 20;
 
 struct WorkerConfig {
   FastPaths fast_paths = FastPaths::all();
@@ -72,6 +83,11 @@ struct WorkerConfig {
   std::function<const dtask_task_v1*(const std::string&)> find_task;
   std::string tasks_provided;  // for the error of an unknown name: "plugin 'p' provides: a, b"
   std::shared_ptr<spdlog::logger> log;  // null: quiet (unit tests)
+  // Memory (memory_policy.hpp, docs/worker.md "Memory"): 0, nothing is spilled, paused or reported.
+  // Else the loop runs the spill files' thread for the core's WorkerOutbox::spill requests.
+  std::uint64_t memory_limit = 0;
+  MemoryThresholds memory_thresholds;
+  std::string name;  // for the log lines
 };
 
 class WorkerState {
@@ -89,6 +105,10 @@ class WorkerState {
   void handle_reply(protocol::PeerReply msg, WorkerOutbox& out);
   // A task finished on an executor thread.
   void on_completion(Completion c, WorkerOutbox& out);
+  // A spill file was written or read (SpillFiles' completion).
+  void on_spill(SpillDone d, WorkerOutbox& out);
+  // The process's resident memory as last sampled (0: not measured); tick() judges it.
+  void memory_sample(std::uint64_t process) { process_memory_ = process; }
   // Leave gracefully (retire.hpp): no new work, unstarted tasks back to the scheduler, results
   // served until the scheduler says WorkerMayLeave or drain_timeout_ms passes. Idempotent.
   void retire(std::uint64_t now, WorkerOutbox& out);
@@ -122,12 +142,15 @@ class WorkerState {
   WorkerId id() const { return me_; }
   // At the goodbye: TaskDones still held back.
   std::vector<protocol::TaskDone> take_held() { return held_.take_all(); }
-  bool has_result(TaskId id) const { return store_.count(id.value) != 0; }
+  bool has_result(TaskId id) const { return store_.contains(id.value); }
   bool is_pending(TaskId id) const { return pending_.count(id.value) != 0; }
   std::size_t n_results() const { return store_.size(); }
   std::size_t n_pending() const { return pending_.size(); }
   const QuickRuns& quick_runs() const { return quick_; }
   const HeldDone& held_done() const { return held_; }
+  const DataStore& store() const { return store_; }
+  bool paused() const { return paused_; }
+  protocol::MemoryReport memory_report() const;
 
  private:
   // A task the scheduler gave us, until it finishes here.
@@ -136,6 +159,21 @@ class WorkerState {
     std::size_t missing = 0;  // inputs still being fetched
     bool submitted = false;   // handed to the executor (or run on the loop), see start_ready
     bool released = false;    // released while it runs: its result is dropped when it completes
+    // Inputs here while others are fetched or read back: held so they are not spilled meanwhile.
+    std::vector<std::shared_ptr<const Payload>> pinned;
+    bool deferred = false;  // in resume_: made ready while paused, its job is made at resume
+
+  };
+  // Who waits for a spilled result being read back: tasks (as an input) and data requests.
+  struct Restore {
+    std::vector<TaskId> tasks;
+    std::vector<std::uint64_t> gets;
+  };
+  // A GetData answered once every item it asks for that was on disk is back.
+  struct DeferredGet {
+    std::string from;
+    protocol::DataReply reply;
+    std::size_t missing = 0;
   };
   struct Fetch {
     std::vector<WorkerId> holders;  // still to try
@@ -185,6 +223,32 @@ class WorkerState {
   void holder_failed(TaskId dep, WorkerId peer, WorkerOutbox& out);
   void fetch_failed_everywhere(std::uint64_t dep, WorkerOutbox& out);
 
+  // memory (worker_memory.cpp)
+  // A result went into the store: spill down to target if it is over (cheap when it is not).
+  void after_put(std::uint64_t id, WorkerOutbox& out);
+  // Starts writes of results (least recently used first) worth `bytes`.
+  void spill(std::uint64_t bytes, WorkerOutbox& out);
+  // Asks for `id` (on disk) to be read back: queued, started by pump_restores.
+  void restore(std::uint64_t id, WorkerOutbox& out);
+  // Starts the queued reads that fit: results in memory, being written and being read stay
+  // within target (one read at a time at least while nothing else could free memory).
+  void pump_restores(WorkerOutbox& out);
+  // `id` is back in memory, or lost (not in memory): the tasks and data requests waiting for it go on.
+  void finish_restore(std::uint64_t id, WorkerOutbox& out);
+  // Removes a result from the store (and its file).
+  void drop_result(std::uint64_t id, WorkerOutbox& out);
+  // Each tick: judge_memory on the last sample, pause/resume, the MemoryReport.
+  void check_memory(std::uint64_t now, WorkerOutbox& out);
+  void set_paused(bool paused, WorkerOutbox& out);
+  // Paused: `p` waits for the resume without a job (its inputs may be spilled meanwhile).
+  void defer(Pending& p);
+  std::uint64_t target_bytes() const;
+  // The spill writes out hold too much: results come faster than the disk takes them (pause).
+  bool disk_behind() const;
+  // How many data requests may be out at once: unlimited without a memory limit; else a few
+  // while results in memory are under the spill threshold, one when over.
+  std::size_t fetch_budget() const;
+
   WorkerConfig config_;
   ExecutorPort& exec_;
   PushedResults pushed_;
@@ -196,7 +260,21 @@ class WorkerState {
   bool welcomed_ = false;
   std::uint32_t heartbeat_ms_ = 500;
   std::optional<Stop> stop_;
-  std::unordered_map<std::uint64_t, std::shared_ptr<const Payload>> store_;  // results held here
+  DataStore store_;  // results held here, in memory or spilled
+  // memory (all idle with memory_limit 0)
+  std::uint64_t process_memory_ = 0;
+  bool paused_ = false;
+  bool disk_full_ = false;           // a spill write failed: paused, retried at disk_retry_at_
+  std::uint64_t disk_retry_at_ = 0;
+  std::uint64_t now_ = 0;            // the latest time the core was told
+  std::unordered_map<std::uint64_t, Restore> restores_;      // result being read back -> who waits
+  std::unordered_map<std::uint64_t, DeferredGet> gets_;      // deferred GetData by our own number
+  std::uint64_t next_get_ = 1;
+  std::deque<std::uint64_t> restore_queue_;  // results to read back, in the order asked
+  std::unordered_map<std::uint64_t, protocol::TaskDone> awaiting_disk_;  // bigger than the limit: reported once on disk
+  protocol::MemoryReport reported_;  // the last one sent
+  // Tasks ready while paused (no job made, so they hold no input in memory): submitted at resume.
+  std::vector<TaskId> resume_;
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::unordered_map<std::uint64_t, Fetch> fetches_;   // dep -> who waits for it
   std::unordered_map<std::uint32_t, std::string> peers_;  // peer -> its data address

@@ -1,7 +1,7 @@
-// The dtask side of the benchmark suite (W1-W9); tests/bench/run.sh runs it next to
+// The dtask side of the benchmark suite (W1-W10); tests/bench/run.sh runs it next to
 // dask_bench.py and merges both into one table. See docs/performance.md.
 //
-//   dtask_bench --workloads W1,...,W9,FP [--workers 2] [--small] [--json out.json] [--insecure]
+//   dtask_bench --workloads W1,...,W10,FP [--workers 2] [--small] [--json out.json] [--insecure]
 //               [--fast-paths SPEC]
 //
 // --fast-paths SPEC (FastPaths::parse: all, none, -early_start,...) switches the latency
@@ -43,6 +43,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -62,6 +63,7 @@
 #include "scheduler/scheduler_server.hpp"
 #include "scheduler/scheduler_state.hpp"
 #include "transport/transport.hpp"
+#include "worker/spill_files.hpp"
 
 #ifndef BENCH_PLUGIN_PATH
 #define BENCH_PLUGIN_PATH ""
@@ -410,6 +412,9 @@ extern "C" void on_signal(int sig) {
 // ---------------------------------------------------------------------------------------------
 // a cluster of processes: `dtask-scheduler` + N `dtask-worker`, client in this process
 
+// Extra arguments for every dtask-worker a case spawns (W10 sets --memory-limit).
+std::vector<std::string> g_worker_args;
+
 class SpawnedCluster {
  public:
   // timeouts: the client's; W9 raises them because one huge graph stalls both ends for a while.
@@ -478,8 +483,11 @@ class SpawnedCluster {
     for (int i = 0; i < n_workers; ++i) {
       // --no-restart: the pid spawned is the worker itself (not its supervisor), whose CPU time
       // workers_cpu_s reads.
-      workers_.push_back(spawn({g_opt.worker_exe, "--scheduler-file", file, "--name", std::to_string(i), "--nthreads",
-                                "1", "--plugin", g_opt.plugin, "--log-level", "error", fast_paths, "--no-restart"}));
+      std::vector<std::string> wargs = {g_opt.worker_exe, "--scheduler-file", file, "--name", std::to_string(i),
+                                        "--nthreads", "1", "--plugin", g_opt.plugin, "--log-level", "error", fast_paths,
+                                        "--no-restart"};
+      wargs.insert(wargs.end(), g_worker_args.begin(), g_worker_args.end());
+      workers_.push_back(spawn(wargs));
     }
     auto f = dtask::read_scheduler_file(file);
     if (!f.ok()) throw std::runtime_error(f.error);
@@ -645,7 +653,7 @@ void w1() {
 // ---------------------------------------------------------------------------------------------
 // W2: independent no-op tasks through map and through delayed
 
-void w2_case(const std::string& workload, const std::string& variant, long long n);
+void w2_case(const std::string& workload, const std::string& variant, long long n, const std::string& label = "");
 
 void w2() {
   std::vector<long long> sizes = g_opt.small ? std::vector<long long>{1000, 10000}
@@ -657,8 +665,8 @@ void w2() {
 }
 
 // One W2 case: n no-op tasks through map or delayed (also one of FP's rows).
-void w2_case(const std::string& workload, const std::string& variant, long long n) {
-  run_case(workload, variant, n, g_opt.workers, [&](SpawnedCluster& c, json& r) {
+void w2_case(const std::string& workload, const std::string& variant, long long n, const std::string& label) {
+  run_case(workload, label.empty() ? variant : label, n, g_opt.workers, [&](SpawnedCluster& c, json& r) {
     auto t0 = Clock::now();
     std::vector<dtask::Future<std::nullptr_t>> futs;
     if (variant == "map") {
@@ -1471,6 +1479,103 @@ void w9() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// W10: memory (issue 15). W2's map with a memory_limit that is set but never reached, against no
+// limit (the limit's bookkeeping must cost nothing measurable: goal within 3 %), in alternating
+// pairs so a busy machine's drift hits both alike; then the spill files' write and read-back
+// throughput against dd to the same directory (w10_spill).
+
+void w10_spill();
+
+void w10() {
+  const long long n = g_opt.small ? 10000 : 100000;
+  const int pairs = g_opt.small ? 1 : 3;
+  for (int i = 0; i < pairs; ++i) {
+    g_worker_args = {"--memory-limit", "0"};
+    w2_case("W10", "map", n, "map-no-limit");
+    g_worker_args = {"--memory-limit", "4GiB"};
+    w2_case("W10", "map", n, "map-limit-unreached");
+  }
+  g_worker_args.clear();
+  w10_spill();
+}
+
+// Spill files (src/worker/spill_files.hpp) against dd to the same directory: N results of 8 MiB
+// of random bytes (incompressible: written as they are) written one after another, then read
+// back, and dd writing and reading the same number of bytes in 8 MiB blocks. Neither syncs: both
+// go through the page cache, as a worker's spilling does. Directory: $DTASK_BENCH_SPILL_DIR, else
+// /var/tmp (a disk, not a tmpfs).
+void w10_spill() {
+  const int n = g_opt.small ? 16 : 64;
+  constexpr std::size_t kBlock = 8 << 20;
+  const double mb = static_cast<double>(n) * static_cast<double>(kBlock) / 1e6;
+  const char* env = std::getenv("DTASK_BENCH_SPILL_DIR");
+  std::string base = env && *env ? env : "/var/tmp";
+  std::string tmpl = base + "/dtask-bench-spill-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) {
+    json r = record("W10", "spill-write", n);
+    r["ok"] = false;
+    r["error"] = "cannot make a directory under " + base;
+    emit(r);
+    return;
+  }
+  const std::string dir = tmpl;
+  std::vector<dtask::Payload> payloads(static_cast<std::size_t>(n));
+  std::mt19937_64 rng(42);
+  for (auto& p : payloads) {
+    std::vector<std::uint64_t> v(kBlock / 8);
+    for (auto& x : v) x = rng();
+    p.header = "bench";
+    p.frames.push_back(dtask::Buffer::adopt(std::move(v)));
+  }
+  auto file = [&](int i) { return dir + "/" + std::to_string(i) + ".spill"; };
+  auto bandwidth = [&](const char* variant, const std::function<std::string()>& body) {
+    json r = record("W10", variant, n);
+    auto t0 = Clock::now();
+    std::string err = body();
+    const double s = seconds_since(t0);
+    r["wall_s"] = s;
+    r["mb_per_s"] = mb / s;
+    if (!err.empty()) {
+      r["ok"] = false;
+      r["error"] = err;
+    }
+    return r;
+  };
+  auto dd = [&](const std::string& args) {
+    const std::string cmd = "dd " + args + " bs=8M count=" + std::to_string(n) + " status=none 2>&1";
+    return std::system(cmd.c_str()) == 0 ? std::string() : "dd failed: " + cmd;
+  };
+  std::vector<json> rows;
+  rows.push_back(bandwidth("spill-write", [&]() -> std::string {
+    for (int i = 0; i < n; ++i) {
+      auto w = dtask::worker::write_spill_file(file(i), payloads[static_cast<std::size_t>(i)], true);
+      if (!w.ok) return w.error;
+    }
+    return {};
+  }));
+  rows.push_back(bandwidth("spill-read", [&]() -> std::string {
+    for (int i = 0; i < n; ++i) {
+      auto rd = dtask::worker::read_spill_file(file(i));
+      if (!rd.ok) return rd.error;
+      if (rd.payload.nbytes() != payloads[static_cast<std::size_t>(i)].nbytes()) return "a spill file read back short";
+    }
+    return {};
+  }));
+  // dd's input for writing: the spill files' bytes are in the page cache by now; /dev/zero is
+  // what costs dd nothing to produce, so dd is at its fastest (the ratio is conservative).
+  rows.push_back(bandwidth("dd-write", [&] { return dd("if=/dev/zero of=" + dir + "/dd.bin"); }));
+  rows.push_back(bandwidth("dd-read", [&] { return dd("if=" + dir + "/dd.bin of=/dev/null"); }));
+  for (std::size_t i = 0; i < 2; ++i) {
+    if (rows[i]["ok"].get<bool>() && rows[i + 2]["ok"].get<bool>()) {
+      rows[i]["pct_of_raw"] = 100.0 * rows[i]["mb_per_s"].get<double>() / rows[i + 2]["mb_per_s"].get<double>();
+    }
+  }
+  for (auto& r : rows) emit(r);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+// ---------------------------------------------------------------------------------------------
 // FP: what each fast path is worth. W3's submit-result round trip and W2's map with all of them,
 // none, and each one switched off alone (workload "FP", the record's fast_paths names the set).
 
@@ -1491,7 +1596,7 @@ void fp() {
 
 void usage() {
   std::printf(
-      "usage: dtask_bench [--workloads W1,...,W9,FP] [--workers N] [--small] [--json PATH] [--insecure]\n"
+      "usage: dtask_bench [--workloads W1,...,W10,FP] [--workers N] [--small] [--json PATH] [--insecure]\n"
       "                   [--fast-paths SPEC]  (all, none, or e.g. --fast-paths=-early_start,-run_on_loop;\n"
       "                                         default: DTASK_FAST_PATHS, else all)\n"
       "                   [--case-timeout SECONDS] [--min-free-mb MB]\n"
@@ -1529,7 +1634,7 @@ int main(int argc, char** argv) {
     ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
     g_self_exe = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string(argv[0]);
   }
-  g_opt.workloads = {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "FP"};
+  g_opt.workloads = {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "FP"};
   try {
     g_opt.fast_paths = dtask::FastPaths::from_environment();
   } catch (const std::invalid_argument& e) {
@@ -1620,6 +1725,7 @@ int main(int argc, char** argv) {
     else if (w == "W7") w7();
     else if (w == "W8") w8();
     else if (w == "W9") w9();
+    else if (w == "W10") w10();
     else if (w == "FP") fp();
     else {
       std::fprintf(stderr, "dtask_bench: unknown workload %s\n", w.c_str());

@@ -99,7 +99,7 @@ def kind(r):
         return "latency" if v == "submit-result" else "rate"
     if w == "W3":
         return "latency"
-    if w == "W6":
+    if w == "W6" or (w == "W10" and v.startswith(("spill-", "dd-"))):
         return "bandwidth"
     if w == "W7" or v.startswith("cluster-start-stop"):
         return "time"
@@ -242,6 +242,19 @@ def targets(dt, dask_rows):
             ok(r) and r["sched_held_bytes_per_task"] <= 300)
     r = find("W9", "graph", 10000000)
     add("W9 10M tasks fit", r, r and ("yes" if ok(r) else "no"), "fits", ok(r))
+    for v in ("spill-write", "spill-read"):
+        r = find("W10", v, 64)
+        add("W10 %s vs dd to the same directory" % v, r,
+            r and r.get("pct_of_raw") is not None and "%.0f%%" % r["pct_of_raw"], ">= 70%",
+            ok(r) and (r.get("pct_of_raw") or 0) >= 70)
+    # W2's map with a memory_limit set but not reached against none: medians of the pairs.
+    def median_rate(v):
+        xs = sorted(x["tasks_per_s"] for x in dt if x["workload"] == "W10" and x["variant"] == v and ok(x))
+        return xs[len(xs) // 2] if xs else None
+    on, off = median_rate("map-limit-unreached"), median_rate("map-no-limit")
+    r = find("W10", "map-limit-unreached", 100000)
+    add("W10 W2 map 100k with memory_limit unreached vs none", r if (on and off) or not ok(r) else None,
+        on and off and "%.1f%%" % (100.0 * on / off), ">= 97%", bool(on and off and on >= 0.97 * off))
     return out
 
 
@@ -302,7 +315,7 @@ def main():
     for p in sorted(glob.glob(os.path.join(a.dir, "dtask_*.json"))):
         dt.extend(load(p))
     dk = load(os.path.join(a.dir, "dask.json"))
-    order = {w: i for i, w in enumerate(["W%d" % i for i in range(1, 10)])}
+    order = {w: i for i, w in enumerate(["W%d" % i for i in range(1, 11)])}
     dt.sort(key=lambda r: order.get(r["workload"], 99))
     # FP (what each fast path is worth) gets a table of its own, not Dask comparisons.
     fp = [r for r in dt if r["workload"] == "FP"]

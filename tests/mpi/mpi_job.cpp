@@ -205,6 +205,15 @@ int hostnames(dtask::Client& c, int n) {
   return 0;
 }
 
+// Each worker's memory_limit as the scheduler has it, by name: "worker 2: memory_limit 268435456".
+int memory_limits(dtask::Client& c) {
+  std::map<std::string, std::uint64_t> by_name;
+  for (const auto& w : c.scheduler_info().workers) by_name[w.name] = w.memory_limit;
+  for (const auto& [name, limit] : by_name) std::printf("worker %s: memory_limit %llu\n", name.c_str(),
+                                                         static_cast<unsigned long long>(limit));
+  return 0;
+}
+
 }  // namespace
 
 int job_main(dtask::Client& c, int argc, char** argv) {
@@ -226,6 +235,7 @@ int job_main(dtask::Client& c, int argc, char** argv) {
   }
   if (mode == "stranger") return stranger(c);
   if (mode == "crashes") return crashes(c, argv[2]);
+  if (mode == "memory-limits") return memory_limits(c);
   if (mode == "hostnames") return hostnames(c, argc > 2 ? std::stoi(argv[2]) : 100);
   throw std::runtime_error("unknown scenario " + mode);
 }

@@ -35,9 +35,13 @@ bad() {
 
 # start N RANKS ARGS...: task r of N for each r in RANKS (e.g. "0 1 2 3"), in the background;
 # with late=R, task R starts only once the others' job has ended (task 0's end notice is there).
+# With per_node=K, tasks come in blocks of K per pretend node (SLURM_LOCALID, SLURM_NODEID and
+# SLURM_STEP_TASKS_PER_NODE as srun sets them), all on this machine.
 late=""
+per_node=""
 start() {
   local n="$1" ranks="$2" r
+  local extra=()
   shift 2
   jobid=$((jobid + 1))
   rm -f "$work"/out.* "$work"/err.* "$work"/dtask-run-*
@@ -45,7 +49,11 @@ start() {
   t0=$(date +%s.%N)
   for r in $ranks; do
     if [ "$r" = "$late" ]; then continue; fi
-    env SLURM_PROCID="$r" SLURM_NTASKS="$n" SLURM_JOB_ID="$jobid" SLURM_STEP_ID=0 SLURM_SUBMIT_DIR="$work" \
+    extra=()
+    if [ -n "$per_node" ]; then
+      extra=(SLURM_LOCALID=$((r % per_node)) SLURM_NODEID=$((r / per_node)) SLURM_STEP_TASKS_PER_NODE="$per_node(x$((n / per_node)))")
+    fi
+    env "${extra[@]}" SLURM_PROCID="$r" SLURM_NTASKS="$n" SLURM_JOB_ID="$jobid" SLURM_STEP_ID=0 SLURM_SUBMIT_DIR="$work" \
       timeout -k 5 90 "$run" --bootstrap slurm "$@" >"$work/out.$r" 2>"$work/err.$r" &
     pids+=($!)
   done
@@ -173,6 +181,37 @@ name="the same with the client task starting after the job ended: it learns code
 if all_are 1 && grep -q "the job ended (code 1) before this task found it" "$work/err.1" && no_card; then
   ok "$name (${secs}s)"
 else bad "$name"; fi
+
+# ---- memory limits: auto divides the job's --mem on a node among the worker tasks on that node
+per_node=3 SLURM_MEM_PER_NODE=1200 start 6 "0 1 2 3 4 5" "$job" memory-limits
+finish
+name="--memory-limit auto (default) under --mem=1200M, 3 tasks a node: the worker beside the scheduler and client gets 1200 MiB, the three on the next node 400 MiB each"
+if all_are 0 && grep -qx "worker 2: memory_limit 1258291200" "$work/out.1" &&
+  [ "$(grep -cx "worker [345]: memory_limit 419430400" "$work/out.1")" -eq 3 ]; then ok "$name"; else bad "$name"; fi
+
+SLURM_MEM_PER_NODE=1200 start 4 "0 1 2 3" --memory-limit 256MiB "$job" memory-limits
+finish
+name="--memory-limit 256MiB: every worker has 268435456"
+if all_are 0 && [ "$(grep -cx "worker [23]: memory_limit 268435456" "$work/out.1")" -eq 2 ]; then ok "$name"; else bad "$name"; fi
+
+start 4 "0 1 2 3" --memory-limit bogus "$job" chains
+finish
+name="--memory-limit bogus: every task exits 2, the reason once"
+if all_are 2 && [ "$(cat "$work"/err.* | grep -c "cannot read memory limit 'bogus': expected 0, auto, a size like 4GiB or a fraction like 0.5")" -eq 1 ]; then
+  ok "$name"
+else bad "$name"; fi
+
+start 4 "0 1 2 3" --memory-pause 0.5 --memory-target 0.9 --memory-spill 0 "$job" chains
+finish
+name="--memory-pause 0.5 below --memory-target 0.9: every task exits 2, the reason once"
+if all_are 2 && [ "$(cat "$work"/err.* | grep -c "pause (0.5) is below target (0.9)")" -eq 1 ]; then ok "$name"; else bad "$name"; fi
+
+: >"$work/plain-file"
+start 4 "0 1 2 3" --local-directory "$work/plain-file/x" --wait-timeout 60 "$job" chains
+finish
+name="--local-directory under a regular file: the worker tasks name it, every task exits 1"
+n=$(cat "$work"/err.[23] | grep -c "cannot use local directory $work/plain-file/x/worker-[23] for spilling: Not a directory")
+if all_are 1 && [ "$n" -eq 2 ] && no_card; then ok "$name (${secs}s)"; else bad "$name ($n said so)"; fi
 
 # ---- bad input
 rcs=()

@@ -92,6 +92,21 @@ TEST_CASE("job_script.memory_and_threads_split") {
   CHECK(job_script(o, kPaths).find("#SBATCH --mem=300M\n") != std::string::npos);
 }
 
+TEST_CASE("job_script.memory_thresholds_only_when_not_the_defaults") {
+  ClusterOptions o = seed();
+  CHECK(job_script(o, kPaths).find("--memory-t") == std::string::npos);  // defaults: nothing said
+  o.memory_thresholds.target = 0.5;
+  o.memory_thresholds.terminate = 0;  // off
+  o.local_directory = "/local/scratch";
+  const std::string s = job_script(o, kPaths);
+  CHECK(s.find(" --local-directory /local/scratch --memory-target=0.5 --memory-terminate=0\n") != std::string::npos);
+  CHECK(s.find("--memory-spill") == std::string::npos);
+  CHECK(s.find("--memory-pause") == std::string::npos);
+  o.memory_thresholds.pause = 0.4;  // below spill 0.7
+  CHECK_THROWS_WITH_AS(validate(o), doctest::Contains("slurm::Cluster: memory threshold pause (0.4) is below spill (0.7)"),
+                       std::invalid_argument);
+}
+
 TEST_CASE("job_script.validation") {
   ClusterOptions o = seed();
   o.processes = 19;
