@@ -13,6 +13,8 @@ namespace dtask::worker {
 using namespace protocol;
 
 namespace {
+// A worker that keeps pausing for memory warns once in this long (the others log at debug).
+constexpr std::uint64_t kPauseWarnEveryMs = 30000;
 std::uint64_t mib(std::uint64_t b) { return b >> 20; }
 std::uint64_t less_or_zero(std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; }
 }  // namespace
@@ -258,13 +260,26 @@ void WorkerState::set_paused(bool paused, WorkerOutbox& out) {
   if (config_.log) {
     const MemoryReport r = memory_report();
     if (paused) {
-      config_.log->warn("worker '{}': paused: process memory {} MiB, results {} MiB in memory and {} MiB spilled, "
-                        "memory_limit {} MiB{}",
-                        config_.name, mib(r.process), mib(r.held), mib(r.spilled), mib(r.limit),
-                        disk_full_ ? " (spilling to disk failed)" : "");
+      // Memory over the pause threshold (or a failed disk) is worth a warning, once per
+      // kPauseWarnEveryMs; a pause only while spill writes catch up is routine back-pressure.
+      const double pause = config_.memory_thresholds.pause;
+      const std::uint64_t measured = process_memory_ ? process_memory_ : store_.memory_bytes();
+      const bool over = pause > 0 && static_cast<double>(measured) > pause * static_cast<double>(config_.memory_limit);
+      const bool loud = (over || disk_full_) && (!pause_warned_ || now_ >= pause_warned_at_ + kPauseWarnEveryMs);
+      if (loud) {
+        pause_warned_ = true;
+        pause_warned_at_ = now_;
+      }
+      config_.log->log(loud ? spdlog::level::warn : spdlog::level::debug,
+                       "worker '{}': paused: process memory {} MiB, results {} MiB in memory and {} MiB spilled, "
+                       "memory_limit {} MiB{}",
+                       config_.name, mib(r.process), mib(r.held), mib(r.spilled), mib(r.limit),
+                       disk_full_ ? " (spilling to disk failed)"
+                       : over     ? ""
+                                  : " (waiting for spill writes to catch up)");
     } else {
-      config_.log->info("worker '{}': resumed: process memory {} MiB, results {} MiB in memory", config_.name,
-                        mib(r.process), mib(r.held));
+      config_.log->debug("worker '{}': resumed: process memory {} MiB, results {} MiB in memory", config_.name,
+                         mib(r.process), mib(r.held));
     }
   }
   reported_ = memory_report();

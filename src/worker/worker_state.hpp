@@ -266,6 +266,10 @@ class WorkerState {
   bool paused_ = false;
   bool disk_full_ = false;           // a spill write failed: paused, retried at disk_retry_at_
   std::uint64_t disk_retry_at_ = 0;
+  // When a pause was last logged as a warning: memory pressure warns at most every
+  // kPauseWarnEveryMs; other pauses and the rest log at debug (set_paused).
+  std::uint64_t pause_warned_at_ = 0;
+  bool pause_warned_ = false;
   std::uint64_t now_ = 0;            // the latest time the core was told
   std::unordered_map<std::uint64_t, Restore> restores_;      // result being read back -> who waits
   std::unordered_map<std::uint64_t, DeferredGet> gets_;      // deferred GetData by our own number
