@@ -1503,76 +1503,87 @@ void w10() {
 // of random bytes (incompressible: written as they are) written one after another, then read
 // back, and dd writing and reading the same number of bytes in 8 MiB blocks. Neither syncs: both
 // go through the page cache, as a worker's spilling does. Directory: $DTASK_BENCH_SPILL_DIR, else
-// /var/tmp (a disk, not a tmpfs).
-void w10_spill() {
-  const int n = g_opt.small ? 16 : 64;
-  constexpr std::size_t kBlock = 8 << 20;
-  const double mb = static_cast<double>(n) * static_cast<double>(kBlock) / 1e6;
-  const char* env = std::getenv("DTASK_BENCH_SPILL_DIR");
-  std::string base = env && *env ? env : "/var/tmp";
-  std::string tmpl = base + "/dtask-bench-spill-XXXXXX";
-  if (!::mkdtemp(tmpl.data())) {
-    json r = record("W10", "spill-write", n);
-    r["ok"] = false;
-    r["error"] = "cannot make a directory under " + base;
-    emit(r);
-    return;
-  }
-  const std::string dir = tmpl;
+// /var/tmp (a disk, not a tmpfs). Measured in a child process with the malloc settings a
+// dtask-worker runs with (common/hugepages.hpp: a read-back allocates fresh memory for each
+// result, dd reuses one buffer), like W6's raw floor; it prints the four times in seconds.
+constexpr std::size_t kSpillBlock8M = 8 << 20;
+
+// In the child (--spill-probe DIR N): "write_s read_s dd_write_s dd_read_s", or "error: ...".
+int spill_probe(const std::string& dir, int n) {
   std::vector<dtask::Payload> payloads(static_cast<std::size_t>(n));
   std::mt19937_64 rng(42);
   for (auto& p : payloads) {
-    std::vector<std::uint64_t> v(kBlock / 8);
+    std::vector<std::uint64_t> v(kSpillBlock8M / 8);
     for (auto& x : v) x = rng();
     p.header = "bench";
     p.frames.push_back(dtask::Buffer::adopt(std::move(v)));
   }
   auto file = [&](int i) { return dir + "/" + std::to_string(i) + ".spill"; };
-  auto bandwidth = [&](const char* variant, const std::function<std::string()>& body) {
-    json r = record("W10", variant, n);
-    auto t0 = Clock::now();
-    std::string err = body();
-    const double s = seconds_since(t0);
-    r["wall_s"] = s;
-    r["mb_per_s"] = mb / s;
-    if (!err.empty()) {
-      r["ok"] = false;
-      r["error"] = err;
-    }
-    return r;
-  };
   auto dd = [&](const std::string& args) {
     const std::string cmd = "dd " + args + " bs=8M count=" + std::to_string(n) + " status=none 2>&1";
-    return std::system(cmd.c_str()) == 0 ? std::string() : "dd failed: " + cmd;
+    return std::system(cmd.c_str()) == 0;
   };
-  std::vector<json> rows;
-  rows.push_back(bandwidth("spill-write", [&]() -> std::string {
-    for (int i = 0; i < n; ++i) {
-      auto w = dtask::worker::write_spill_file(file(i), payloads[static_cast<std::size_t>(i)], true);
-      if (!w.ok) return w.error;
-    }
-    return {};
-  }));
-  rows.push_back(bandwidth("spill-read", [&]() -> std::string {
-    for (int i = 0; i < n; ++i) {
-      auto rd = dtask::worker::read_spill_file(file(i));
-      if (!rd.ok) return rd.error;
-      if (rd.payload.nbytes() != payloads[static_cast<std::size_t>(i)].nbytes()) return "a spill file read back short";
-    }
-    return {};
-  }));
-  // dd's input for writing: the spill files' bytes are in the page cache by now; /dev/zero is
-  // what costs dd nothing to produce, so dd is at its fastest (the ratio is conservative).
-  rows.push_back(bandwidth("dd-write", [&] { return dd("if=/dev/zero of=" + dir + "/dd.bin"); }));
-  rows.push_back(bandwidth("dd-read", [&] { return dd("if=" + dir + "/dd.bin of=/dev/null"); }));
-  for (std::size_t i = 0; i < 2; ++i) {
-    if (rows[i]["ok"].get<bool>() && rows[i + 2]["ok"].get<bool>()) {
-      rows[i]["pct_of_raw"] = 100.0 * rows[i]["mb_per_s"].get<double>() / rows[i + 2]["mb_per_s"].get<double>();
-    }
+  double t[4] = {0, 0, 0, 0};
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    auto w = dtask::worker::write_spill_file(file(i), payloads[static_cast<std::size_t>(i)], true);
+    if (!w.ok) return std::printf("error: %s\n", w.error.c_str()), 1;
   }
-  for (auto& r : rows) emit(r);
+  t[0] = seconds_since(t0);
+  payloads.clear();
+  t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    auto rd = dtask::worker::read_spill_file(file(i));
+    if (!rd.ok) return std::printf("error: %s\n", rd.error.c_str()), 1;
+    if (rd.payload.nbytes() != kSpillBlock8M + 5) return std::printf("error: a spill file read back short\n"), 1;
+  }
+  t[1] = seconds_since(t0);
+  t0 = Clock::now();
+  if (!dd("if=/dev/zero of=" + dir + "/dd.bin")) return std::printf("error: dd write failed\n"), 1;
+  t[2] = seconds_since(t0);
+  t0 = Clock::now();
+  if (!dd("if=" + dir + "/dd.bin of=/dev/null")) return std::printf("error: dd read failed\n"), 1;
+  t[3] = seconds_since(t0);
+  std::printf("%.6f %.6f %.6f %.6f\n", t[0], t[1], t[2], t[3]);
+  return 0;
+}
+
+void w10_spill() {
+  const int n = g_opt.small ? 16 : 64;
+  const double mb = static_cast<double>(n) * static_cast<double>(kSpillBlock8M) / 1e6;
+  const char* variants[4] = {"spill-write", "spill-read", "dd-write", "dd-read"};
+  std::vector<json> rows;
+  for (const char* v : variants) rows.push_back(record("W10", v, n));
+  auto fail_all = [&](const std::string& why) {
+    for (auto& r : rows) {
+      r["ok"] = false;
+      r["error"] = why;
+      emit(r);
+    }
+  };
+  const char* env = std::getenv("DTASK_BENCH_SPILL_DIR");
+  std::string tmpl = std::string(env && *env ? env : "/var/tmp") + "/dtask-bench-spill-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return fail_all("cannot make a directory " + tmpl);
+  const std::string dir = tmpl;
+  const std::string cmd = "'" + g_self_exe + "' --spill-probe '" + dir + "' " + std::to_string(n);
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    ::pclose(p);
+  }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+  double t[4] = {0, 0, 0, 0};
+  if (std::sscanf(out.c_str(), "%lf %lf %lf %lf", &t[0], &t[1], &t[2], &t[3]) != 4) {
+    return fail_all("the spill probe said: " + (out.empty() ? std::string("nothing") : out));
+  }
+  for (int i = 0; i < 4; ++i) {
+    rows[static_cast<std::size_t>(i)]["wall_s"] = t[i];
+    rows[static_cast<std::size_t>(i)]["mb_per_s"] = mb / t[i];
+  }
+  for (std::size_t i = 0; i < 2; ++i) rows[i]["pct_of_raw"] = 100.0 * t[i + 2] / t[i];
+  for (auto& r : rows) emit(r);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1622,6 +1633,10 @@ std::vector<std::string> split(const std::string& s) {
 int main(int argc, char** argv) {
   // W6's raw ZeroMQ floor, measured in a process of its own with the malloc settings dtask's
   // workers get (common/hugepages.hpp) and printed as "MB/s best_seconds".
+  if (argc == 4 && std::string(argv[1]) == "--spill-probe") {
+    dtask::reexec_with_hugepage_malloc(argv);
+    return spill_probe(argv[2], std::atoi(argv[3]));
+  }
   if (argc == 5 && std::string(argv[1]) == "--raw-zmq-probe") {
     dtask::reexec_with_hugepage_malloc(argv);
     double best = 0;
