@@ -15,6 +15,7 @@
 #include <dtask/dtask.hpp>
 
 #include "eventually.hpp"
+#include "scratch_dir.hpp"
 
 #include "test_tasks.hpp"
 
@@ -38,20 +39,6 @@ struct Fixture {
         }()),
         client(cluster) {
     REQUIRE(client.wait_for_workers(static_cast<std::size_t>(n), 10s));
-  }
-};
-
-// A fresh directory for the crash tasks' attempt counters, removed at the end of the case.
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    char tmpl[] = "/tmp/dtask-crashes-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
   }
 };
 
@@ -125,7 +112,7 @@ TEST_CASE("Crashes.AKilledWorkerComesBackUnderItsNameAndNothingIsLost") {
 // return their values; ordinary tasks queued on the dying workers are not blamed for the deaths
 // (each incarnation's supervisor reports only the task that was running) and come out exact.
 TEST_CASE("Crashes.TasksThatCrashTwiceThenSucceedReturnTheirValues") {
-  ScratchDir dir;
+  dtask::test::ScratchDir dir("dtask-crashes");  // the crash tasks' attempt counters
   Fixture f(2);
   auto segv = f.client.submit(crash_until, dir.path + "/segv", 2);
   auto abrt = f.client.submit(sigabrt_until, dir.path + "/abort", 2);

@@ -13,6 +13,7 @@
 #include <dtask/dtask.hpp>
 
 #include "eventually.hpp"
+#include "scratch_dir.hpp"
 #include "test_tasks.hpp"
 
 using namespace std::chrono_literals;
@@ -21,20 +22,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::uint64_t kMiB = 1 << 20;
-
-// A fresh directory for one case's spill files, removed with everything in it at the end.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/dtask-test-memory-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // Regular files anywhere under `dir` (the workers' spill directories are subdirectories), or
 // only the spill files (`<id>.spill`; a live worker's directory also holds its `.lock`).
@@ -67,7 +54,7 @@ std::uint64_t spilled_results(const dtask::SchedulerInfo& info) {
 // worker's peak resident memory stays within 1.3x its limit; spill files exist while the
 // results are held and none is left once the cluster is closed.
 TEST_CASE("Memory.ResultsThreeTimesTheLimitSpillAndComeBackExact") {
-  TempDir dir;
+  dtask::test::ScratchDir dir("dtask-test-memory");
   constexpr int kBlocks = 96, kMiBEach = 8;
   constexpr std::uint64_t kLimit = 256 * kMiB;
   {
@@ -117,7 +104,7 @@ TEST_CASE("Memory.ResultsThreeTimesTheLimitSpillAndComeBackExact") {
 // Threads-mode LocalCluster measures no process memory (its workers share one), so it spills by
 // the bytes each worker holds alone; results are exact and the files go at close().
 TEST_CASE("Memory.ThreadWorkersSpillByHeldBytes") {
-  TempDir dir;
+  dtask::test::ScratchDir dir("dtask-test-memory");
   {
     dtask::LocalClusterOptions o;
     o.n_workers = 2;
@@ -144,7 +131,7 @@ TEST_CASE("Memory.ThreadWorkersSpillByHeldBytes") {
 // pause threshold (80 %): the worker reports it is paused and starts nothing placed on it until
 // the memory is freed; then it resumes and runs it.
 TEST_CASE("Memory.APausedWorkerStartsNothingUntilMemoryFalls") {
-  TempDir dir;
+  dtask::test::ScratchDir dir("dtask-test-memory");
   const std::string flag = dir.path + "/let-go";
   dtask::LocalClusterOptions o;
   o.processes = true;
@@ -181,7 +168,7 @@ TEST_CASE("Memory.APausedWorkerStartsNothingUntilMemoryFalls") {
 // and restarted; it is retried elsewhere, and after allowed_failures deaths it fails as a
 // KilledWorker. Results held elsewhere still read as computed, and the cluster still works.
 TEST_CASE("Memory.ATaskAllocatingPastTheLimitIsTerminatedAndFailsAfterItsAllowedFailures") {
-  TempDir dir;
+  dtask::test::ScratchDir dir("dtask-test-memory");
   dtask::LocalClusterOptions o;
   o.processes = true;
   o.n_workers = 2;

@@ -15,24 +15,12 @@
 #include <dtask/dtask.hpp>
 
 #include "processes.hpp"
+#include "scratch_dir.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A scratch directory for one case, removed after it.
-struct Scratch {
-  fs::path root;
-  Scratch() {
-    char tmpl[] = "/tmp/dtask-memcfg-XXXXXX";
-    root = ::mkdtemp(tmpl);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
-};
 
 std::vector<std::uint64_t> limits_of(dtask::LocalClusterOptions o, int n) {
   o.n_workers = n;
@@ -52,7 +40,7 @@ struct Run {
 
 // dtask-worker with `args` after the executable, against a scheduler that is never there: every
 // case here ends before it would connect.
-Run worker(std::vector<std::string> args, const Scratch& s) {
+Run worker(std::vector<std::string> args, const dtask::test::ScratchDir& s) {
   const char* exe = std::getenv("DTASK_WORKER_EXE");
   REQUIRE(exe != nullptr);
   args.insert(args.begin(), {exe, "--scheduler-address", "tcp://127.0.0.1:9", "--plugin", TEST_PLUGIN_PATH,
@@ -83,7 +71,7 @@ TEST_CASE("MemoryConfig.LocalCluster.ProcessesGetTheLimitAndZeroStaysNone") {
   o.memory_limit = 256ull << 20;
   o.memory_thresholds.target = 0.5;
   o.memory_thresholds.spill = 0;  // off: accepted by the workers
-  Scratch s;
+  dtask::test::ScratchDir s("dtask-memcfg");
   o.local_directory = (s.root / "local").string();
   for (std::uint64_t l : limits_of(o, 2)) CHECK(l == 256ull << 20);
   // --local-directory reached each worker process: each made its spill directories' parent there
@@ -116,7 +104,7 @@ TEST_CASE("MemoryConfig.LocalCluster.ThresholdsOutOfOrderAreAClearError") {
 }
 
 TEST_CASE("MemoryConfig.Worker.UnusableLocalDirectoryIsAClearError") {
-  Scratch s;
+  dtask::test::ScratchDir s("dtask-memcfg");
   const fs::path file = s.root / "plain-file";
   std::ofstream(file) << "not a directory";
   const std::string dir = (file / "scratch").string();
@@ -126,7 +114,7 @@ TEST_CASE("MemoryConfig.Worker.UnusableLocalDirectoryIsAClearError") {
 }
 
 TEST_CASE("MemoryConfig.Worker.MalformedMemoryLimitExits2") {
-  Scratch s;
+  dtask::test::ScratchDir s("dtask-memcfg");
   Run r = worker({"--memory-limit", "bogus"}, s);
   CHECK(r.code == 2);
   CHECK(r.output.find("cannot read memory limit 'bogus': expected 0, auto, a size like 4GiB or a fraction like 0.5") !=
@@ -134,7 +122,7 @@ TEST_CASE("MemoryConfig.Worker.MalformedMemoryLimitExits2") {
 }
 
 TEST_CASE("MemoryConfig.Worker.ThresholdsOutOfOrderExit2") {
-  Scratch s;
+  dtask::test::ScratchDir s("dtask-memcfg");
   Run r = worker({"--memory-pause", "0.5", "--memory-target", "0.9"}, s);
   CHECK(r.code == 2);
   CHECK(r.output.find("below target (0.9)") != std::string::npos);
