@@ -14,6 +14,16 @@
 
 namespace dtask::worker {
 
+// Under AddressSanitizer or ThreadSanitizer a process's resident memory is mostly the sanitizer's
+// (shadow memory, ASan's quarantine of freed blocks): no measure of what the worker holds, and a
+// limit on it would terminate healthy workers. There the worker spills and pauses on held bytes
+// only, as when several workers share a process.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kResidentMemoryIsTheProgramsOwn = false;
+#else
+inline constexpr bool kResidentMemoryIsTheProgramsOwn = true;
+#endif
+
 struct WorkerOptions {
   std::string scheduler_address;
   Security security;
@@ -26,7 +36,7 @@ struct WorkerOptions {
   MemoryThresholds memory_thresholds;       // fractions of memory_limit (memory_policy.hpp)
   // Sample this process's resident memory (spill, pause and terminate on it). False when several
   // workers share the process (threads-mode LocalCluster): held bytes only, never terminate.
-  bool measure_process_memory = true;
+  bool measure_process_memory = kResidentMemoryIsTheProgramsOwn;
   // Compress spill files with lz4 when a sample shows it pays; DTASK_SPILL_COMPRESSION=0 turns it off.
   bool spill_compression = true;
   protocol::Resources resources;
