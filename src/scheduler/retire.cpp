@@ -4,7 +4,8 @@
 // --lifetime) says RetireWorker. From then on:
 //  - it gets no new placements (worker_can_run, note_room and dispatch skip it, placement.cpp);
 //  - the tasks it gave back (not started there) are placed anew; what runs there finishes there;
-//  - every result only it holds is copied to another live, non-retiring worker: that worker is
+//  - every result no worker that stays holds is copied to another live, non-retiring worker (a
+//    copy on another retiring worker does not count: both would leave with it): that worker is
 //    told FetchReplicas (it fetches from the retiring worker's data server as it fetches inputs)
 //    and answers ReplicasAdded, which makes it a holder (on_replicas_added);
 //  - once nothing runs there and nothing is held only there, or no other worker could take it,
@@ -87,6 +88,17 @@ void SchedulerState::on_retire_workers(ClientId c, const RetireWorkers& m, Outbo
 //   may leave is off retiring_ but stays `retiring` (no placements) until its goodbye.
 void SchedulerState::advance_retirements(Outbox& out) {
   std::erase_if(retiring_, [&](WorkerId w) { return !workers_[w.value].alive; });
+  // A copy is safe only on a live worker that stays: two retiring workers that hold the same
+  // result must not each count the other's copy, or both leave and the result is lost.
+  auto stays = [&](WorkerId w) {
+    const auto& r = workers_[w.value];
+    return r.alive && !r.retiring && !r.retire_asked;
+  };
+  auto kept_elsewhere = [&](const Task& t, WorkerId self) {
+    for (WorkerId h : t.who_has)
+      if (h != self && stays(h)) return true;
+    return false;
+  };
   for (auto it = handovers_.begin(); it != handovers_.end();) {
     const Handover& h = it->second;
     const Task* t = tasks_.lookup(h.task);
@@ -97,8 +109,8 @@ void SchedulerState::advance_retirements(Outbox& out) {
       ++results_handed_over_;
       ++handed_from_[h.from.value];
       done = true;
-    } else if (t->who_has.size() > 1) {
-      done = true;  // another copy appeared (a dependent fetched it): not unique any more
+    } else if (kept_elsewhere(*t, h.from)) {
+      done = true;  // a copy appeared on a worker that stays (a dependent fetched it): safe
     } else if (!workers_[h.to.value].alive || workers_[h.to.value].retiring || now_ms_ > h.since_ms + kHandoverRetryMs) {
       done = true;  // assigned again below
     }
@@ -110,7 +122,7 @@ void SchedulerState::advance_retirements(Outbox& out) {
   std::vector<std::pair<WorkerId, std::uint64_t>> takers;
   for (const auto& w : workers_) {
     // Not to a worker a client asked to retire either: it would only hand them on again.
-    if (w.alive && !w.retiring && !w.retire_asked) takers.emplace_back(w.id, w.nbytes);
+    if (stays(w.id)) takers.emplace_back(w.id, w.nbytes);
   }
   std::vector<WorkerId> leaving;
   for (WorkerId wid : retiring_) {
@@ -118,7 +130,7 @@ void SchedulerState::advance_retirements(Outbox& out) {
     std::vector<std::uint32_t> unique;
     for (auto slot : rec.has_what) {
       const Task& t = tasks_[slot];
-      if (t.state == TaskState::memory && t.who_has.size() == 1) unique.push_back(slot);
+      if (t.state == TaskState::memory && !kept_elsewhere(t, wid)) unique.push_back(slot);
     }
     if (takers.empty() && !unique.empty() && rec.wait_for_taker) {
       // Its lifetime ran out before a replacement joined: the results wait for one (the worker

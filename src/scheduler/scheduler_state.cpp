@@ -112,6 +112,7 @@ void SchedulerState::remove_worker(WorkerId wid, const WorkerLoss& loss, Outbox&
   rec.memory_reported = false;
   if (loss.is_death()) ++workers_died_;
   std::vector<std::uint32_t> reschedule;
+  const std::size_t was_processing = rec.processing.size();
 
   // Work in flight there starts again elsewhere, unless this death was its last allowed one.
   auto suspected = [&](std::uint32_t slot) {
@@ -125,10 +126,12 @@ void SchedulerState::remove_worker(WorkerId wid, const WorkerLoss& loss, Outbox&
     if (transition(slot, TaskEvent::reschedule(), out).ok) reschedule.push_back(slot);
   }
   // Results whose only copy was there are lost: anything still needing them recomputes them.
+  std::size_t lost = 0;
   for (auto slot : std::vector<std::uint32_t>(rec.has_what.begin(), rec.has_what.end())) {
     Task& t = tasks_[slot];
     t.who_has.erase_all(wid);
     if (!t.who_has.empty() || t.state != TaskState::memory) continue;
+    ++lost;
     for (ClientId c : t.wanted_by) out.client(c, KeyLost{std::string(key_of(t))});
     transition(slot, TaskEvent::drop_data(), out);
     for (auto d : tasks_[slot].dependents.to_vector()) {
@@ -149,6 +152,13 @@ void SchedulerState::remove_worker(WorkerId wid, const WorkerLoss& loss, Outbox&
     } else {
       forget_queue_.push_back(slot);
     }
+  }
+  // A worker that said goodbye should have handed over what only it held (retire.cpp); one that
+  // did not (its drain timeout ran out, or no worker could take them) is worth a line.
+  if ((lost > 0 || was_processing > 0) && loss.kind == WorkerLoss::Kind::goodbye && !shutdown_requested_) {
+    log_->warn("worker '{}' left holding {} results no other worker has and {} tasks placed there: they are "
+               "recomputed if needed",
+               rec.info.name, lost, was_processing);
   }
   rec.has_what.clear();
   rec.nbytes = 0;

@@ -383,6 +383,37 @@ TEST_CASE("SchedulerRetire.ResultsHeldElsewhereTooAreNotCopied") {
   CHECK(sent<WorkerMayLeave>(t.h).size() == 1);
 }
 
+// Two workers hold the same result. a retires while b stays: a may leave (b keeps it). Then b
+// retires before a has gone: a's copy does not count for b (a is leaving too), so b waits for a
+// worker that stays, hands the result over, and only then may leave.
+TEST_CASE("SchedulerRetire.ACopyOnAnotherRetiringWorkerDoesNotCount") {
+  TwoWorkers t(1);
+  auto& h = t.h;
+  h.s.handle(t.b, ReplicasAdded{{t.on_a[0].task}}, h.now, h.out);  // a and b hold r0
+  h.out = {};
+  h.s.handle(t.a, RetireWorker{{}, true}, h.now, h.out);
+  auto may = sent<WorkerMayLeave>(h);
+  REQUIRE(may.size() == 1);
+  CHECK(may[0].first == t.a);
+  h.out = {};
+  h.s.handle(t.b, RetireWorker{{}, true}, h.now, h.out);  // a has not said goodbye yet
+  h.s.tick(h.now + 100, h.out);
+  CHECK(sent<WorkerMayLeave>(h).empty());  // nobody that stays has r0
+  auto c = h.worker("c");                  // a new worker joins
+  h.out = {};
+  h.s.tick(h.now + 200, h.out);
+  auto asks = sent<FetchReplicas>(h);
+  REQUIRE(asks.size() == 1);
+  CHECK(asks[0].first == c);
+  CHECK(asks[0].second.from == t.b);
+  CHECK(sent<WorkerMayLeave>(h).empty());
+  h.s.handle(c, ReplicasAdded{{t.on_a[0].task}}, h.now + 300, h.out);
+  h.s.tick(h.now + 400, h.out);
+  may = sent<WorkerMayLeave>(h);
+  REQUIRE(may.size() == 1);
+  CHECK(may[0].first == t.b);
+}
+
 TEST_CASE("SchedulerRetire.WithNoOtherWorkerItMayLeaveAtOnce") {
   Harness h;
   auto a = h.worker("a");
