@@ -502,7 +502,10 @@ struct Cluster::Impl {
       retire_joined_jobs(observer);
       if (std::chrono::steady_clock::now() - last_squeue >= opt.poll_interval) {
         std::lock_guard act(act_mu);
-        if (closing) break;
+        {
+          std::lock_guard lk(mu);  // closing is guarded by mu, not act_mu
+          if (closing) break;
+        }
         poll_slurm();
         reconcile();
         adapt_step();

@@ -240,6 +240,9 @@ int run_group(std::size_t n, const std::function<int(std::size_t)>& member, cons
       } catch (const std::exception& e) {
         log->error("worker {}: {}", i, e.what());
       }
+      // Done: a stop the group forwards now (its others are draining) must not turn this
+      // member's code into 143 on its way out (member() restored the default action).
+      ::sigprocmask(SIG_BLOCK, &stops, nullptr);
       std::fflush(nullptr);
       ::_exit(c);
     }
