@@ -89,8 +89,7 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
   // launcher's local rank and size tell (common/node_ranks.hpp; without them every worker rank
   // counts, the smallest share). The thresholds and the spill directory are checked here too.
   std::uint64_t memory_limit = opt.memory_limit;
-  const worker::MemoryThresholds thresholds{opt.memory_thresholds.target, opt.memory_thresholds.spill,
-                                            opt.memory_thresholds.pause, opt.memory_thresholds.terminate};
+  const worker::MemoryThresholds& thresholds = opt.memory_thresholds;
   const std::string local_directory =
       opt.local_directory.empty() ? std::string() : opt.local_directory + "/worker-" + std::to_string(rank);
   auto check_worker_memory = [&] {

@@ -99,8 +99,7 @@ int main(int argc, char** argv) {
   opt.memory_limit_spec = memory.limit;
   auto thresholds = dtask::cli::parse_memory_thresholds(memory);
   if (!thresholds.ok()) return fail(thresholds.error);
-  opt.memory_thresholds = {thresholds.value.target, thresholds.value.spill, thresholds.value.pause,
-                           thresholds.value.terminate};
+  opt.memory_thresholds = thresholds.value;
   auto fp = dtask::cli::parse_fast_paths(fast_paths);
   if (!fp.ok()) return fail(fp.error);
   opt.fast_paths = fp.value;

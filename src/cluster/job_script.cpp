@@ -2,7 +2,6 @@
 #include "cluster/job_script.hpp"
 
 #include <cctype>
-#include <charconv>
 #include <cmath>
 #include <regex>
 #include <sstream>
@@ -39,8 +38,7 @@ void validate(const ClusterOptions& o) {
     bad("cannot read memory '" + o.memory + "' (e.g. 24GB, 4GiB, 500MB)");
   if (!o.memory.empty() && *parse_bytes(o.memory) == 0) bad("memory must be more than 0 (or empty for none)");
   try {
-    const MemoryThresholds& t = o.memory_thresholds;
-    worker::validate(worker::MemoryThresholds{t.target, t.spill, t.pause, t.terminate});
+    worker::validate(o.memory_thresholds);
   } catch (const std::invalid_argument& e) {
     bad(e.what());
   }
@@ -108,17 +106,7 @@ std::string job_script(const ClusterOptions& o, const JobScriptPaths& paths) {
   cmd.insert(cmd.end(), {"--name", "${SLURM_JOB_ID}"});
   if (!o.local_directory.empty()) cmd.insert(cmd.end(), {"--local-directory", shell_word_with_variables(o.local_directory)});
   // Thresholds only when not the workers' own defaults, so the usual script stays short.
-  const MemoryThresholds defaults;
-  auto threshold = [&](const char* flag, double value, double fallback) {
-    if (value == fallback) return;
-    char buf[64];
-    auto r = std::to_chars(buf, buf + sizeof buf, value);
-    cmd.push_back(std::string(flag) + "=" + std::string(buf, r.ptr));
-  };
-  threshold("--memory-target", o.memory_thresholds.target, defaults.target);
-  threshold("--memory-spill", o.memory_thresholds.spill, defaults.spill);
-  threshold("--memory-pause", o.memory_thresholds.pause, defaults.pause);
-  threshold("--memory-terminate", o.memory_thresholds.terminate, defaults.terminate);
+  for (auto& a : worker::threshold_arguments(o.memory_thresholds, true)) cmd.push_back(std::move(a));
   if (!o.interface.empty()) cmd.insert(cmd.end(), {"--interface", shell_word(o.interface)});
   if (!o.log_level.empty() && o.log_level != "warn") cmd.insert(cmd.end(), {"--log-level", shell_word(o.log_level)});
   // One word with '=': a list starting with '-' would read as an option of its own.

@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <filesystem>
 #include <thread>
 
@@ -23,15 +22,6 @@ extern char** environ;
 namespace dtask {
 
 namespace {
-worker::MemoryThresholds worker_thresholds(const MemoryThresholds& t) {
-  return worker::MemoryThresholds{t.target, t.spill, t.pause, t.terminate};
-}
-// The shortest text that reads back as the same double ("0.6", not "0.59999999999999998").
-std::string fraction_text(double v) {
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
 std::string worker_executable() {
   if (const char* env = std::getenv("DTASK_WORKER_EXE"); env && *env) return env;
   std::error_code ec;
@@ -63,7 +53,7 @@ struct LocalCluster::Impl {
       log::set_level(opt.log_level);
     }
     try {
-      worker::validate(worker_thresholds(opt.memory_thresholds));
+      worker::validate(opt.memory_thresholds);
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(std::string("LocalCluster: ") + e.what());
     }
@@ -103,7 +93,7 @@ struct LocalCluster::Impl {
           wo.nthreads = opt.threads_per_worker;
           wo.memory_limit = opt.memory_limit;
           wo.measure_process_memory = false;  // several workers in this process: held bytes only, never terminate
-          wo.memory_thresholds = worker_thresholds(opt.memory_thresholds);
+          wo.memory_thresholds = opt.memory_thresholds;
           if (static_cast<std::size_t>(i) < opt.worker_resources.size()) {
             for (const auto& [k, v] : opt.worker_resources[i]) wo.resources.emplace_back(k, v);
           }
@@ -137,11 +127,7 @@ struct LocalCluster::Impl {
       args.push_back("--fast-paths=" + opt.fast_paths.to_string());
       // Always said, 0 too: dtask-worker's own default is "auto".
       args.insert(args.end(), {"--memory-limit", std::to_string(opt.memory_limit)});
-      const MemoryThresholds& t = opt.memory_thresholds;
-      args.push_back("--memory-target=" + fraction_text(t.target));
-      args.push_back("--memory-spill=" + fraction_text(t.spill));
-      args.push_back("--memory-pause=" + fraction_text(t.pause));
-      args.push_back("--memory-terminate=" + fraction_text(t.terminate));
+      for (auto& a : worker::threshold_arguments(opt.memory_thresholds, false)) args.push_back(std::move(a));
       // The same place as a thread worker's (it was dropped here before).
       if (!opt.local_directory.empty()) {
         args.insert(args.end(), {"--local-directory", opt.local_directory + "/worker-" + std::to_string(i)});

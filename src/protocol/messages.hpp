@@ -295,7 +295,7 @@ struct RetireWorker {
   DTASK_FIELDS(returned, wait_for_taker)
   bool operator==(const RetireWorker&) const = default;
 };
-// A worker's memory (worker/memory_manager): sent when it changed noticeably (at most with each
+// A worker's memory (worker/worker_memory.cpp): sent when it changed noticeably (at most with each
 // heartbeat) and at once when the worker pauses or resumes. The scheduler keeps the last one per
 // worker for scheduler_info() and placement: a paused worker gets no new task, and work goes
 // where it does not force a spill.

@@ -1,6 +1,6 @@
 // Workers' memory, the scheduler's side: their reports, paused workers, and placement that avoids forcing a spill.
 //
-// A worker sends MemoryReport (protocol 9, worker/memory_manager) when its memory changed
+// A worker sends MemoryReport (protocol 9, worker/worker_memory.cpp) when its memory changed
 // noticeably, at most with each heartbeat, and at once when it pauses or resumes. Here:
 //  - the last report per worker is kept (WorkerRecord::memory) and shown by info() (the client's
 //    scheduler_info, the dashboard); a worker that leaves takes its report with it;

@@ -9,15 +9,19 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include <dtask/memory.hpp>
 
 namespace dtask::worker {
 
-struct MemoryThresholds {
-  double target = 0.60;     // held results above this: spill least recently used ones down to it
-  double spill = 0.70;      // process memory above this: spill more, until process memory is under target
-  double pause = 0.80;      // process memory above this: start no new task until it falls below again
-  double terminate = 0.95;  // process memory above this: the process is killed (its supervisor restarts it)
-};
+// The public struct is the worker's own: one set of fields and defaults for every launcher.
+using MemoryThresholds = dtask::MemoryThresholds;
+
+// The dtask-worker arguments that set `t` ("--memory-target=0.6", ...), the shortest text that
+// reads back as each value; with `only_changed` just the ones that differ from the defaults (a
+// job script stays short). LocalCluster and slurm::Cluster start their workers with these.
+std::vector<std::string> threshold_arguments(const MemoryThresholds& t, bool only_changed);
 
 // Throws std::invalid_argument naming the field unless each is 0 or in (0, 1], and the ones
 // that are set rise in the order target <= spill <= pause <= terminate.
@@ -34,6 +38,18 @@ struct MemoryVerdict {
   bool terminate = false;         // kill the process now
   bool operator==(const MemoryVerdict&) const = default;
 };
+
+// Which process-memory thresholds `process` is above (each false when that threshold is off, the
+// limit is 0 or process is 0, i.e. not measured). judge_memory's process rules read it, and so does
+// the worker's memory monitor thread, which wakes the loop when these change and kills the process
+// on `terminate`.
+struct ProcessCrossings {
+  bool spill = false;
+  bool pause = false;
+  bool terminate = false;
+  bool operator==(const ProcessCrossings&) const = default;
+};
+ProcessCrossings process_crossings(const MemoryThresholds& t, std::uint64_t limit, std::uint64_t process);
 
 // `paused`: whether the worker is paused now (pausing has no hysteresis beyond the threshold
 // itself: it resumes once process memory is back under pause, as Dask does).

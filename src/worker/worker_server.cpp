@@ -69,10 +69,6 @@ constexpr int kMaxDrain = 20000;
 constexpr std::size_t kFixedItems = 4;
 // How often the memory monitor samples the process's resident memory.
 constexpr std::chrono::milliseconds kMemorySampleMs{50};
-
-std::uint64_t share(double fraction, std::uint64_t limit) {
-  return static_cast<std::uint64_t>(fraction * static_cast<double>(limit));
-}
 }  // namespace
 
 struct Worker::Impl {
@@ -138,9 +134,7 @@ struct Worker::Impl {
     if (opt_.memory_limit != 0) {
       validate(opt_.memory_thresholds);
       // Before registering: an unusable directory is the worker's start error (its message names it).
-      const char* tmp = std::getenv("TMPDIR");
-      const std::string base = !opt_.local_directory.empty() ? opt_.local_directory : (tmp && *tmp ? tmp : "/tmp");
-      spill_dir_ = SpillDirectory::create(base, opt_.name);
+      spill_dir_ = SpillDirectory::create(opt_.local_directory, opt_.name);  // empty: $TMPDIR, else /tmp
       const char* c = std::getenv("DTASK_SPILL_COMPRESSION");
       const bool compress = opt_.spill_compression && !(c && std::string(c) == "0");
       spill_ = std::make_unique<SpillFiles>(spill_dir_.path(), compress, [this] { wakeup_.notify(); });
@@ -167,15 +161,13 @@ struct Worker::Impl {
   void monitor_memory() {
     const auto& t = opt_.memory_thresholds;
     const std::uint64_t limit = opt_.memory_limit;
-    auto level_of = [&](std::uint64_t rss) {
-      return (t.pause > 0 && rss > share(t.pause, limit)) ? 2 : (t.spill > 0 && rss > share(t.spill, limit)) ? 1 : 0;
-    };
-    int level = 0;
+    ProcessCrossings seen;
     std::unique_lock lock(monitor_mutex_);
     while (!monitor_cv_.wait_for(lock, kMemorySampleMs, [&] { return monitor_stop_; })) {
       const std::uint64_t rss = resident_bytes();
       process_memory_.store(rss, std::memory_order_relaxed);
-      if (t.terminate > 0 && rss > share(t.terminate, limit)) {
+      const ProcessCrossings now = process_crossings(t, limit, rss);
+      if (now.terminate) {
         log_->error("worker '{}': process memory {} MiB is above {}% of its memory_limit {} MiB: terminating; its "
                     "supervisor restarts it",
                     opt_.name, rss >> 20, static_cast<int>(t.terminate * 100 + 0.5), limit >> 20);
@@ -183,8 +175,8 @@ struct Worker::Impl {
         if (opt_.board) opt_.board->note_memory_kill(rss >> 20, limit >> 20);
         ::kill(::getpid(), SIGKILL);
       }
-      if (const int l = level_of(rss); l != level) {
-        level = l;
+      if (now != seen) {  // the loop's judge_memory acts on a crossing at once, either way
+        seen = now;
         wakeup_.notify();
       }
     }

@@ -94,15 +94,9 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
       auto& address = peers_[dep.holders[i].value];
       if (address.empty()) address = dep.addresses[i];
     }
-    if (const auto* e = store_.find(dep.task.value)) {
-      if (e->data) continue;
-      // Spilled: read back like an input fetched from a peer (paused: at the resume, by submit).
-      if (paused_) continue;
-      ++p.missing;
-      restores_[dep.task.value].tasks.push_back(p.msg.task);
-      restore(dep.task.value, out);
-      continue;
-    }
+    // Here, in memory or spilled: a spilled one is read back by submit(), once the inputs that
+    // come from peers are here too.
+    if (store_.contains(dep.task.value)) continue;
     ++p.missing;
     auto& f = fetches_[dep.task.value];
     const bool in_flight = !f.waiting.empty();
@@ -113,12 +107,8 @@ void WorkerState::on(ComputeTask& m, WorkerOutbox& out) {
       if (h != me_ && std::find(f.holders.begin(), f.holders.end(), h) == f.holders.end()) f.holders.push_back(h);
     }
   }
-  if (p.missing != 0 && config_.memory_limit != 0) {
-    // Inputs here are held while the others come, so they are not spilled meanwhile (dropped at submit).
-    for (const auto& dep : p.msg.deps) {
-      if (const auto* e = store_.find(dep.task.value); e && e->data) p.pinned.push_back(e->data);
-    }
-  }
+  // Inputs here are held while the others come, so they are not spilled meanwhile.
+  if (p.missing != 0 && config_.memory_limit != 0) pin_inputs_in_memory(p);
   auto& slot = pending_[id] = std::move(p);
   if (slot.missing == 0) submit(slot, out);
 }
@@ -215,6 +205,14 @@ void hold_value(Job& job, std::size_t i, Payload&& value) {
 }
 }  // namespace
 
+void WorkerState::pin_inputs_in_memory(Pending& p) {
+  for (const auto& a : p.msg.args) {
+    for (TaskId ref : a.refs) {
+      if (const auto* e = store_.find(ref.value); e && e->data) p.pinned.push_back(e->data);
+    }
+  }
+}
+
 void WorkerState::submit(Pending& p, WorkerOutbox& out) {
   if (paused_) {
     defer(p);
@@ -254,11 +252,7 @@ void WorkerState::submit(Pending& p, WorkerOutbox& out) {
     }
   }
   if (p.missing != 0) {
-    for (const auto& a : p.msg.args) {
-      for (TaskId ref : a.refs) {
-        if (const auto* e = store_.find(ref.value); e && e->data) p.pinned.push_back(e->data);
-      }
-    }
+    pin_inputs_in_memory(p);
     return;
   }
   Job job;

@@ -202,6 +202,9 @@ class WorkerState {
 
   // Makes the job of a task whose inputs are all here (ready_jobs_), or reports why it cannot run.
   void submit(Pending& p, WorkerOutbox& out);
+  // Holds the task's inputs that are in memory here (Pending::pinned) while it waits for the
+  // others (from peers, or read back from disk), so they are not spilled meanwhile.
+  void pin_inputs_in_memory(Pending& p);
   // Keeps a finished task's result and reports it: at once, or held back (held_done.hpp).
   void store_result(protocol::TaskDone done, std::shared_ptr<const Payload> result, std::uint32_t pushes,
                     bool dependents_waiting, WorkerOutbox& out);

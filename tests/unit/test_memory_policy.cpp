@@ -16,6 +16,16 @@ MemoryVerdict judge(std::uint64_t held, std::uint64_t process, MemoryThresholds 
   return judge_memory(t, kLimit, MemorySample{held, process}, false);
 }
 
+// validate()'s message, or "" if it accepts the thresholds.
+std::string message(MemoryThresholds t) {
+  try {
+    validate(t);
+  } catch (const std::invalid_argument& e) {
+    return std::string(e.what());
+  }
+  return std::string();
+}
+
 }  // namespace
 
 TEST_CASE("memory_policy.no_limit_does_nothing") {
@@ -123,14 +133,6 @@ TEST_CASE("memory_policy.validate_accepts_defaults_and_off") {
 }
 
 TEST_CASE("memory_policy.validate_rejects_out_of_range") {
-  auto message = [](MemoryThresholds t) {
-    try {
-      validate(t);
-    } catch (const std::invalid_argument& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
   CHECK(message({1.5, 0.7, 0.8, 0.95}).find("target") != std::string::npos);
   CHECK(message({0.6, -0.1, 0.8, 0.95}).find("spill") != std::string::npos);
   CHECK(message({0.6, 0.7, NAN, 0.95}).find("pause") != std::string::npos);
@@ -138,16 +140,27 @@ TEST_CASE("memory_policy.validate_rejects_out_of_range") {
 }
 
 TEST_CASE("memory_policy.validate_rejects_wrong_order") {
-  auto message = [](MemoryThresholds t) {
-    try {
-      validate(t);
-    } catch (const std::invalid_argument& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
   const std::string m = message({0.9, 0, 0.5, 0});  // pause below target, spill off in between
   CHECK(m.find("pause (0.5) is below target (0.9)") != std::string::npos);
   CHECK(message({0.6, 0.5, 0.8, 0.95}).find("spill") != std::string::npos);
   CHECK(message({0.6, 0.7, 0.8, 0.75}).find("terminate") != std::string::npos);
+}
+
+TEST_CASE("memory_policy.process_crossings_are_what_judge_memory_and_the_monitor_read") {
+  // 700/800/950 of a 1000-byte limit: strictly above each.
+  CHECK(process_crossings({}, kLimit, 700) == ProcessCrossings{false, false, false});
+  CHECK(process_crossings({}, kLimit, 701) == ProcessCrossings{true, false, false});
+  CHECK(process_crossings({}, kLimit, 801) == ProcessCrossings{true, true, false});
+  CHECK(process_crossings({}, kLimit, 951) == ProcessCrossings{true, true, true});
+  // A threshold that is off is never crossed; nor anything without a limit or a measurement.
+  CHECK(process_crossings({0.6, 0, 0.8, 0}, kLimit, 999) == ProcessCrossings{false, true, false});
+  CHECK(process_crossings({}, 0, 999) == ProcessCrossings{});
+  CHECK(process_crossings({}, kLimit, 0) == ProcessCrossings{});
+}
+
+TEST_CASE("memory_policy.threshold_arguments_read_back_as_given") {
+  CHECK(threshold_arguments({}, true).empty());
+  CHECK(threshold_arguments({}, false) == std::vector<std::string>{"--memory-target=0.6", "--memory-spill=0.7",
+                                                                   "--memory-pause=0.8", "--memory-terminate=0.95"});
+  CHECK(threshold_arguments({0.5, 0.7, 0, 0.95}, true) == std::vector<std::string>{"--memory-target=0.5", "--memory-pause=0"});
 }

@@ -49,16 +49,6 @@ struct Harness {
     c.find_task = [](const std::string& name) -> const dtask_task_v1* { return name == "make" ? &kMake : nullptr; };
     return c;
   }
-  // Task `id` with no inputs, run, and its result of `n` bytes (filled with `c`) stored.
-  void result(std::uint64_t id, std::size_t n = kResult, char c = 'x') {
-    ComputeTask m;
-    m.task = TaskId{id};
-    m.key = "k" + std::to_string(id);
-    m.func = "make";
-    s.handle(std::move(m), now, out);
-    REQUIRE(s.start_ready(out));
-    s.on_completion(Completion{TaskId{id}, true, bytes(n, c), "", &kMake, 1'000'000}, out);
-  }
   // The ComputeTask of task `id`, with no inputs, in one pass.
   void give(std::uint64_t id) {
     ComputeTask m;
@@ -67,6 +57,11 @@ struct Harness {
     m.func = "make";
     s.handle(std::move(m), now, out);
     REQUIRE(s.start_ready(out));
+  }
+  // Task `id` with no inputs, run, and its result of `n` bytes (filled with `c`) stored.
+  void result(std::uint64_t id, std::size_t n = kResult, char c = 'x') {
+    give(id);
+    s.on_completion(Completion{TaskId{id}, true, bytes(n, c), "", &kMake, 1'000'000}, out);
   }
   // Task `id` whose one input is `dep` (held here).
   void needs(std::uint64_t id, std::uint64_t dep) {
