@@ -5,6 +5,8 @@ DTASK_PACKAGES=(
   g++ meson ninja-build pkg-config
   libzmq3-dev cppzmq-dev nlohmann-json3-dev libspdlog-dev doctest-dev libcli11-dev
   liblz4-dev  # spill files' compression (src/worker/spill_files.cpp)
+  libcpp-httplib-dev  # the dashboard's HTTP server (src/dashboard)
+  chromium  # the dashboard and report tests load pages headless (tests/dashboard)
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev  # the libFuzzer targets (tests/fuzz/run.sh)
 )

@@ -188,7 +188,7 @@ nlohmann::json ClientCore::info(std::chrono::milliseconds timeout) {
     std::lock_guard lock(mutex_);
     if (!connection_error_.empty()) throw ConnectionError(connection_error_);
     rid = next_request_++;
-    outgoing_.push(InfoRequest{rid});
+    outgoing_.push(InfoRequest{rid, {}, 0});
   }
   wakeup_.notify();
   std::unique_lock lock(mutex_);

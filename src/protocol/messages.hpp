@@ -41,7 +41,7 @@ namespace dtask::protocol {
 
 // Bump on any change to a message below. Peers with another version are refused with a message
 // that says which versions met (see wire.hpp: the envelope carries the version).
-inline constexpr std::uint32_t kProtocolVersion = 9;
+inline constexpr std::uint32_t kProtocolVersion = 10;
 // How long a worker may hold back the TaskDone of a result it pushed (see ComputeTask::push_to).
 inline constexpr std::uint64_t kPushedDoneDelayMs = 2;
 // How long a client may hold back the SubmitTasks of a task it started early (see StartTask),
@@ -124,9 +124,14 @@ struct CancelKeys {
   DTASK_FIELDS(keys)
   bool operator==(const CancelKeys&) const = default;
 };
+// What the client asks for (InfoReply::info's shape for each: docs/dashboard.md):
+//   ""/"info": scheduler_info();  "logs": every worker's recent log lines (get_worker_logs);
+//   "report": the performance report's data since `since_ms` (scheduler clock, ms since the epoch).
 struct InfoRequest {
   std::uint64_t request_id = 0;
-  DTASK_FIELDS(request_id)
+  std::string what;
+  std::uint64_t since_ms = 0;
+  DTASK_FIELDS(request_id, what, since_ms)
   bool operator==(const InfoRequest&) const = default;
 };
 struct ShutdownCluster {
@@ -172,7 +177,8 @@ using ClientToScheduler = std::variant<RegisterClient, SubmitTasks, ReleaseKeys,
 struct ClientWelcome {
   std::uint32_t version = kProtocolVersion;
   ClientId client;
-  DTASK_FIELDS(version, client)
+  std::string dashboard_link;  // the dashboard's URL with its token; empty: none served
+  DTASK_FIELDS(version, client, dashboard_link)
   bool operator==(const ClientWelcome&) const = default;
 };
 struct KeyDone {
@@ -309,8 +315,59 @@ struct MemoryReport {
   DTASK_FIELDS(held, spilled, spilled_count, process, limit, paused)
   bool operator==(const MemoryReport&) const = default;
 };
+// ---- telemetry (issue 16: dashboard, report, worker logs; docs/dashboard.md) ----
+// Times are the worker's wall clock in microseconds since the Unix epoch, so the scheduler can
+// put every worker's runs on one timeline (cluster nodes keep their clocks in step).
+struct TaskRun {  // one task that ran here (the task stream)
+  TaskId task;
+  std::string func;
+  std::uint64_t start_us = 0;
+  std::uint64_t stop_us = 0;
+  std::uint32_t thread = 0;  // which of the worker's threads ran it (0-based)
+  bool erred = false;
+  DTASK_FIELDS(task, func, start_us, stop_us, thread, erred)
+  bool operator==(const TaskRun&) const = default;
+};
+struct FuncTotals {  // every task of one function that finished here since the last Telemetry
+  std::string func;
+  std::uint64_t count = 0;     // finished (erred included)
+  std::uint64_t erred = 0;
+  std::uint64_t total_us = 0;  // summed run time
+  std::uint64_t max_us = 0;
+  DTASK_FIELDS(func, count, erred, total_us, max_us)
+  bool operator==(const FuncTotals&) const = default;
+};
+struct TransferTotals {  // inputs this worker fetched from one peer since the last Telemetry
+  std::string peer;  // the peer's data address
+  std::uint64_t count = 0;  // results fetched
+  std::uint64_t bytes = 0;
+  std::uint64_t total_us = 0;  // summed request-to-reply time
+  DTASK_FIELDS(peer, count, bytes, total_us)
+  bool operator==(const TransferTotals&) const = default;
+};
+struct LogLine {
+  std::uint64_t time_us = 0;
+  std::string level;  // spdlog's name: "info", "warning", "error", ...
+  std::string text;   // the message, without the time/level prefix
+  DTASK_FIELDS(time_us, level, text)
+  bool operator==(const LogLine&) const = default;
+};
+// Sent with the heartbeat when anything happened since the last one (worker/telemetry.hpp).
+// `runs` is bounded per message (the stream is a sample when tasks are dense: runs_dropped says
+// how many were left out); `totals` always counts every task exactly.
+struct Telemetry {
+  std::vector<TaskRun> runs;
+  std::uint64_t runs_dropped = 0;
+  std::vector<FuncTotals> totals;
+  std::vector<TransferTotals> transfers;
+  std::vector<LogLine> log;    // new lines at info and above since the last Telemetry
+  std::uint64_t busy_us = 0;   // thread-time spent running tasks since the last Telemetry
+  DTASK_FIELDS(runs, runs_dropped, totals, transfers, log, busy_us)
+  bool operator==(const Telemetry&) const = default;
+};
 using WorkerToScheduler = std::variant<RegisterWorker, TaskDone, TaskFailed, ReplicasAdded, StealReply,
-                                       FetchFailed, Heartbeat, WorkerGoodbye, RetireWorker, MemoryReport>;
+                                       FetchFailed, Heartbeat, WorkerGoodbye, RetireWorker, MemoryReport,
+                                       Telemetry>;
 
 // ---- scheduler -> worker ------------------------------------------------------------------
 struct Peer {

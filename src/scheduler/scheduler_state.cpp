@@ -87,7 +87,7 @@ std::optional<ClientId> SchedulerState::add_client(const RegisterClient& reg, st
   rec.last_seen_ms = now;
   client_identities_[identity] = rec.id;
   clients_.push_back(rec);
-  out.client(rec.id, ClientWelcome{kProtocolVersion, rec.id});
+  out.client(rec.id, ClientWelcome{kProtocolVersion, rec.id, dashboard_link_});
   return rec.id;
 }
 

@@ -221,6 +221,10 @@ class SchedulerState {
   const std::string& func_name(std::uint32_t f) const { return tasks_.func_name(f); }
   const std::shared_ptr<spdlog::logger>& logger() const { return log_; }
 
+  // The dashboard's URL with its token, told to every client in its welcome (empty: none).
+  void set_dashboard_link(std::string link) { dashboard_link_ = std::move(link); }
+  const std::string& dashboard_link() const { return dashboard_link_; }
+
   bool shutdown_requested() const { return shutdown_requested_; }
   int shutdown_code() const { return shutdown_code_; }
   const std::string& shutdown_reason() const { return shutdown_reason_; }
@@ -321,6 +325,7 @@ class SchedulerState {
 
   SchedulerConfig config_;
   std::shared_ptr<spdlog::logger> log_;
+  std::string dashboard_link_;
   TaskTable tasks_;
   std::size_t counts_[kNumTaskStates] = {};
   std::uint64_t next_seq_ = 0;

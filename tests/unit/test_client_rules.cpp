@@ -67,7 +67,7 @@ TEST_CASE("ClientRules.Outgoing.UrgentGoesAtOnceAndNothingIsDueWhenEmpty") {
   CHECK(q.take_due(t0, false).empty());
   CHECK(q.due_ms() == 0);
   q.push(submit_of("a"));
-  q.push(InfoRequest{1});
+  q.push(InfoRequest{1, {}, 0});
   auto out = q.take_due(t0, false);
   CHECK(kinds(out) == "SI");
   CHECK(q.take_due(t0, false).empty());
@@ -131,7 +131,7 @@ TEST_CASE("ClientRules.Outgoing.HeldSubmitsGoFirstAndInOrder") {
 TEST_CASE("ClientRules.Outgoing.AnUrgentMessageOrAForceTakesTheHeldAlong") {
   OutgoingQueue q;
   q.hold(submit_of("e1", 1), t0);
-  q.push(InfoRequest{4});
+  q.push(InfoRequest{4, {}, 0});
   CHECK(kinds(q.take_due(t0, false)) == "SI");
   q.hold(submit_of("e2", 3), t0);
   CHECK(q.take_due(t0, false).empty());

@@ -204,7 +204,8 @@ TEST_CASE("Protocol.RoundTrip.ClientToScheduler") {
       SubmitTasks{{task_spec("inc-1"), task_spec("inc-2")}},
       ReleaseKeys{{"a", "b"}},
       CancelKeys{{"c"}},
-      InfoRequest{77},
+      InfoRequest{77, {}, 0},
+      InfoRequest{78, "report", 1764540000000},
       Heartbeat{123456},
       ShutdownCluster{3},
       ClientGoodbye{-1},
@@ -216,7 +217,8 @@ TEST_CASE("Protocol.RoundTrip.ClientToScheduler") {
 
 TEST_CASE("Protocol.RoundTrip.SchedulerToClient") {
   check_direction<SchedulerToClient>({
-      ClientWelcome{kOtherVersion, ClientId{5}},
+      ClientWelcome{kOtherVersion, ClientId{5}, {}},
+      ClientWelcome{kOtherVersion, ClientId{6}, "http://n1:8787/status?token=ab"},
       Rejected{"nope"},
       KeyDone{"k", make_task_id(7, 2), {"tcp://10.0.0.1:5000", "tcp://10.0.0.2:5000"}, 99, true, two_frames()},
       KeyDone{"k", make_task_id(7, 2), {}, 3, true, sample_payload(false)},
@@ -242,6 +244,14 @@ TEST_CASE("Protocol.RoundTrip.WorkerToScheduler") {
       WorkerGoodbye{4},
       RetireWorker{{make_task_id(1, 1), make_task_id(2, 0)}, true},
       MemoryReport{100 << 20, 300 << 20, 7, 180 << 20, 256 << 20, true},
+      Telemetry{{TaskRun{make_task_id(1, 1), "inc", 1764540000000000, 1764540000000100, 1, false},
+                 TaskRun{make_task_id(2, 1), "fail", 1764540000000200, 1764540000000300, 0, true}},
+                5,
+                {FuncTotals{"inc", 6, 0, 600, 120}, FuncTotals{"fail", 1, 1, 100, 100}},
+                {TransferTotals{"tcp://10.0.0.2:4000", 3, 4096, 250}},
+                {LogLine{1764540000000000, "info", "worker w0 started"}, LogLine{1764540000000001, "warning", "a \"quoted\" line"}},
+                700},
+      Telemetry{},
   });
 }
 
