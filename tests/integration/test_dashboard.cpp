@@ -244,3 +244,35 @@ TEST_CASE("Dashboard.ReportOfTheRunNamesItsTasksWithTheirCounts") {
   CHECK(report["errors"][0]["message"].get<std::string>().find("negative") != std::string::npos);
   CHECK(report["task_stream"].size() == 36);
 }
+
+TEST_CASE("Dashboard.PerformanceReportCoversOnlyItsWindow") {
+  dtask::test::ScratchDir dir("dashboard-window");
+  const std::string path = dir.path + "/window.html";
+  dtask::LocalCluster cluster(options("none"));
+  dtask::Client client(cluster);
+  REQUIRE(client.wait_for_workers(2, 10s));
+  std::vector<int> xs(10, 1);
+  CHECK(client.gather(client.map(dtask::test::inc, xs)).size() == 10);
+  {
+    dtask::PerformanceReport report(client, path);
+    std::vector<int> ys(20, 1);
+    CHECK(client.gather(client.map(dtask::test::dec, ys)).size() == 20);
+    report.close();
+  }
+  std::ifstream f(path);
+  REQUIRE(f.good());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  json report = dtask::test::report_data_of(ss.str());
+  std::map<std::string, json> by;
+  for (const auto& r : report["by_name"]) by[r["name"]] = r;
+  CHECK(by["dec"]["done"] == 20);
+  CHECK(by["inc"]["done"] == 0);
+  std::size_t decs = 0;
+  for (const auto& run : report["task_stream"]) decs += run["name"] == "dec";
+  CHECK(decs == 20);
+
+  // A path that cannot be written is a clear error naming it.
+  dtask::PerformanceReport bad(client, dir.path + "/no/such/dir/r.html");
+  CHECK_THROWS_WITH_AS(bad.close(), doctest::Contains("no/such/dir"), std::runtime_error);
+}
