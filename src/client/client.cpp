@@ -107,7 +107,7 @@ bool Client::retire_workers(const std::vector<std::string>& names, std::chrono::
 SchedulerInfo Client::scheduler_info() { return parse_info(core().info(std::chrono::seconds(30)), core().address()); }
 
 std::map<std::string, WorkerLogs> Client::get_worker_logs(std::size_t n) {
-  return detail::parse_worker_logs(core().info(std::chrono::seconds(30), "logs"), n);
+  return detail::parse_worker_logs(core().info("logs", 0, std::chrono::seconds(30)), n);
 }
 
 void Client::shutdown_cluster(int code) { core().shutdown_cluster(code); }

@@ -182,7 +182,7 @@ void ClientCore::rearm_io_poll() {
   }
 }
 
-nlohmann::json ClientCore::info(std::chrono::milliseconds timeout, const std::string& what, std::uint64_t since_ms) {
+nlohmann::json ClientCore::info(const std::string& what, std::uint64_t since_ms, std::chrono::milliseconds timeout) {
   std::uint64_t rid;
   {
     std::lock_guard lock(mutex_);

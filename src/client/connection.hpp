@@ -129,7 +129,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   // Asks the scheduler for InfoRequest `what` ("" / "info": scheduler_info, "logs", "report"
   // since `since_ms`; docs/dashboard.md) and waits for its InfoReply. Any user thread; throws
   // TimeoutError, or ConnectionError without a scheduler.
-  nlohmann::json info(std::chrono::milliseconds timeout, const std::string& what = {}, std::uint64_t since_ms = 0);
+  nlohmann::json info(const std::string& what, std::uint64_t since_ms, std::chrono::milliseconds timeout);
+  nlohmann::json info(std::chrono::milliseconds timeout) { return info({}, 0, timeout); }  // scheduler_info's
   // The dashboard link from the scheduler's ClientWelcome; empty: it serves none. Set once by the
   // I/O thread before start() returns, read under mutex_ by any thread.
   std::string dashboard_link();

@@ -52,6 +52,10 @@ LogRecord record_of(const nlohmann::json& j, const std::string& where) {
 
 std::map<std::string, WorkerLogs> parse_worker_logs(const nlohmann::json& info, std::size_t n) {
   if (!info.is_object()) bad("the reply", "an object");
+  // What a scheduler answers to a request it cannot serve.
+  if (auto e = info.find("error"); e != info.end() && e->is_string()) {
+    throw std::runtime_error("dtask: the scheduler refused the worker logs: " + e->get<std::string>());
+  }
   const auto& workers = field(info, "workers", "the reply");
   if (!workers.is_object()) bad("\"workers\"", "an object");
   std::map<std::string, WorkerLogs> out;

@@ -16,7 +16,8 @@ namespace dtask::detail {
 //                         "lines": [{"time_us": 1764540000000000, "level": "info", "text": "..."}]}}}
 // Keeps the last `n` lines of each worker, oldest first (by time_us; equal times keep their
 // order). Fields other than these are ignored, so a newer scheduler may add some. Throws
-// std::runtime_error naming the first field that is missing or of the wrong type.
+// std::runtime_error naming the first field that is missing or of the wrong type, or with the
+// scheduler's reason when it answered {"error": "..."}.
 std::map<std::string, WorkerLogs> parse_worker_logs(const nlohmann::json& info, std::size_t n);
 
 }  // namespace dtask::detail

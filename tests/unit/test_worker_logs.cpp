@@ -78,7 +78,9 @@ TEST_CASE("WorkerLogs.IgnoresFieldsItDoesNotKnow") {
 
 TEST_CASE("WorkerLogs.MalformedShapesGiveAClearError") {
   CHECK(error_of(json::array()).find("the reply is not an object") != std::string::npos);
-  CHECK(error_of(json{{"error", "unknown"}}).find("has no \"workers\"") != std::string::npos);
+  CHECK(error_of(json{{"version", 1}}).find("has no \"workers\"") != std::string::npos);
+  CHECK(error_of(json{{"error", "unknown request 'logs'"}}) ==
+        "dtask: the scheduler refused the worker logs: unknown request 'logs'");
   CHECK(error_of(json{{"workers", json::array()}}).find("\"workers\" is not an object") != std::string::npos);
   auto broken = [](auto mutate) {
     json j = reply();
