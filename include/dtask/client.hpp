@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -90,6 +91,8 @@ bool wait_all(const std::vector<const FutureRef*>& refs, std::optional<std::chro
 std::optional<std::size_t> wait_any(const std::vector<const FutureRef*>& refs,
                                     std::optional<std::chrono::milliseconds> timeout);
 void cancel(const std::vector<const FutureRef*>& refs);
+// dtask::progress's work (src/client/progress.cpp): waits for every ref, drawing as it goes.
+void progress(const std::vector<const FutureRef*>& refs, const ProgressOptions& options);
 
 template <class T>
 struct is_future : std::false_type {};
@@ -360,6 +363,19 @@ class Client {
   T compute(const Delayed<T>& output) {
     return persist(std::vector<Delayed<T>>{output}).at(0).result();
   }
+  // The same with options: with `.progress`, draws dtask::progress over the outputs until they
+  // are all done, then gathers (throws the first TaskError like the others). The bar counts the
+  // outputs, not the tasks behind them.
+  template <class T>
+  std::vector<T> compute(const std::vector<Delayed<T>>& outputs, const ComputeOptions& options) {
+    auto futures = persist(outputs);
+    if (options.progress) detail::progress(detail::refs_of(futures, "Client::compute"), options.progress_options);
+    return gather(futures);
+  }
+  template <class T>
+  T compute(const Delayed<T>& output, const ComputeOptions& options) {
+    return compute(std::vector<Delayed<T>>{output}, options).at(0);
+  }
 
   // Dask's wait_for_workers; false (not an exception) when they did not come in time.
   [[nodiscard]] bool wait_for_workers(std::size_t n, std::chrono::milliseconds timeout);
@@ -376,6 +392,16 @@ class Client {
   void shutdown_cluster(int code = 0);
   void close();
   const std::string& scheduler_address() const;
+  // The scheduler's dashboard, with its access token (http://HOST:PORT/status?token=...), as the
+  // scheduler announced it when this client connected; empty when it serves none
+  // (dashboard_address "none"). Like Dask's client.dashboard_link.
+  std::string dashboard_link() const;
+  // Every worker's recent log lines (Dask's get_worker_logs), by worker name: the last `n` lines
+  // of each (info level and above), oldest first. A worker that died or left is still listed
+  // with the lines the scheduler kept (alive false, or true once a worker of that name came
+  // back). Throws TimeoutError if the scheduler does not answer within 30 s, ConnectionError
+  // without a scheduler, std::runtime_error for an answer it cannot read.
+  std::map<std::string, WorkerLogs> get_worker_logs(std::size_t n = 1000);
 
  private:
   friend struct detail::ClientInternals;

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -108,6 +109,40 @@ struct SubmitOptions {
   std::map<std::string, double> resources;
   int priority = 0;
   int retries = 0;
+};
+
+// How dtask::progress draws (dtask/progress.hpp). Every field has a default, so
+// `ProgressOptions{.interval = std::chrono::seconds(30)}` names only what it changes.
+struct ProgressOptions {
+  std::FILE* out = stdout;  // where it draws (Dask draws on stdout too)
+  // A terminal gets one bar redrawn in place with '\r'; anything else (a batch job's log file, a
+  // pipe) gets plain lines, one every `interval`, and no '\r' or escape sequence. nullopt: decided
+  // by isatty() on `out`; true or false forces the style.
+  std::optional<bool> terminal = std::nullopt;
+  std::chrono::milliseconds interval = std::chrono::seconds(10);  // plain lines' period (at least 100 ms)
+  std::size_t width = 40;  // cells of the bar (0: no bar); a terminal narrower than the line shrinks it
+};
+
+// The options of Client::compute. `ComputeOptions{.progress = true}` shows a progress bar.
+struct ComputeOptions {
+  bool progress = false;  // draw dtask::progress over the outputs while they run
+  ProgressOptions progress_options = {};
+};
+
+// One line of a worker's log (Client::get_worker_logs): what it logged at info level and above,
+// whatever its console's level.
+struct LogRecord {
+  std::chrono::system_clock::time_point time = {};  // the worker's clock
+  std::string level = {};    // spdlog's name: "info", "warning", "error", "critical"
+  std::string message = {};  // the text, without the time and level prefix
+};
+
+// One worker name's recent log lines (Client::get_worker_logs), kept by the scheduler also after
+// the worker died or left.
+struct WorkerLogs {
+  bool alive = false;  // a worker of this name is connected now
+  std::string host = {};
+  std::vector<LogRecord> lines = {};  // oldest first
 };
 
 enum class FutureStatus { pending, finished, error, cancelled };

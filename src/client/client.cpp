@@ -1,4 +1,4 @@
-// The public Client: constructors, close, scheduler_info, and the internal interface (internal.hpp).
+// The public Client: constructors, close, scheduler_info, dashboard_link, get_worker_logs, and the internal interface (internal.hpp).
 #include <algorithm>
 #include <stdexcept>
 #include <thread>
@@ -8,6 +8,7 @@
 
 #include "client/connection.hpp"
 #include "client/internal.hpp"
+#include "client/worker_logs.hpp"
 #include "common/scheduler_file.hpp"
 
 namespace dtask {
@@ -105,6 +106,10 @@ bool Client::retire_workers(const std::vector<std::string>& names, std::chrono::
 
 SchedulerInfo Client::scheduler_info() { return parse_info(core().info(std::chrono::seconds(30)), core().address()); }
 
+std::map<std::string, WorkerLogs> Client::get_worker_logs(std::size_t n) {
+  return detail::parse_worker_logs(core().info("logs", 0, std::chrono::seconds(30)), n);
+}
+
 void Client::shutdown_cluster(int code) { core().shutdown_cluster(code); }
 
 void Client::close() {
@@ -114,6 +119,11 @@ void Client::close() {
 const std::string& Client::scheduler_address() const {
   if (!core_) throw std::logic_error("dtask: Client::scheduler_address() on a moved-from Client");
   return core_->address();
+}
+
+std::string Client::dashboard_link() const {
+  if (!core_) throw std::logic_error("dtask: Client::dashboard_link() on a moved-from Client");
+  return core_->dashboard_link();
 }
 
 detail::ClientCore& Client::core() {

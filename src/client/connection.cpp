@@ -182,22 +182,28 @@ void ClientCore::rearm_io_poll() {
   }
 }
 
-nlohmann::json ClientCore::info(std::chrono::milliseconds timeout) {
+nlohmann::json ClientCore::info(const std::string& what, std::uint64_t since_ms, std::chrono::milliseconds timeout) {
   std::uint64_t rid;
   {
     std::lock_guard lock(mutex_);
     if (!connection_error_.empty()) throw ConnectionError(connection_error_);
     rid = next_request_++;
-    outgoing_.push(InfoRequest{rid, {}, 0});
+    outgoing_.push(InfoRequest{rid, what, since_ms});
   }
   wakeup_.notify();
   std::unique_lock lock(mutex_);
   bool ok = cv_.wait_for(lock, timeout, [&] { return infos_.count(rid) > 0 || !connection_error_.empty() || stopped_; });
   if (!connection_error_.empty()) throw ConnectionError(connection_error_);
-  if (!ok || !infos_.count(rid)) throw TimeoutError("the scheduler did not answer an info request in time");
+  if (!ok || !infos_.count(rid)) throw TimeoutError("the scheduler did not answer an info request" +
+                                                     (what.empty() ? std::string() : " (\"" + what + "\")") + " in time");
   auto j = std::move(infos_[rid]);
   infos_.erase(rid);
   return j;
+}
+
+std::string ClientCore::dashboard_link() {
+  std::lock_guard lock(mutex_);
+  return dashboard_link_;
 }
 
 void ClientCore::shutdown_cluster(int code) {
@@ -227,8 +233,9 @@ void ClientCore::fail_all_pending(const std::string& why) {
 // ---------------------------------------------------------------------------------------------
 // ClientCore: I/O thread side
 
-void ClientCore::on(ClientWelcome&) {
+void ClientCore::on(ClientWelcome& m) {
   std::lock_guard lock(mutex_);
+  dashboard_link_ = std::move(m.dashboard_link);
   welcomed_ = true;
 }
 void ClientCore::on(Rejected& m) {

@@ -28,7 +28,7 @@
 // LOCKS
 //   sock_mutex_  sched_, early_sock_, early_connected_.
 //   mutex_       everything else shared: states_ and every FutureState, outgoing_, fetch_queue_,
-//                infos_, the early-start targets (early_targets_, early_key_),
+//                infos_, dashboard_link_, the early-start targets (early_targets_, early_key_),
 //                the counters, next_nonce_, the flags (welcomed_, closing_, stopped_,
 //                cluster_closing_, connection_error_) and end_handler_. cv_ goes with it.
 //   Order        sock_mutex_ before mutex_ (take_early_replies -> on_pushed takes mutex_ under
@@ -74,6 +74,7 @@
 #include "client/early_start.hpp"
 #include "client/internal.hpp"
 #include "client/outgoing.hpp"
+#include "client/progress_bar.hpp"
 #include "common/log.hpp"
 #include "protocol/messages.hpp"
 #include "transport/spin.hpp"
@@ -125,7 +126,14 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   // connection.cpp
   std::vector<FutureRefPtr> submit(std::vector<protocol::TaskSpec> specs, const std::vector<std::string>& outputs);
-  nlohmann::json info(std::chrono::milliseconds timeout);
+  // Asks the scheduler for InfoRequest `what` ("" / "info": scheduler_info, "logs", "report"
+  // since `since_ms`; docs/dashboard.md) and waits for its InfoReply. Any user thread; throws
+  // TimeoutError, or ConnectionError without a scheduler.
+  nlohmann::json info(const std::string& what, std::uint64_t since_ms, std::chrono::milliseconds timeout);
+  nlohmann::json info(std::chrono::milliseconds timeout) { return info({}, 0, timeout); }  // scheduler_info's
+  // The dashboard link from the scheduler's ClientWelcome; empty: it serves none. Set once by the
+  // I/O thread before start() returns, read under mutex_ by any thread.
+  std::string dashboard_link();
   void shutdown_cluster(int code);
   void retire_workers(std::vector<std::string> names);  // RetireWorkers; Client::retire_workers waits
   const std::string& address() const { return opt_.address; }
@@ -143,6 +151,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
                                       std::optional<std::chrono::milliseconds> timeout);
   void cancel(const std::vector<FutureState*>& states);
   FutureStatus status(const FutureState& s);
+  // How many of `states` are done, and how many of those failed or were cancelled, under one
+  // lock (progress.cpp).
+  ProgressCounts count_done(const std::vector<FutureState*>& states);
   std::string error(const FutureState& s);
   void drop_ref(FutureState& s);
 
@@ -221,6 +232,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   OutgoingQueue outgoing_;
   std::vector<std::shared_ptr<FutureState>> fetch_queue_;
   std::unordered_map<std::uint64_t, nlohmann::json> infos_;
+  std::string dashboard_link_;  // ClientWelcome's, set before welcomed_
   std::uint64_t next_request_ = 1;
   bool welcomed_ = false;
   bool closing_ = false;     // close() called

@@ -169,6 +169,18 @@ std::vector<const Payload*> ClientCore::fetch_all(const std::vector<FutureState*
   return out;
 }
 
+ProgressCounts ClientCore::count_done(const std::vector<FutureState*>& states) {
+  std::lock_guard lock(mutex_);
+  ProgressCounts c;
+  c.total = states.size();
+  for (const FutureState* s : states) {
+    if (!settled(*s)) continue;
+    ++c.done;
+    if (s->status != FutureStatus::finished) ++c.erred;
+  }
+  return c;
+}
+
 bool ClientCore::wait_all(const std::vector<FutureState*>& states, std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lock(mutex_);
   auto pred = [&] {
