@@ -140,6 +140,8 @@ TEST_CASE("Dashboard.MetricsAndPageAndAssets") {
   CHECK(page->get_header_value("Set-Cookie").rfind("dtask_token=t0k3n;", 0) == 0);
   CHECK(page->body.find("id=\"page-errors\"") != std::string::npos);
   CHECK(page->body.find("/*@") == std::string::npos);  // every asset inlined
+  CHECK(page->body.find("@UPLOT_LICENSE@") == std::string::npos);
+  CHECK(page->body.find("Copyright (c) 2022 Leon Sorokin") != std::string::npos);
   CHECK(page->body.find(" src=") == std::string::npos);  // loads nothing from anywhere
 
   auto root = get(port, "/?token=t0k3n");

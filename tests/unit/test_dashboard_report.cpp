@@ -87,6 +87,8 @@ TEST_CASE("Report.SelfContained") {
   CHECK(html.find("<link") == std::string::npos);
   CHECK(html.find("@*/") == std::string::npos);
   CHECK(html.find("@DATA@") == std::string::npos);
+  CHECK(html.find("@UPLOT_LICENSE@") == std::string::npos);
+  CHECK(html.find("Copyright (c) 2022 Leon Sorokin") != std::string::npos);  // the inlined library's licence
   CHECK(html.find("uPlot") != std::string::npos);   // the chart library inline
   CHECK(html.find("var DT =") != std::string::npos);  // the shared chart code inline
   CHECK(html.find("id=\"page-errors\"") != std::string::npos);
