@@ -25,10 +25,11 @@ double now_ms() {
   return static_cast<double>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
-// A job `t` seconds old: "load" then "inc" finish at fixed rates, "fail" fails once a second.
+// A job `t` seconds old: "load" then "inc" finish at fixed rates (still rising after 3 minutes, so two
+// page loads however slow see progress), "fail" fails once a second.
 json snapshot(double start_ms, double t) {
   double now = start_ms + t * 1000;
-  int load = std::min(200, static_cast<int>(40 * t)), inc = std::min(2000, static_cast<int>(60 * t));
+  int load = std::min(200, static_cast<int>(40 * t)), inc = std::min(2000, static_cast<int>(10 * t));
   int fail = std::min(5, static_cast<int>(t));
   json workers = json::array(), stream = json::array(), errors = json::array(), tput = json::array();
   for (int w = 0; w < kWorkers; ++w) {

@@ -12,9 +12,10 @@ export PAGE_CHECK_LOG="$out/chromium-fake.log"
 : >"$PAGE_CHECK_LOG"
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$fake" serve --seconds 150 >"$out/fake.out" 2>&1 &
+"$fake" serve --seconds 300 >"$out/fake.out" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+trap 'exit 1' INT TERM
 link=
 for _ in $(seq 100); do
   link=$(sed -n 's/^dashboard: //p' "$out/fake.out")

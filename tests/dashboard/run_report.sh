@@ -18,7 +18,7 @@ printf '%s\n' "$dom" >"$out/dom-report.html"
 <<<"$dom" grep -q 'id="rendered"' || fail "#rendered missing: the report's script did not finish"
 <<<"$dom" page_errors_empty || fail "page errors: $(<<<"$dom" grep -o '<ul id="page-errors">.*</ul>')"
 rows=$(<<<"$dom" grep -o '<tr class="by-name"[^>]*>' | sed 's/.*data-name="\([^"]*\)" data-done="\([0-9]*\)" data-erred="\([0-9]*\)".*/\1:\2:\3/' | tr '\n' ' ')
-[ "$rows" = "load:200:0 inc:1800:0 fail:0:5 " ] || fail "by-name rows: '$rows'"
+[ "$rows" = "load:200:0 inc:300:0 fail:0:5 " ] || fail "by-name rows: '$rows'"
 <<<"$dom" grep -q '<img src="x"' && fail "an error message became markup"
 screenshot "file://$report" "$out/report-sample.png" || fail "no screenshot"
 echo "screenshot: $out/report-sample.png"
