@@ -37,6 +37,10 @@ for w in fake-0 fake-1 fake-2; do
 done
 <<<"$dom2" page_errors_empty || fail "page errors: $(<<<"$dom2" grep -o '<ul id="page-errors">.*</ul>')"
 <<<"$dom2" grep -q 'id="status" class="status live"' || fail "#status is not live"
+# Live without reload: within one load the page drew several snapshots (it polls every 400 ms).
+renders=$(<<<"$dom2" attr_values data-renders '<span id="updated"')
+echo "snapshots drawn in one load: $renders"
+[ "${renders:-0}" -ge 2 ] || fail "the page drew ${renders:-0} snapshots in one load, expected it to keep polling"
 sum() { attr_values data-done '<tr class="progress"' | awk '{s += $1} END {print s + 0}'; }
 done1=$(<<<"$dom1" sum) done2=$(<<<"$dom2" sum)
 echo "tasks done: first load $done1, second load $done2"

@@ -1,12 +1,12 @@
 // The live page: polls /api/snapshot every 400 ms and redraws workers, progress, task stream,
 // throughput, errors and the scheduler's own CPU and memory (DOM hooks: tr.worker[data-name],
-// tr.progress[data-name][data-done][data-erred], #updated[data-time-ms], #status, #page-errors).
+// tr.progress[data-name][data-done][data-erred], #updated[data-time-ms][data-renders], #status, #page-errors).
 'use strict';
 (function () {
   var POLL_MS = 400, STREAM_MS = 10000;
   var token = new URLSearchParams(location.search).get('token');
   var url = 'api/snapshot' + (token ? '?token=' + encodeURIComponent(token) : '');
-  var chart = null;
+  var chart = null, renders = 0;
   var el = DT.el, td = DT.td, num = DT.num;
 
   function setStatus(text, cls) {
@@ -81,6 +81,7 @@
     DT.replaceRows('#errors', DT.errorRows(s.errors || []));
     var up = document.getElementById('updated');
     up.setAttribute('data-time-ms', String(s.time_ms));
+    up.setAttribute('data-renders', String(++renders));  // snapshots drawn since the page loaded
     up.textContent = DT.clock(t1);
   }
 
