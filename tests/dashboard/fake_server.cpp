@@ -92,17 +92,21 @@ json report() {
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
   try {
-    if (mode == "report" && argc == 3) {
-      dd::write_report_html(argv[2], report());
+    if ((mode == "report" || mode == "report-sparse") && argc == 3) {
+      dd::write_report_html(argv[2], mode == "report" ? report() : json{{"version", 1}});
       return 0;
     }
-    if (mode == "serve") {
+    if (mode == "serve" || mode == "serve-sparse") {
+      // serve-sparse: snapshots with most fields missing or empty, as a scheduler with no job yet
+      // might publish; the page must draw them without errors.
       double seconds = argc > 3 && std::string(argv[2]) == "--seconds" ? std::stod(argv[3]) : 60;
       auto server = dd::Server::start({.address = ":0", .default_host = "127.0.0.1", .token = dd::make_token(), .log = nullptr});
       std::cout << "dashboard: " << server->link() << std::endl;
       double start = now_ms();
       for (double t = 0; t < seconds; t = (now_ms() - start) / 1000) {
-        json s = snapshot(start, t);
+        json s = mode == "serve" ? snapshot(start, t)
+                                 : json{{"version", 1}, {"time_ms", start + t * 1000}, {"workers", json::array()},
+                                        {"progress", json::array()}, {"throughput", json::array()}};
         server->publish(std::make_shared<const dd::Publication>(dd::Publication{s, s.dump()}));
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
       }
@@ -112,6 +116,6 @@ int main(int argc, char** argv) {
     std::cerr << "fake_server: " << e.what() << "\n";
     return 1;
   }
-  std::cerr << "usage: fake_server serve [--seconds N] | fake_server report FILE\n";
+  std::cerr << "usage: fake_server serve|serve-sparse [--seconds N] | fake_server report|report-sparse FILE\n";
   return 2;
 }

@@ -54,6 +54,21 @@ rows=$(<<<"$dom2" attr_values data-name '<tr class="progress"' | tr '\n' ' ')
 screenshot "$link" "$out/dashboard-fake.png" || fail "no screenshot"
 echo "screenshot: $out/dashboard-fake.png"
 
+# Snapshots with most fields missing (a scheduler with no job yet) draw without errors.
+"$fake" serve-sparse --seconds 120 >"$out/fake-sparse.out" 2>&1 &
+sparse_pid=$!
+trap 'kill $pid $sparse_pid 2>/dev/null; wait $pid $sparse_pid 2>/dev/null' EXIT
+sparse_link=
+for _ in $(seq 100); do
+  sparse_link=$(sed -n 's/^dashboard: //p' "$out/fake-sparse.out")
+  [ -n "$sparse_link" ] && break
+  sleep 0.2
+done
+[ -n "$sparse_link" ] || fail "fake_server serve-sparse printed no link"
+dom3=$(dump_dom "$sparse_link") || fail "chromium could not load $sparse_link"
+<<<"$dom3" page_errors_empty || fail "sparse snapshots: page errors: $(<<<"$dom3" grep -o '<ul id="page-errors">.*</ul>')"
+<<<"$dom3" grep -q 'id="status" class="status live"' || fail "sparse snapshots: #status is not live"
+
 base=${link%%\?*}
 code=$(curl -s -o /dev/null -w '%{http_code}' "$base")
 [ "$code" = 403 ] || fail "without the token: HTTP $code, expected 403"
