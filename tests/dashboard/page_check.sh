@@ -35,3 +35,16 @@ attr_values() {
 
 # page_errors_empty < DOM: succeeds when the page's #page-errors list has no entry.
 page_errors_empty() { grep -q '<ul id="page-errors"></ul>'; }
+
+# wait_for_link FILE [SECONDS] [PID]: the first dashboard link (http://...?token=HEX) written to FILE,
+# on stdout, waiting up to SECONDS (default 20); fails if it never comes or process PID exits first.
+wait_for_link() {
+  local link tries=$(( ${2:-20} * 5 ))
+  for _ in $(seq "$tries"); do
+    link=$(grep -o 'http://[^ ]*/status?token=[0-9a-f]*' "$1" 2>/dev/null | head -n 1)
+    [ -n "$link" ] && { echo "$link"; return 0; }
+    [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null && return 1
+    sleep 0.2
+  done
+  return 1
+}

@@ -16,14 +16,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
 trap 'exit 1' INT TERM
-link=
-for _ in $(seq 100); do
-  link=$(sed -n 's/^dashboard: //p' "$out/fake.out")
-  [ -n "$link" ] && break
-  kill -0 $pid 2>/dev/null || fail "fake_server exited: $(cat "$out/fake.out")"
-  sleep 0.2
-done
-[ -n "$link" ] || fail "fake_server printed no link"
+link=$(wait_for_link "$out/fake.out" 20 $pid) || fail "fake_server printed no link: $(cat "$out/fake.out")"
 echo "link: $link"
 
 dom1=$(dump_dom "$link") || fail "chromium could not load $link (see $PAGE_CHECK_LOG)"
@@ -58,13 +51,7 @@ echo "screenshot: $out/dashboard-fake.png"
 "$fake" serve-sparse --seconds 120 >"$out/fake-sparse.out" 2>&1 &
 sparse_pid=$!
 trap 'kill $pid $sparse_pid 2>/dev/null; wait $pid $sparse_pid 2>/dev/null' EXIT
-sparse_link=
-for _ in $(seq 100); do
-  sparse_link=$(sed -n 's/^dashboard: //p' "$out/fake-sparse.out")
-  [ -n "$sparse_link" ] && break
-  sleep 0.2
-done
-[ -n "$sparse_link" ] || fail "fake_server serve-sparse printed no link"
+sparse_link=$(wait_for_link "$out/fake-sparse.out" 20 $sparse_pid) || fail "fake_server serve-sparse printed no link"
 dom3=$(dump_dom "$sparse_link") || fail "chromium could not load $sparse_link"
 <<<"$dom3" page_errors_empty || fail "sparse snapshots: page errors: $(<<<"$dom3" grep -o '<ul id="page-errors">.*</ul>')"
 <<<"$dom3" grep -q 'id="status" class="status live"' || fail "sparse snapshots: #status is not live"
