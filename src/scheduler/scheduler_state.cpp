@@ -367,6 +367,7 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, Outbox& out) {
     Task& t = tasks_[slot];
     if (t.func >= func_counts_.size()) func_counts_.resize(t.func + 1);
     ++func_counts_[t.func].now[static_cast<std::size_t>(TaskState::released)];
+    ++func_counts_[t.func].submitted;
     t.seq = next_seq_++;
     t.push_result = push_result_wanted(spec);  // enter_processing names who can take it
     if (spec.wanted) t.wanted_by.push_back(c);
@@ -836,6 +837,9 @@ nlohmann::json SchedulerState::snapshot(std::uint64_t now, const nlohmann::json&
   }
   snap["progress"] = std::move(rows);
   observatory_.fill_snapshot(snap, progress(), now);
+  std::uint64_t submitted = 0;
+  for (const auto& fc : func_counts_) submitted += fc.submitted;
+  snap["totals"]["submitted"] = submitted;
   snap["started_ms"] = observatory_.started_ms();
   return snap;
 }

@@ -351,6 +351,7 @@ class SchedulerState {
   struct FuncCounts {
     std::array<std::uint32_t, kNumTaskStates> now{};
     std::uint64_t done = 0, erred = 0;
+    std::uint64_t submitted = 0;  // distinct keys ever submitted
   };
   std::vector<FuncCounts> func_counts_;
   std::uint64_t finished_total_ = 0;

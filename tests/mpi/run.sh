@@ -103,6 +103,10 @@ timeout -k 5 60 "${MPIRUN[@]}" -n 4 --quiet "$run" --scheduler-file "$sched" "$j
 pid=$!
 for _ in $(seq 100); do grep -q sleeping "$work/out" 2>/dev/null && break; sleep 0.1; done
 mode=$(stat -c %a "$sched" 2>/dev/null)
+# The scheduler file (0600) holds the dashboard's link; /metrics answers with its token only.
+link=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("dashboard_link",""))' "$sched" 2>/dev/null)
+mcode=$(curl -s -o "$work/metrics" -w '%{http_code}' "${link/\/status/\/metrics}")
+ncode=$(curl -s -o /dev/null -w '%{http_code}' "${link%%\?*}")
 kill -TERM $pid
 wait $pid
 rc=$?
@@ -111,9 +115,10 @@ secs=$(($(date +%s) - t0))
 # orderly shutdown on their own (give them a moment), then nothing may be left.
 for _ in $(seq 50); do [ -e "$sched" ] || pgrep -f "$sched" >/dev/null || break; sleep 0.1; done
 left=$(pgrep -fc "$sched")
-name="SIGTERM to mpirun: orderly exit, non-zero, scheduler file (0600) removed, nothing left"
+name="SIGTERM to mpirun: orderly exit, non-zero, scheduler file (0600, with the dashboard link: /metrics 200, 403 without the token) removed, nothing left"
 if [ $rc -ne 0 ] && [ "$secs" -le 15 ] && [ "$mode" = 600 ] && [ ! -e "$sched" ] && [ "$left" -eq 0 ] &&
-  ! grep -qiE "segmentation|core dumped|terminate called" "$work/err"; then ok "$name"; else bad "$name (mode=$mode left=$left)"; fi
+  [ "$mcode" = 200 ] && grep -qx "dtask_workers 2" "$work/metrics" && [ "$ncode" = 403 ] &&
+  ! grep -qiE "segmentation|core dumped|terminate called" "$work/err"; then ok "$name"; else bad "$name (mode=$mode left=$left link=$link metrics=$mcode no-token=$ncode)"; fi
 
 # SIGTERM to one worker rank only: that worker drains (its results handed over to the other
 # worker, nothing recomputed: mpi_job's drain checks each result still names the worker that
@@ -221,6 +226,21 @@ if [ $rc -eq 0 ] && grep -q "^spill ok" "$work/out" && grep -qE "^spill: [1-9][0
   [ "$left" -eq 0 ]; then ok "$name ($(grep -c 'peak RSS' "$work/out") workers, $(grep -oE '[0-9]+ results on disk' "$work/out"))"; else
   bad "$name (spill files left: $left)"
 fi
+
+# Issue 16: the seed's runner example prints its dashboard link; --report leaves the job's report,
+# one self-contained page whose data names the tasks with their counts.
+job 60 -n 4 -- --dashboard-address 127.0.0.1:0 --report "$work/report.html" "$build/jobs/librunner_tasks.so"
+counts=$(python3 - "$work/report.html" <<'PY' 2>&1
+import json, re, sys
+html = open(sys.argv[1]).read()
+data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S).group(1))
+print(" ".join("%s=%d" % (r["name"], r["done"]) for r in data["by_name"]), "runs=%d" % len(data["task_stream"]),
+      "external=%d" % len(re.findall(r'(src|href)="https?:', html)))
+PY
+)
+name="runner example with --dashboard-address and --report: link printed with its token, report names inc x2"
+if [ $rc -eq 0 ] && grep -qE "^dashboard: http://127\.0\.0\.1:[0-9]+/status\?token=[0-9a-f]{32}$" "$work/out" &&
+  [ "$counts" = "inc=2 runs=2 external=0" ] && [ ! -s "$work/err" ]; then ok "$name"; else bad "$name ($counts)"; fi
 
 echo "$passed passed, $failed failed"
 ((failed == 0))

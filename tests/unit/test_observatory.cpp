@@ -56,6 +56,7 @@ TEST_CASE("Observatory.ProgressCountsPerTaskNameStayAfterRelease") {
   CHECK((*row(snap["progress"], "inc"))["in_memory"] == 3);
   CHECK((*row(snap["progress"], "double"))["erred"] == 1);
   CHECK(snap["totals"]["done"] == 3);
+  CHECK(snap["totals"]["submitted"] == 4);
   // Released by the client: the results go, the counts stay.
   h.s.handle(h.client, ReleaseKeys{{"i0", "i1", "i2", "d0"}}, h.now, h.out);
   snap = h.s.snapshot(h.now, json::object());
