@@ -23,7 +23,7 @@ struct LocalClusterOptions {
   MemoryThresholds memory_thresholds;   // fractions of memory_limit: spill, pause, terminate (dtask/memory.hpp)
   std::string local_directory;          // each worker's spill directory is made under <this>/worker-<i> (default: $TMPDIR, else /tmp)
   std::vector<std::map<std::string, double>> worker_resources;  // by worker index
-  std::string log_level = "warn";
+  std::string log_level;  // "" : DTASK_LOG_LEVEL, else SPDLOG_LEVEL, else warn
   // The dashboard (docs/dashboard.md): "" or ":8787" (Dask's default; the next free port if
   // taken), ":0" (random), "HOST:PORT", or "none".
   std::string dashboard_address;

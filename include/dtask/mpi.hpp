@@ -33,7 +33,7 @@ struct RunOptions {
   std::string scheduler_file;       // written atomically by rank 0, removed at shutdown
   std::string dashboard_address;    // rank 0's dashboard: "" / ":8787" (next free port if taken), ":0", "HOST:PORT", "none"
   std::string report;               // rank 0 writes the job's report (one HTML page) here at the end; empty: none
-  std::string log_level = "warn";
+  std::string log_level;  // "" : DTASK_LOG_LEVEL, else SPDLOG_LEVEL, else warn
   int wait_for_workers = -1;        // workers the client waits for; -1: all (N - 2)
   std::chrono::seconds wait_timeout{120};       // for those workers to join
   std::chrono::milliseconds heartbeat_timeout{5000};  // a silent worker or client is dead

@@ -43,7 +43,7 @@ struct ClusterOptions {
   std::string report;               // written when the cluster closes: the whole run as one HTML page; empty: none
   std::uint32_t allowed_failures = 3;
   FastPaths fast_paths = FastPaths::from_environment();
-  std::string log_level = "warn";   // this process and the workers
+  std::string log_level;            // this process and the workers; "": DTASK_LOG_LEVEL, else SPDLOG_LEVEL, else warn
 
   // Where the scheduler file (with the CURVE keys, 0600), the state file (job ids, 0600) and the
   // default log directory live. Must be visible on the compute nodes.

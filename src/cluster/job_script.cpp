@@ -108,7 +108,7 @@ std::string job_script(const ClusterOptions& o, const JobScriptPaths& paths) {
   // Thresholds only when not the workers' own defaults, so the usual script stays short.
   for (auto& a : worker::threshold_arguments(o.memory_thresholds, true)) cmd.push_back(std::move(a));
   if (!o.interface.empty()) cmd.insert(cmd.end(), {"--interface", shell_word(o.interface)});
-  if (!o.log_level.empty() && o.log_level != "warn") cmd.insert(cmd.end(), {"--log-level", shell_word(o.log_level)});
+  if (!o.log_level.empty()) cmd.insert(cmd.end(), {"--log-level", shell_word(o.log_level)});
   // One word with '=': a list starting with '-' would read as an option of its own.
   if (o.fast_paths != FastPaths::all()) cmd.push_back("--fast-paths=" + o.fast_paths.to_string());
   for (const auto& a : o.worker_extra_args) cmd.push_back(shell_word(a));
