@@ -24,6 +24,10 @@ struct LocalClusterOptions {
   std::string local_directory;          // each worker's spill directory is made under <this>/worker-<i> (default: $TMPDIR, else /tmp)
   std::vector<std::map<std::string, double>> worker_resources;  // by worker index
   std::string log_level = "warn";
+  // The dashboard (docs/dashboard.md): "" or ":8787" (Dask's default; the next free port if
+  // taken), ":0" (random), "HOST:PORT", or "none".
+  std::string dashboard_address;
+  std::string report;  // written when the cluster closes: the whole run as one HTML page; empty: none
   FastPaths fast_paths = FastPaths::from_environment();  // for its scheduler, workers and clients
   // A task that was running on this many workers that died fails with a KilledWorker error
   // (Dask's allowed-failures; 0: never). Only worker processes can die and come back: threads
@@ -39,6 +43,8 @@ class LocalCluster {
   LocalCluster& operator=(const LocalCluster&) = delete;
 
   const std::string& scheduler_address() const;
+  // The dashboard's URL with its access token (Dask's dashboard_link); empty with "none".
+  const std::string& dashboard_link() const;
   // Address, keys and the cluster's fast_paths: what a Client(cluster) connects with.
   ConnectOptions connect_options() const;
   const LocalClusterOptions& options() const;

@@ -31,7 +31,8 @@ struct RunOptions {
   MemoryThresholds memory_thresholds;  // fractions of the limit: spill, pause, terminate (dtask/memory.hpp)
   std::string local_directory;      // each worker's spill directory is made under it (default: $TMPDIR, else /tmp)
   std::string scheduler_file;       // written atomically by rank 0, removed at shutdown
-  std::string dashboard_address;    // reserved for the dashboard (not written yet): ignored
+  std::string dashboard_address;    // rank 0's dashboard: "" / ":8787" (next free port if taken), ":0", "HOST:PORT", "none"
+  std::string report;               // rank 0 writes the job's report (one HTML page) here at the end; empty: none
   std::string log_level = "warn";
   int wait_for_workers = -1;        // workers the client waits for; -1: all (N - 2)
   std::chrono::seconds wait_timeout{120};       // for those workers to join

@@ -39,7 +39,8 @@ struct ClusterOptions {
   // The scheduler (in this process).
   std::string scheduler_host;       // address to bind; empty: the IPv4 address of this host's name
   std::string scheduler_interface;  // wins over scheduler_host (e.g. the login node's hsn0)
-  std::string dashboard_address;    // accepted and ignored: no dashboard yet
+  std::string dashboard_address;    // the dashboard: "" / ":8787" (next free port if taken), ":0", "HOST:PORT", "none"
+  std::string report;               // written when the cluster closes: the whole run as one HTML page; empty: none
   std::uint32_t allowed_failures = 3;
   FastPaths fast_paths = FastPaths::from_environment();
   std::string log_level = "warn";   // this process and the workers
@@ -130,6 +131,8 @@ class Cluster {
 
   const std::string& id() const;                 // the cluster's name in shared_directory
   const std::string& scheduler_file() const;
+  // The dashboard's URL with its access token (Dask's dashboard_link); empty with "none".
+  const std::string& dashboard_link() const;
   const std::string& scheduler_address() const;
   ConnectOptions connect_options() const;        // what Client(cluster) connects with
   const ClusterOptions& options() const;

@@ -120,6 +120,8 @@ int role_main(int from_parent, int to_parent, const mpi::RunOptions& opt,
     so.security = Security::generate();
     so.scheduler_file = opt.scheduler_file;
     so.job_id = job_id();
+    so.dashboard_address = opt.dashboard_address;
+    so.report_path = opt.report;
     so.where = where;
     so.exit_when_client_lost = !opt.no_client;
     so.config.stop_job_when_worker_signalled = true;

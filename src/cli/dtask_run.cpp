@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
                  "where each worker makes its own spill directory (default: $TMPDIR, else /tmp)");
   app.add_option("--scheduler-file", opt.scheduler_file, "write the scheduler's address and keys here (0600)");
   app.add_option("--dashboard-address", opt.dashboard_address,
-                 "reserved for the dashboard, which is not written yet: accepted and ignored");
+                 "the dashboard's address on rank 0: :8787 (default; the next free port if taken), :0, HOST:PORT, or none");
+  app.add_option("--report", opt.report, "rank 0 writes the job's report here (one HTML page) when the job ends");
   app.add_option("--log-level", opt.log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_option("--wait-for-workers", opt.wait_for_workers, "workers the client waits for (default: all)");
   app.add_option("--wait-timeout", wait_timeout, "seconds to wait for them")->capture_default_str()->check(CLI::PositiveNumber);

@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   app.add_option("--job-id", opt.job_id, "recorded in the scheduler file");
   app.add_flag("--insecure", insecure, "no CURVE encryption/authentication (trusted networks only)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--dashboard-address", opt.dashboard_address,
+                 "the dashboard's address: :8787 (default; the next free port if taken), :0, HOST:PORT, or none");
+  app.add_option("--report", opt.report_path, "write the job's report here (one HTML page) when the scheduler stops");
   app.add_option("--fast-paths", fast_paths, dtask::cli::kFastPathsHelp);
   app.add_option("--allowed-failures", opt.config.allowed_failures,
                  "a task that was running on this many workers that died fails (KilledWorker); 0: never")
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
   g_server = server.get();
   dtask::cli::on_termination(&stop);
   std::printf("dtask scheduler at %s\n", server->address().c_str());
+  if (!server->dashboard_link().empty()) std::printf("dtask dashboard at %s\n", server->dashboard_link().c_str());
   std::fflush(stdout);
   int code = server->run();
   g_server = nullptr;

@@ -75,6 +75,8 @@ struct LocalCluster::Impl {
     so.interface = opt.interface;
     so.security = security;
     so.where = "local";
+    so.dashboard_address = opt.dashboard_address;
+    so.report_path = opt.report;
     so.config.fast_paths = opt.fast_paths;
     so.config.allowed_failures = opt.allowed_failures;
     server = std::make_unique<scheduler::SchedulerServer>(so);
@@ -115,7 +117,7 @@ struct LocalCluster::Impl {
     if (!::mkdtemp(tmpl)) throw std::runtime_error("LocalCluster: cannot create a private directory");
     private_dir = tmpl;
     std::string sched_file = private_dir + "/scheduler.json";
-    write_scheduler_file(sched_file, server->address(), security, "local");
+    write_scheduler_file(sched_file, server->address(), security, "local", server->dashboard_link());
     std::string exe = worker_executable();
     for (int i = 0; i < opt.n_workers; ++i) {
       std::vector<std::string> args = {exe, "--scheduler-file", sched_file, "--name", std::to_string(i),
@@ -187,6 +189,10 @@ struct LocalCluster::Impl {
 LocalCluster::LocalCluster(LocalClusterOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 LocalCluster::~LocalCluster() { close(); }
 const std::string& LocalCluster::scheduler_address() const { return impl_->server->address(); }
+const std::string& LocalCluster::dashboard_link() const {
+  if (!impl_->server) throw std::logic_error("LocalCluster: closed");
+  return impl_->server->dashboard_link();
+}
 ConnectOptions LocalCluster::connect_options() const {
   ConnectOptions c;
   c.address = impl_->server->address();

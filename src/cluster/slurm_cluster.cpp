@@ -171,11 +171,13 @@ struct Cluster::Impl {
       so.interface = opt.scheduler_interface;
       so.security = security;
       so.where = "slurm:" + id;
+      so.dashboard_address = opt.dashboard_address;
+      so.report_path = opt.report;
       so.config.fast_paths = opt.fast_paths;
       so.config.allowed_failures = opt.allowed_failures;
       server = std::make_unique<scheduler::SchedulerServer>(so);
       server_thread = std::thread([this] { server->run(); });
-      write_scheduler_file(scheduler_file, server->address(), security, id);
+      write_scheduler_file(scheduler_file, server->address(), security, id, server->dashboard_link());
       save_state();
       poll_thread = std::thread([this] { poll_loop(); });
     } catch (...) {
@@ -677,6 +679,10 @@ std::vector<std::string> Cluster::failures() const {
 }
 const std::string& Cluster::id() const { return impl_->id; }
 const std::string& Cluster::scheduler_file() const { return impl_->scheduler_file; }
+const std::string& Cluster::dashboard_link() const {
+  if (!impl_->server) throw std::logic_error("slurm::Cluster: closed");
+  return impl_->server->dashboard_link();
+}
 const std::string& Cluster::scheduler_address() const {
   if (!impl_->server) throw std::logic_error("slurm::Cluster: closed");
   return impl_->server->address();

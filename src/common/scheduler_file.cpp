@@ -14,7 +14,7 @@
 namespace dtask {
 
 void write_scheduler_file(const std::string& path, const std::string& address, const Security& sec,
-                          const std::string& job_id) {
+                          const std::string& job_id, const std::string& dashboard_link) {
   nlohmann::json j = {{"address", address},
                       {"job_id", job_id},
                       {"pid", static_cast<long>(::getpid())},
@@ -24,7 +24,8 @@ void write_scheduler_file(const std::string& path, const std::string& address, c
                       // Workers started from this file serve data as CURVE servers with the job's pair.
                       {"server_secret", sec.server_secret},
                       {"client_public", sec.client_public},
-                      {"client_secret", sec.client_secret}};
+                      {"client_secret", sec.client_secret},
+                      {"dashboard_link", dashboard_link}};
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream f(tmp, std::ios::trunc);
@@ -50,6 +51,7 @@ SchedulerFile read_scheduler_file(const std::string& path) {
     auto j = nlohmann::json::parse(f);
     out.connect.address = j.at("address").get<std::string>();
     out.job_id = j.value("job_id", "");
+    out.dashboard_link = j.value("dashboard_link", "");
     out.connect.security.enabled = j.value("secure", false);
     out.connect.security.server_public = j.value("server_public", "");
     out.connect.security.server_secret = j.value("server_secret", "");

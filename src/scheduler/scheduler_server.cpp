@@ -1,6 +1,7 @@
 // The scheduler's event loop: one ROUTER socket, SchedulerState decisions, batched replies.
 #include "scheduler/scheduler_server.hpp"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,8 +12,12 @@
 #include <zmq.hpp>
 
 #include "common/drop_log.hpp"
+#include "common/host.hpp"
 #include "common/log.hpp"
+#include "common/memory_limit.hpp"
 #include "common/scheduler_file.hpp"
+#include "dashboard/http_server.hpp"
+#include "dashboard/report_html.hpp"
 #include "transport/transport.hpp"
 
 namespace dtask::scheduler {
@@ -24,6 +29,21 @@ namespace {
 constexpr int kMaxDrain = 20000;
 // Upper bound of messages per outgoing batch, so one giant graph does not become one giant frame.
 constexpr std::size_t kMaxBatch = 20000;
+// How often the loop renders a dashboard snapshot (and samples throughput for the report): the
+// page polls faster than twice a second, and this is the only work a browser costs the loop.
+constexpr std::uint64_t kPublishMs = 250;
+
+double cpu_seconds_of_process() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+std::uint64_t wall_ms() {
+  using namespace std::chrono;
+  return static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
 }  // namespace
 
 struct SchedulerServer::Impl {
@@ -47,6 +67,14 @@ struct SchedulerServer::Impl {
   std::vector<int> worker_fd;
   std::vector<int> closed_fds;
   std::uint64_t link_deadline = 0;  // when the first closed link's grace ends (0: none pending)
+  // The dashboard's HTTP server runs its own threads and reads only what publish() hands it;
+  // the loop alone renders snapshots (docs/dashboard.md).
+  std::unique_ptr<dashboard::Server> dash;
+  std::string dashboard_link;
+  std::uint64_t last_publish = 0;
+  double last_cpu_s = 0;
+  std::uint64_t last_cpu_at = 0;
+  double cpu_percent = 0;
 
   void log_closed(const std::vector<WorkerId>& ws) {
     for (auto w : ws) {
@@ -70,7 +98,58 @@ struct SchedulerServer::Impl {
       throw std::runtime_error("scheduler cannot bind to " + host.address + ":" + std::to_string(opt.port) + ": " +
                                e.what());
     }
-    if (!opt.scheduler_file.empty()) dtask::write_scheduler_file(opt.scheduler_file, address, opt.security, opt.job_id);
+    const std::uint64_t now = transport::now_ms();
+    state.observatory().set_wall_offset(static_cast<std::int64_t>(wall_ms()) - static_cast<std::int64_t>(now));
+    state.observatory().set_started(now);
+    // A dashboard that cannot start is an error now (a bad address), like a port the scheduler
+    // cannot bind: the user asked for it.
+    dash = dashboard::Server::start({opt.dashboard_address, host.address, dashboard::make_token(), log});
+    if (dash) {
+      dashboard_link = dash->link();
+      state.set_dashboard_link(dashboard_link);
+      log->info("dashboard at {}", dashboard_link);
+    }
+    if (!opt.scheduler_file.empty()) {
+      dtask::write_scheduler_file(opt.scheduler_file, address, opt.security, opt.job_id, dashboard_link);
+    }
+  }
+
+  // The scheduler object of snapshots and reports: where it is and what its process costs.
+  nlohmann::json process_info(std::uint64_t now) {
+    double cpu = cpu_seconds_of_process();
+    if (last_cpu_at != 0 && now > last_cpu_at) {
+      cpu_percent = 100.0 * (cpu - last_cpu_s) * 1000.0 / static_cast<double>(now - last_cpu_at);
+    }
+    last_cpu_s = cpu;
+    last_cpu_at = now;
+    return {{"address", address}, {"host", hostname()}, {"job_id", opt.job_id}, {"cpu_seconds", cpu},
+            {"cpu_percent", cpu_percent}, {"rss_bytes", resident_bytes()}, {"dashboard", dash != nullptr}};
+  }
+
+  // Every kPublishMs: a throughput sample (for the report) and, with a dashboard, a snapshot.
+  void publish(std::uint64_t now) {
+    last_publish = now;
+    state.observatory().sample_throughput(now, state.finished_total());
+    auto info = process_info(now);
+    if (dash) {
+      auto p = std::make_shared<dashboard::Publication>();
+      p->snapshot = state.snapshot(now, info);
+      p->snapshot_text = p->snapshot.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      dash->publish(std::move(p));
+    }
+    state.set_process_info(std::move(info));
+  }
+
+  // --report: the whole job as one page, written once the loop ended (a failure is one line).
+  void write_report() {
+    if (opt.report_path.empty()) return;
+    const std::uint64_t now = transport::now_ms();
+    try {
+      state.observatory().sample_throughput(now, state.finished_total());
+      dashboard::write_report_html(opt.report_path, state.report(now, 0, process_info(now)));
+    } catch (const std::exception& e) {
+      log->error("cannot write the report: {}", e.what());
+    }
   }
 
   ~Impl() {
@@ -227,7 +306,9 @@ struct SchedulerServer::Impl {
         }
         if (!anyone_talking || now >= shutdown_deadline) break;
       }
+      if (now >= last_publish + kPublishMs) publish(now);
       std::uint64_t wait = now >= last_tick + hb ? 0 : last_tick + hb - now;
+      wait = std::min(wait, last_publish + kPublishMs > now ? last_publish + kPublishMs - now : 0);
       if (link_deadline != 0) wait = std::min(wait, link_deadline > now ? link_deadline - now : 0);
       zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
                                  {nullptr, wakeup.fd(), ZMQ_POLLIN, 0},
@@ -284,6 +365,7 @@ struct SchedulerServer::Impl {
       flush(out);
     }
     flush(out);
+    write_report();
     return state.shutdown_code();
   }
 };
@@ -291,6 +373,7 @@ struct SchedulerServer::Impl {
 SchedulerServer::SchedulerServer(SchedulerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 SchedulerServer::~SchedulerServer() = default;
 const std::string& SchedulerServer::address() const { return impl_->address; }
+const std::string& SchedulerServer::dashboard_link() const { return impl_->dashboard_link; }
 int SchedulerServer::run() { return impl_->run(); }
 void SchedulerServer::stop(int code) {
   impl_->stop_code = code;

@@ -1,4 +1,5 @@
-// The scheduler's event loop: one ROUTER socket, SchedulerState decisions, batched replies.
+// The scheduler's event loop: one ROUTER socket, SchedulerState decisions, batched replies; it
+// also publishes the dashboard's snapshots and writes the job report (docs/dashboard.md).
 #pragma once
 
 #include <atomic>
@@ -23,6 +24,11 @@ struct SchedulerOptions {
   std::string scheduler_file;  // written atomically once bound, removed when the loop ends
   std::string job_id;
   std::uint64_t shutdown_grace_ms = 5000;  // how long to wait for workers to say goodbye
+  // The dashboard (docs/dashboard.md): "" or ":8787" (8787, else the next free port), ":0",
+  // "HOST:PORT", or "none". Its host defaults to the address the scheduler binds.
+  std::string dashboard_address;
+  // Written when the loop ends: the job's report as one HTML page (empty: none).
+  std::string report_path;
 };
 
 class SchedulerServer {
@@ -34,6 +40,8 @@ class SchedulerServer {
   SchedulerServer& operator=(const SchedulerServer&) = delete;
 
   const std::string& address() const;
+  // The dashboard's URL with its token; empty when none is served.
+  const std::string& dashboard_link() const;
   // Serves until shutdown; returns the exit code the shutdown carried.
   int run();
   // Thread- and signal-safe: begin an orderly shutdown with this exit code.

@@ -70,6 +70,7 @@ std::optional<WorkerId> SchedulerState::add_worker(const RegisterWorker& reg, st
   worker_identities_[identity] = id;
   workers_.push_back(std::move(rec));
   note_room(workers_.back());
+  observatory_.worker_joined(reg.name, reg.host, static_cast<int>(reg.nthreads), now);
   out.worker(id, std::move(welcome));
   retry_unrunnable(now, out);
   dispatch(out);
@@ -111,6 +112,7 @@ void SchedulerState::remove_worker(WorkerId wid, const WorkerLoss& loss, Outbox&
   rec.memory = {};
   rec.memory_reported = false;
   if (loss.is_death()) ++workers_died_;
+  observatory_.worker_gone(rec.info.name, loss.is_death() ? "died: " + loss.reason : std::string("left"), now_ms_);
   std::vector<std::uint32_t> reschedule;
   const std::size_t was_processing = rec.processing.size();
 
@@ -273,6 +275,7 @@ void SchedulerState::handle(WorkerId from, WorkerToScheduler msg, std::uint64_t 
         else if constexpr (std::is_same_v<M, RegisterWorker>) ++stale_messages_;  // already registered
         else if constexpr (std::is_same_v<M, RetireWorker>) on_retire_worker(from, m, out);
         else if constexpr (std::is_same_v<M, MemoryReport>) on_memory_report(from, m, out);
+        else if constexpr (std::is_same_v<M, Telemetry>) on_telemetry(from, m);
       },
       msg);
   if (!retiring_.empty() && (workers_[from.value].retiring || std::holds_alternative<ReplicasAdded>(msg))) advance_retirements(out);
@@ -291,7 +294,7 @@ void SchedulerState::handle(ClientId from, ClientToScheduler msg, std::uint64_t 
         if constexpr (std::is_same_v<M, SubmitTasks>) on_submit(from, m, out);
         else if constexpr (std::is_same_v<M, ReleaseKeys>) on_release_keys(from, m, out);
         else if constexpr (std::is_same_v<M, CancelKeys>) on_cancel_keys(from, m, out);
-        else if constexpr (std::is_same_v<M, InfoRequest>) out.client(from, InfoReply{m.request_id, info()});
+        else if constexpr (std::is_same_v<M, InfoRequest>) out.client(from, InfoReply{m.request_id, answer_info(m)});
         else if constexpr (std::is_same_v<M, ShutdownCluster>) request_shutdown(m.code, "the client asked for shutdown", out);
         else if constexpr (std::is_same_v<M, ClientGoodbye>) remove_client(from, out);
         else if constexpr (std::is_same_v<M, ResultsReceived>) on_results_received(from, m, out);
@@ -362,6 +365,8 @@ void SchedulerState::on_submit(ClientId c, SubmitTasks& m, Outbox& out) {
     std::uint32_t slot = tasks_.add(spec, bad);
     ++counts_[static_cast<std::size_t>(TaskState::released)];
     Task& t = tasks_[slot];
+    if (t.func >= func_counts_.size()) func_counts_.resize(t.func + 1);
+    ++func_counts_[t.func].now[static_cast<std::size_t>(TaskState::released)];
     t.seq = next_seq_++;
     t.push_result = push_result_wanted(spec);  // enter_processing names who can take it
     if (spec.wanted) t.wanted_by.push_back(c);
@@ -630,6 +635,11 @@ void SchedulerState::make_ready_or_wait(std::uint32_t start, Outbox& out) {
 void SchedulerState::fail(std::uint32_t start, const std::string& func, const std::string& message, bool cancelled,
                           Outbox& out) {
   auto failure = std::make_shared<const Failure>(Failure{func, message});
+  if (!cancelled && start < tasks_.slots()) {  // the task's own failure, for the dashboard and report
+    const Task& t0 = tasks_[start];
+    const WorkerRecord* on = t0.state == TaskState::processing ? worker(t0.processing_on) : nullptr;
+    observatory_.on_error(func, std::string(key_of(t0)), on ? on->info.name : std::string(), message, now_ms_);
+  }
   std::vector<std::uint32_t> stack{start};
   while (!stack.empty()) {
     std::uint32_t slot = stack.back();
@@ -775,6 +785,70 @@ nlohmann::json SchedulerState::info() const {
           {"completions_reported_by_clients", receipts_accepted_},
           {"placed_where_started_early", early_placed_},
           {"worker_pauses", worker_pauses_}};
+}
+
+
+// ---- observability (docs/dashboard.md) ----------------------------------------------------
+
+// Purpose: a worker's runs, per-function totals, fetches and log lines since its last report.
+// Input:   Telemetry (worker/telemetry.hpp), with its heartbeat.
+// Action:  hands it to the observatory, naming each run's task by key while the task is known.
+// Caveats: a task forgotten before the report arrives is named by its function only.
+void SchedulerState::on_telemetry(WorkerId w, const protocol::Telemetry& m) {
+  observatory_.on_telemetry(
+      workers_[w.value].info.name, m,
+      [this](TaskId id) {
+        const Task* t = tasks_.lookup(id);
+        return t ? std::string(key_of(*t)) : std::string();
+      },
+      now_ms_);
+}
+
+std::vector<Observatory::Progress> SchedulerState::progress() const {
+  std::vector<Observatory::Progress> rows;
+  rows.reserve(func_counts_.size());
+  for (std::size_t f = 0; f < func_counts_.size(); ++f) {
+    rows.push_back({func_name(static_cast<std::uint32_t>(f)), func_counts_[f].done, func_counts_[f].erred});
+  }
+  return rows;
+}
+
+nlohmann::json SchedulerState::snapshot(std::uint64_t now, const nlohmann::json& scheduler) const {
+  nlohmann::json snap = info();
+  snap.erase("counters");
+  snap["version"] = 1;
+  snap["time_ms"] = observatory_.wall(now);
+  snap["scheduler"] = scheduler;
+  for (auto& w : snap["workers"]) {
+    const WorkerRecord* rec = worker(WorkerId{w["id"].get<std::uint32_t>()});
+    w["last_seen_s"] = rec && now > rec->last_seen_ms ? static_cast<double>(now - rec->last_seen_ms) / 1000.0 : 0.0;
+  }
+  nlohmann::json rows = nlohmann::json::array();
+  auto at = [](const FuncCounts& fc, TaskState s) { return fc.now[static_cast<std::size_t>(s)]; };
+  for (std::size_t f = 0; f < func_counts_.size(); ++f) {
+    const FuncCounts& fc = func_counts_[f];
+    rows.push_back({{"name", func_name(static_cast<std::uint32_t>(f))},
+                    {"done", fc.done},
+                    {"erred", fc.erred},
+                    {"running", at(fc, TaskState::processing)},
+                    {"waiting", at(fc, TaskState::released) + at(fc, TaskState::waiting) + at(fc, TaskState::queued)},
+                    {"in_memory", at(fc, TaskState::memory)}});
+  }
+  snap["progress"] = std::move(rows);
+  observatory_.fill_snapshot(snap, progress(), now);
+  snap["started_ms"] = observatory_.started_ms();
+  return snap;
+}
+
+nlohmann::json SchedulerState::report(std::uint64_t now, std::uint64_t since_ms, const nlohmann::json& scheduler) const {
+  return observatory_.report(now, since_ms, scheduler, progress());
+}
+
+nlohmann::json SchedulerState::answer_info(const protocol::InfoRequest& m) const {
+  if (m.what.empty() || m.what == "info") return info();
+  if (m.what == "logs") return observatory_.logs(Observatory::kMaxLogLines);
+  if (m.what == "report") return report(now_ms_, m.since_ms, process_info_);
+  return nlohmann::json{{"error", "unknown request '" + m.what.substr(0, 64) + "' (known: info, logs, report)"}};
 }
 
 }  // namespace dtask::scheduler

@@ -19,6 +19,7 @@
 #include <dtask/types.hpp>
 
 #include "protocol/messages.hpp"
+#include "scheduler/observatory.hpp"
 #include "scheduler/task_event.hpp"
 #include "scheduler/task_state.hpp"
 #include "scheduler/task_storage.hpp"
@@ -221,6 +222,20 @@ class SchedulerState {
   const std::string& func_name(std::uint32_t f) const { return tasks_.func_name(f); }
   const std::shared_ptr<spdlog::logger>& logger() const { return log_; }
 
+  // ---- observability (observatory.cpp; docs/dashboard.md) ----
+  Observatory& observatory() { return observatory_; }
+  const Observatory& observatory() const { return observatory_; }
+  // Per task name, in order of first submission: finished and failed, cumulative.
+  std::vector<Observatory::Progress> progress() const;
+  std::uint64_t finished_total() const { return finished_total_; }
+  // The dashboard's snapshot (docs/dashboard.md); `scheduler` is the scheduler object (address,
+  // host, job id, its process's CPU and memory), which only the server can measure.
+  nlohmann::json snapshot(std::uint64_t now, const nlohmann::json& scheduler) const;
+  // The report JSON of everything kept since `since_ms` (wall clock; 0: the whole job).
+  nlohmann::json report(std::uint64_t now, std::uint64_t since_ms, const nlohmann::json& scheduler) const;
+  // What the server says about its process in snapshots and reports (set_process_info).
+  void set_process_info(nlohmann::json scheduler) { process_info_ = std::move(scheduler); }
+
   // The dashboard's URL with its token, told to every client in its welcome (empty: none).
   void set_dashboard_link(std::string link) { dashboard_link_ = std::move(link); }
   const std::string& dashboard_link() const { return dashboard_link_; }
@@ -248,6 +263,9 @@ class SchedulerState {
   void on_replicas_added(WorkerId w, const protocol::ReplicasAdded& m, Outbox& out);
   void on_steal_reply(WorkerId w, const protocol::StealReply& m, Outbox& out);
   void on_fetch_failed(WorkerId w, const protocol::FetchFailed& m, Outbox& out);
+  void on_telemetry(WorkerId w, const protocol::Telemetry& m);
+  // InfoRequest: scheduler_info(), the workers' logs or the report (InfoRequest::what).
+  nlohmann::json answer_info(const protocol::InfoRequest& m) const;
 
   // ---- retiring workers (retire.cpp) ----
   void on_retire_worker(WorkerId w, const protocol::RetireWorker& m, Outbox& out);
@@ -326,6 +344,16 @@ class SchedulerState {
   SchedulerConfig config_;
   std::shared_ptr<spdlog::logger> log_;
   std::string dashboard_link_;
+  Observatory observatory_;
+  nlohmann::json process_info_ = nlohmann::json::object();
+  // Per function (TaskTable's interned index): tasks in each state now, and how many finished
+  // and failed so far. Kept by transition(); the dashboard's progress rows.
+  struct FuncCounts {
+    std::array<std::uint32_t, kNumTaskStates> now{};
+    std::uint64_t done = 0, erred = 0;
+  };
+  std::vector<FuncCounts> func_counts_;
+  std::uint64_t finished_total_ = 0;
   TaskTable tasks_;
   std::size_t counts_[kNumTaskStates] = {};
   std::uint64_t next_seq_ = 0;

@@ -155,6 +155,16 @@ TransitionResult SchedulerState::transition(std::uint32_t slot, const TaskEvent&
   --counts_[static_cast<std::size_t>(from)];
   t.state = rule->to;
   if (rule->to != TaskState::forgotten) ++counts_[static_cast<std::size_t>(rule->to)];
+  // The dashboard's progress per task name (sized at submission, so t.func is in range).
+  auto& fc = func_counts_[t.func];
+  --fc.now[static_cast<std::size_t>(from)];
+  if (rule->to != TaskState::forgotten) ++fc.now[static_cast<std::size_t>(rule->to)];
+  if (rule->to == TaskState::memory) {
+    ++fc.done;
+    ++finished_total_;
+  } else if (rule->to == TaskState::erred && !ev.cancelled) {
+    ++fc.erred;
+  }
   rule->enter(*this, t, from, ev, out);
   return {};
 }

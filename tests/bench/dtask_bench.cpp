@@ -1,7 +1,7 @@
-// The dtask side of the benchmark suite (W1-W10); tests/bench/run.sh runs it next to
+// The dtask side of the benchmark suite (W1-W11); tests/bench/run.sh runs it next to
 // dask_bench.py and merges both into one table. See docs/performance.md.
 //
-//   dtask_bench --workloads W1,...,W10,FP [--workers 2] [--small] [--json out.json] [--insecure]
+//   dtask_bench --workloads W1,...,W11,FP [--workers 2] [--small] [--json out.json] [--insecure]
 //               [--fast-paths SPEC]
 //
 // --fast-paths SPEC (FastPaths::parse: all, none, -early_start,...) switches the latency
@@ -414,6 +414,10 @@ extern "C" void on_signal(int sig) {
 
 // Extra arguments for every dtask-worker a case spawns (W10 sets --memory-limit).
 std::vector<std::string> g_worker_args;
+// Extra arguments for the dtask-scheduler (W11 sets --dashboard-address), and whether a headless
+// browser watches the dashboard while the case runs (W11).
+std::vector<std::string> g_scheduler_args;
+bool g_browser = false;
 
 class SpawnedCluster {
  public:
@@ -445,6 +449,11 @@ class SpawnedCluster {
       client_->close();
       client_.reset();
     }
+    if (browser_ > 0) {
+      ::kill(-browser_, SIGTERM);  // chromium and its helper processes (its own group)
+      reap(browser_, 10s);
+      browser_ = -1;
+    }
     if (sched_ > 0) ::kill(sched_, SIGTERM);  // no-op if it already left after the shutdown
     for (pid_t w : workers_) reap(w, 10s);
     if (sched_ > 0) reap(sched_, 10s);
@@ -468,6 +477,7 @@ class SpawnedCluster {
     std::vector<std::string> sargs = {g_opt.scheduler_exe, "--scheduler-file", file, "--log-level",
                                       g_opt.sched_log_level, fast_paths};
     if (!secure) sargs.push_back("--insecure");
+    sargs.insert(sargs.end(), g_scheduler_args.begin(), g_scheduler_args.end());
     sched_ = spawn(sargs);
     while (!std::filesystem::exists(file)) {
       int st = 0;
@@ -497,10 +507,24 @@ class SpawnedCluster {
     if (n_workers > 0 && !client_->wait_for_workers(static_cast<std::size_t>(n_workers), 30s)) {
       throw std::runtime_error("workers did not register within 30 s");
     }
+    if (g_browser) {
+      if (f.dashboard_link.empty()) throw std::runtime_error("W11: the scheduler serves no dashboard");
+      // A live page (it polls the snapshot every 400 ms) until the case ends: --remote-debugging-port
+      // keeps headless chromium running instead of printing the DOM and leaving.
+      // Through sh for its stderr (chromium's own chatter); own group, so close() stops it whole.
+      browser_ = spawn({"/bin/sh", "-c",
+                        "exec /usr/bin/chromium --headless --no-sandbox --disable-gpu --no-first-run "
+                        "--disable-background-networking --disable-component-update --disable-sync "
+                        "--remote-debugging-port=0 --user-data-dir='" + dir_ + "/browser' '" + f.dashboard_link +
+                            "' 2>/dev/null"},
+                       true, true);
+      std::this_thread::sleep_for(2s);  // the page loaded and polling before the clock starts
+    }
     start_s = seconds_since(t0);
   }
 
   std::string dir_;
+  pid_t browser_ = -1;
   pid_t sched_ = -1;
   std::vector<pid_t> workers_;
   std::optional<dtask::Client> client_;
@@ -1486,6 +1510,23 @@ void w9() {
 
 void w10_spill();
 
+// W11: the dashboard's cost (issue 16). W2's map with no dashboard against a headless browser on
+// the dashboard, in alternating pairs like W10 (goal: at most 5 % slower).
+void w11() {
+  const long long n = g_opt.small ? 10000 : 100000;
+  const int pairs = g_opt.small ? 1 : 3;
+  for (int i = 0; i < pairs; ++i) {
+    g_scheduler_args = {"--dashboard-address", "none"};
+    g_browser = false;
+    w2_case("W11", "map", n, "map-no-dashboard");
+    g_scheduler_args = {"--dashboard-address", ":0"};
+    g_browser = true;
+    w2_case("W11", "map", n, "map-browser-on-dashboard");
+  }
+  g_scheduler_args.clear();
+  g_browser = false;
+}
+
 void w10() {
   const long long n = g_opt.small ? 10000 : 100000;
   const int pairs = g_opt.small ? 1 : 3;
@@ -1607,7 +1648,7 @@ void fp() {
 
 void usage() {
   std::printf(
-      "usage: dtask_bench [--workloads W1,...,W10,FP] [--workers N] [--small] [--json PATH] [--insecure]\n"
+      "usage: dtask_bench [--workloads W1,...,W11,FP] [--workers N] [--small] [--json PATH] [--insecure]\n"
       "                   [--fast-paths SPEC]  (all, none, or e.g. --fast-paths=-early_start,-run_on_loop;\n"
       "                                         default: DTASK_FAST_PATHS, else all)\n"
       "                   [--case-timeout SECONDS] [--min-free-mb MB]\n"
@@ -1649,7 +1690,7 @@ int main(int argc, char** argv) {
     ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
     g_self_exe = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string(argv[0]);
   }
-  g_opt.workloads = {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "FP"};
+  g_opt.workloads = {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "FP"};
   try {
     g_opt.fast_paths = dtask::FastPaths::from_environment();
   } catch (const std::invalid_argument& e) {
@@ -1741,6 +1782,7 @@ int main(int argc, char** argv) {
     else if (w == "W8") w8();
     else if (w == "W9") w9();
     else if (w == "W10") w10();
+    else if (w == "W11") w11();
     else if (w == "FP") fp();
     else {
       std::fprintf(stderr, "dtask_bench: unknown workload %s\n", w.c_str());

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The benchmark suite in one command: dtask (W1-W10, and FP: what each fast path is worth) and
+# The benchmark suite in one command: dtask (W1-W11, and FP: what each fast path is worth) and
 # Dask distributed (W1-W6, default config and worker-saturation=inf) on this machine, one after
 # the other, merged into one table with the dtask/Dask ratios and the target checks. See
 # docs/performance.md.
 #
-#   tests/bench/run.sh [--small] [--workloads W1,...,W10,FP] [--build-dir DIR] [--no-build]
+#   tests/bench/run.sh [--small] [--workloads W1,...,W11,FP] [--build-dir DIR] [--no-build]
 #                      [--out DIR] [--no-dask] [--wait-idle SECONDS] [--fast-paths SPEC]
 #
 # --small      small sizes (CI: the whole run takes under ~3 minutes on 2 cores)
@@ -27,7 +27,7 @@ small=0
 do_build=1
 do_dask=1
 out=""
-workloads="W1,W2,W3,W4,W5,W6,W7,W8,W9,W10,FP"
+workloads="W1,W2,W3,W4,W5,W6,W7,W8,W9,W10,W11,FP"
 fast_paths=()
 wait_idle=0
 py=/usr/bin/python3

@@ -174,7 +174,11 @@ for l in runner hostnames chains; do
   [ "$l" = hostnames ] && extra=" ($(host_counts "$work/$l.out"))"
   if [ "$state" = COMPLETED ] && [ "$exitcode" = 0:0 ] && grep -qE "${expect[$l]}" "$work/$l.out" &&
     clean_stderr "$work/$l.err" &&
-    { [ "$l" != hostnames ] || host_counts "$work/$l.out" | grep -qE 'node1=[1-9].* node2=[1-9]'; }; then
+    { [ "$l" != hostnames ] || host_counts "$work/$l.out" | grep -qE 'node1=[1-9].* node2=[1-9]'; } &&
+    # The runner prints its dashboard link (on the scheduler's interface, with the token) and
+    # leaves its report beside the output (issue 16).
+    { [ "$l" != runner ] || { grep -qE "^dashboard: http://10\.77\.0\.[12]:[0-9]+/status\?token=[0-9a-f]{32}$" "$work/$l.out" &&
+      grep -q '"inc"' "$work/dtask-runner-$jid.html"; }; }; then
     ok "$name [job $jid, ${secs}s]$extra"
   else
     bad "$name [job $jid: state=$state ExitCode=$exitcode, ${secs}s]" "$work/$l.out" "$work/$l.err"

@@ -1,0 +1,32 @@
+// The dashboard's compiled-in files (src/dashboard/assets/, embedded by embed_assets.py at build time).
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+namespace dtask::dashboard {
+
+struct Asset {
+  std::string_view name;          // path under src/dashboard/assets/, e.g. "vendor/uplot/LICENSE"
+  std::string_view data;
+  std::string_view content_type;
+};
+
+// Every asset, sorted by name (generated code).
+const std::vector<Asset>& assets();
+
+// The asset called `name`, or nullptr.
+inline const Asset* find_asset(std::string_view name) {
+  for (const Asset& a : assets())
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+// The asset's text; throws nothing: an asset missing from the build is a build error, so this
+// returns "" only for a name nobody embedded.
+inline std::string_view asset_text(std::string_view name) {
+  const Asset* a = find_asset(name);
+  return a ? a->data : std::string_view{};
+}
+
+}  // namespace dtask::dashboard
