@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dtask-scheduler: unknown log level '%s'\n", log_level.c_str());
     return 2;
   }
-  dtask::log::set_level(log_level);
+  // Only when given: else DTASK_LOG_LEVEL / SPDLOG_LEVEL, else warn (common/log.hpp).
+  if (app.get_option("--log-level")->count() > 0) dtask::log::set_level(log_level);
   auto fp = dtask::cli::parse_fast_paths(fast_paths);
   if (!fp.ok()) {
     std::fprintf(stderr, "dtask-scheduler: %s\n", fp.error.c_str());

@@ -81,7 +81,8 @@ int main(int argc, char** argv) {
     return 2;
   };
   if (!dtask::log::valid_level(log_level)) return fail("unknown log level '" + log_level + "'");
-  dtask::log::set_level(log_level);
+  // Only when given: else DTASK_LOG_LEVEL / SPDLOG_LEVEL, else warn (common/log.hpp).
+  if (app.get_option("--log-level")->count() > 0) dtask::log::set_level(log_level);
   // "auto" divides among the workers this command starts: they are the ones sharing this node's
   // share (a job script that starts several dtask-worker commands on one node gives each an explicit size).
   std::string memory_error;

@@ -5,7 +5,9 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -18,6 +20,14 @@ std::shared_ptr<spdlog::logger> make(const std::string& role, const std::string&
 void set_level(const std::string& level);
 // Validates a level name (for CLI input).
 bool valid_level(const std::string& level);
+// Where no set_level() was called, the level comes from the environment: DTASK_LOG_LEVEL, else
+// SPDLOG_LEVEL, else warn. SPDLOG_LEVEL follows spdlog's convention ("info", or a list such as
+// "debug,worker=info"): the last bare level in it counts; logger=level parts and unknown words are
+// ignored. nullopt when it names no level.
+std::optional<std::string> level_from_spdlog_env(std::string_view value);
+// A logger's name: role, then `where` tagged with the host ("worker w0@node1", "scheduler@node1")
+// unless `where` already names one ("runner rank2@node1").
+std::string logger_name(const std::string& role, const std::string& where, const std::string& host);
 
 // Lines a logger wrote at `info` and above, whatever its console level, kept for
 // Client::get_worker_logs (docs/dashboard.md, "Worker logs"). A spdlog sink: attach() adds it to a

@@ -1,6 +1,7 @@
 // The dashboard's compiled-in files (src/dashboard/assets/, embedded by embed_assets.py at build time).
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +28,19 @@ inline const Asset* find_asset(std::string_view name) {
 inline std::string_view asset_text(std::string_view name) {
   const Asset* a = find_asset(name);
   return a ? a->data : std::string_view{};
+}
+
+// `text` with &, <, > and " written as character references, for inlining a licence text.
+inline std::string html_escaped(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '&') out += "&amp;";
+    else if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
 }
 
 }  // namespace dtask::dashboard

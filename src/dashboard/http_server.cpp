@@ -225,6 +225,7 @@ struct Server::Impl {
       };
       put("/*@UPLOT_CSS@*/", asset_text("vendor/uplot/uPlot.min.css"));
       put("/*@DASHBOARD_CSS@*/", asset_text("dashboard.css"));
+      put("@UPLOT_LICENSE@", html_escaped(asset_text("vendor/uplot/LICENSE")));
       put("/*@UPLOT_JS@*/", asset_text("vendor/uplot/uPlot.iife.min.js"));
       put("/*@CHARTS_JS@*/", asset_text("charts.js"));
       put("/*@DASHBOARD_JS@*/", asset_text("dashboard.js"));

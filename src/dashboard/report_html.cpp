@@ -36,6 +36,7 @@ std::string render_report_html(const nlohmann::json& report) {
       {"/*@UPLOT_CSS@*/", std::string(asset_text("vendor/uplot/uPlot.min.css"))},
       {"/*@DASHBOARD_CSS@*/", std::string(asset_text("dashboard.css"))},
       {"@DATA@", script_safe_json(report)},
+      {"@UPLOT_LICENSE@", html_escaped(asset_text("vendor/uplot/LICENSE"))},
       {"/*@UPLOT_JS@*/", std::string(asset_text("vendor/uplot/uPlot.iife.min.js"))},
       {"/*@CHARTS_JS@*/", std::string(asset_text("charts.js"))},
       {"/*@REPORT_JS@*/", std::string(asset_text("report.js"))},

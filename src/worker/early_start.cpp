@@ -32,12 +32,13 @@ std::optional<EarlyStarts::Early> EarlyStarts::adopt(std::uint64_t nonce, const 
   return e;
 }
 
-void EarlyStarts::ran(std::uint64_t nonce, std::string key, std::shared_ptr<const Payload> result,
-                      std::string pushed_to) {
+EarlyStarts::Early& EarlyStarts::ran(std::uint64_t nonce, std::string key, std::shared_ptr<const Payload> result,
+                                     std::string pushed_to) {
   Early& e = remember(nonce);
   e.key = std::move(key);
   e.result = std::move(result);
   e.pushed_to = std::move(pushed_to);
+  return e;
 }
 
 void EarlyStarts::push_refused(std::uint64_t nonce) {
@@ -59,7 +60,8 @@ bool WorkerState::start_early(StartTask& m, const std::string& from, WorkerOutbo
   Job job;
   // No task's id (slot kNoSlot does not exist): should the run outlast the loop's takeover, its
   // completion finds no pending task to land on.
-  job.id = TaskId{~std::uint64_t{0}};
+  // The executor does not record it (kNoTask): its run is recorded when a ComputeTask adopts it.
+  job.id = kNoTask;
   job.entry = entry;
   job.args.resize(m.args.size());
   for (std::size_t i = 0; i < m.args.size(); ++i) {
@@ -78,7 +80,11 @@ bool WorkerState::start_early(StartTask& m, const std::string& from, WorkerOutbo
   }
   out.reply(from, ResultPushed{TaskId{}, m.key, c->result, me_, true}, PushRef{PushRef::Kind::early, m.nonce});
   // Pushed to its client unless the socket refuses it (push_refused clears that).
-  early_.ran(m.nonce, std::move(m.key), std::make_shared<const Payload>(std::move(c->result)), std::move(m.reply_to));
+  auto& e = early_.ran(m.nonce, std::move(m.key), std::make_shared<const Payload>(std::move(c->result)),
+                       std::move(m.reply_to));
+  e.start_us = c->start_us;
+  e.run_us = c->run_ns / 1000;
+  e.thread = c->thread;
   return true;
 }
 
@@ -90,6 +96,9 @@ bool WorkerState::adopt_early(ComputeTask& m, WorkerOutbox& out) {
   if (!e) return false;
   // Early results are small (start_early keeps no other), so the data rides along.
   TaskDone done{m.task, e->result->nbytes(), true, *e->result};
+  // This task's run (an early start whose result is not adopted is not recorded: the task runs
+  // again, and that run is).
+  if (config_.telemetry) config_.telemetry->record_run(m.task, m.func, e->start_us, e->start_us + e->run_us, e->thread, false);
   // The client that started it has the result; its receipt usually reaches the scheduler first,
   // as for any pushed result.
   const bool pushed =

@@ -44,6 +44,9 @@ class EarlyStarts {
     std::string key;
     std::shared_ptr<const Payload> result;  // null: its ComputeTask came first
     std::string pushed_to;                  // the client it was pushed to, unless that push was refused
+    // The run, for the telemetry of the ComputeTask that adopts it (the run had no task id yet).
+    std::uint64_t start_us = 0, run_us = 0;
+    std::uint32_t thread = 0;
   };
   explicit EarlyStarts(bool enabled) : enabled_(enabled) {}
   bool enabled() const { return enabled_; }
@@ -52,8 +55,8 @@ class EarlyStarts {
   // For a ComputeTask with this nonce and key: the early result, forgotten here; nullopt if there
   // is none for this key, and the nonce is then remembered so that a later StartTask is ignored.
   std::optional<Early> adopt(std::uint64_t nonce, const std::string& key);
-  // A StartTask ran and its result was pushed to `pushed_to`.
-  void ran(std::uint64_t nonce, std::string key, std::shared_ptr<const Payload> result, std::string pushed_to);
+  // A StartTask ran and its result was pushed to `pushed_to`; returns its record.
+  Early& ran(std::uint64_t nonce, std::string key, std::shared_ptr<const Payload> result, std::string pushed_to);
   // The push of this nonce's result was refused: its client does not have it.
   void push_refused(std::uint64_t nonce);
   std::size_t size() const { return early_.size(); }

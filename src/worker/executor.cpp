@@ -9,14 +9,20 @@ namespace dtask::worker {
 
 namespace {
 thread_local std::string t_worker_name;
+// The name of the function this thread ran last, for the telemetry: kept per thread so a run
+// costs no allocation (the entry's name only changes when the function does).
+thread_local const dtask_task_v1* t_last_entry = nullptr;
+thread_local std::string t_last_func;
 }  // namespace
 
 Executor::Executor(int nthreads, protocol::Resources available, std::string worker_name,
-                   std::function<void()> on_complete, std::shared_ptr<RunningBoard> board)
+                   std::function<void()> on_complete, std::shared_ptr<RunningBoard> board,
+                   std::shared_ptr<TelemetryRecorder> telemetry)
     : on_complete_(std::move(on_complete)),
       worker_name_(std::move(worker_name)),
       nthreads_(nthreads),
-      board_(board ? std::move(board) : RunningBoard::make_private(static_cast<std::size_t>(nthreads) + 1)) {
+      board_(board ? std::move(board) : RunningBoard::make_private(static_cast<std::size_t>(nthreads) + 1)),
+      telemetry_(std::move(telemetry)) {
   for (const auto& [name, amount] : available) available_[name] += amount;
   for (int i = 0; i < nthreads; ++i) threads_.emplace_back([this, i] { run(static_cast<std::size_t>(i)); });
 }
@@ -72,12 +78,24 @@ Completion Executor::invoke(Job& job, std::size_t slot) {
   call.fn = job.entry->fn;
   call.args = std::span<const detail::CallArg>(job.args.data(), job.args.size());
   board_->start(slot, job.id);  // if the task kills the process, the supervisor reads this
+  const std::uint64_t start_us = wall_us();
   const auto start = std::chrono::steady_clock::now();
   job.entry->invoke(reinterpret_cast<dtask_call*>(&call));
   const auto took = std::chrono::steady_clock::now() - start;
   board_->end(slot);
-  return Completion{job.id, call.ok, std::move(call.result), std::move(call.error), job.entry,
-                    static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count())};
+  const auto run_ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
+  const auto thread = static_cast<std::uint32_t>(slot);
+  if (telemetry_ && job.id != kNoTask) {
+    if (t_last_entry != job.entry) {
+      t_last_entry = job.entry;
+      t_last_func = job.entry->name ? job.entry->name : "";
+    }
+    // stop from the steady clock's duration: one wall-clock read per run, and a wall-clock step
+    // during the run does not make it negative.
+    telemetry_->record_run(job.id, t_last_func, start_us, start_us + run_ns / 1000, thread, !call.ok);
+  }
+  return Completion{job.id,    call.ok,  std::move(call.result), std::move(call.error), job.entry, run_ns,
+                    start_us, thread};
 }
 
 Completion Executor::run_here(Job job) {

@@ -19,8 +19,13 @@
 
 #include "protocol/messages.hpp"
 #include "worker/running_board.hpp"
+#include "worker/telemetry.hpp"
 
 namespace dtask::worker {
+
+// The id of a job that is no task of the scheduler's (an early start, early_start.hpp): the
+// executor does not record its run (the ComputeTask that adopts its result does).
+inline constexpr protocol::TaskId kNoTask{~std::uint64_t{0}};
 
 // One runnable task: the plugin entry and its arguments, which the job keeps alive while it runs.
 struct Job {
@@ -39,6 +44,8 @@ struct Completion {
   std::string error;
   const dtask_task_v1* entry = nullptr;
   std::uint64_t run_ns = 0;  // how long the task function ran
+  std::uint64_t start_us = 0;  // when it started: wall clock, microseconds since the epoch
+  std::uint32_t thread = 0;    // which thread ran it: executor thread i, or nthreads for run_here()
 };
 
 class Executor {
@@ -46,8 +53,9 @@ class Executor {
   // `on_complete` runs on an executor thread after each task (the worker wakes its loop there).
   // `board` (may be null): executor thread i marks slot i while it runs a task, run_here() slot
   // nthreads (running_board.hpp); its supervisor reads it if this process dies.
+  // `telemetry` (may be null): every run but kNoTask's is recorded there, on the thread that ran it.
   Executor(int nthreads, protocol::Resources available, std::string worker_name, std::function<void()> on_complete,
-           std::shared_ptr<RunningBoard> board = nullptr);
+           std::shared_ptr<RunningBoard> board = nullptr, std::shared_ptr<TelemetryRecorder> telemetry = nullptr);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -100,6 +108,7 @@ class Executor {
   std::vector<std::thread> threads_;
   bool left_behind_ = false;  // shutdown detached threads still running tasks
   std::shared_ptr<RunningBoard> board_;  // never null (a private one without a supervisor)
+  std::shared_ptr<TelemetryRecorder> telemetry_;  // null: runs are not recorded
 };
 
 }  // namespace dtask::worker

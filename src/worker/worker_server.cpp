@@ -33,6 +33,10 @@
 //   noticed within about a second (WorkerState::scheduler_link).
 // - LoopTakeover::mutex_ guards only the standby thread's stop flag and the loop's end code when
 //   the loop ended on the standby thread; the Executor's mutex guards its queues.
+// - Telemetry (telemetry.hpp, docs/worker.md "Telemetry and logs"): the thread that ran a task
+//   records it in `telemetry_` (its one mutex, once per task); the loop's owner records fetches and
+//   drains it with each heartbeat (WorkerState::tick) and once before the goodbye. `tap_` (its own
+//   mutex) keeps the info lines any thread logs on `log_`; the drain takes them.
 #include <signal.h>
 #include <unistd.h>
 
@@ -79,6 +83,9 @@ struct Worker::Impl {
 
   WorkerOptions opt_;
   std::shared_ptr<spdlog::logger> log_;
+  // The lines at info and above for get_worker_logs, and what goes with the heartbeat (see the header).
+  std::shared_ptr<log::LogTap> tap_ = log::LogTap::attach(log_);
+  std::shared_ptr<TelemetryRecorder> telemetry_ = std::make_shared<TelemetryRecorder>(tap_);
   // Bad input is logged once per peer, then rate-limited (loop thread only).
   log::DropLimiter bad_input_;
   zmq::context_t ctx_{1};
@@ -207,6 +214,7 @@ struct Worker::Impl {
     for (const auto& n : plugin->task_names()) names += (names.empty() ? "" : ", ") + n;
     c.tasks_provided = "plugin '" + plugin->name() + "' provides: " + names;
     c.log = log_;
+    c.telemetry = telemetry_;
     return c;
   }
 
@@ -273,7 +281,7 @@ struct Worker::Impl {
 
   int run() {
     exec_ = std::make_unique<Executor>(opt_.nthreads, opt_.resources, opt_.name, [this] { wakeup_.notify(); },
-                                       opt_.board);
+                                       opt_.board, telemetry_);
     port_ = std::make_unique<ExecutorOnLoop>(*exec_, takeover_, [this] { return run_loop().value_or(1); });
     state_ = std::make_unique<WorkerState>(config(), *port_);
     if (opt_.memory_limit != 0 && opt_.measure_process_memory) {
@@ -291,6 +299,10 @@ struct Worker::Impl {
     reg.pid = ::getpid();
     reg.previous = opt_.previous;  // from the supervisor: this name's previous incarnation died
     transport::send_batch(sched_, nullptr, std::vector<WorkerToScheduler>{reg});
+    log_->info("worker '{}' started on {}: {} thread{}, memory limit {}, data at {}, scheduler at {}", opt_.name,
+               reg.host, opt_.nthreads, opt_.nthreads == 1 ? "" : "s",
+               opt_.memory_limit ? std::to_string(opt_.memory_limit >> 20) + " MiB" : std::string("none"), address_,
+               opt_.scheduler_address);
     state_->started(transport::now_ms());
     std::optional<int> code = run_loop();
     // The loop moved to the standby thread: it ends there.
@@ -305,8 +317,11 @@ struct Worker::Impl {
     }
     if (gone) sched_.set(zmq::sockopt::linger, 0);
     if (state_->welcomed() && !gone) {
+      log_->info("worker '{}' leaving (exit code {})", opt_.name, code.value_or(1));
       auto held = state_->take_held();
       std::vector<WorkerToScheduler> last(std::make_move_iterator(held.begin()), std::make_move_iterator(held.end()));
+      // The runs and lines since the last heartbeat (the executor has stopped: nothing comes after).
+      if (auto t = telemetry_->drain()) last.push_back(std::move(*t));
       last.push_back(WorkerGoodbye{code.value_or(1)});
       transport::send_batch(sched_, nullptr, last);
     }
@@ -389,7 +404,7 @@ struct Worker::Impl {
                               "dropping a bad data reply from peer " + std::to_string(peer_ids[i]) + ": " + d.error);
             continue;
           }
-          for (auto& m : d.messages) state_->handle_reply(std::move(m), out_);
+          for (auto& m : d.messages) state_->handle_reply(std::move(m), now, out_);
         }
       }
       if (!state_->start_ready(out_)) return std::nullopt;  // the standby thread owns the loop now

@@ -56,6 +56,7 @@ void WorkerState::on(WorkerWelcome& m, WorkerOutbox& out) {
   welcomed_ = true;
   me_ = m.worker;
   heartbeat_ms_ = m.heartbeat_ms;
+  if (config_.log) config_.log->info("worker '{}' registered with the scheduler (id {})", config_.name, m.worker.value);
   for (auto& p : m.peers) peers_[p.id.value] = p.address;
   if (retiring_) out.to_scheduler.push_back(RetireWorker{{}, retire_for_lifetime_});  // asked before it got here
 }
@@ -181,8 +182,8 @@ void WorkerState::handle_request(PeerRequest msg, const std::string& from, Worke
   gets_[gid] = DeferredGet{from, std::move(reply), missing};
 }
 
-void WorkerState::handle_reply(PeerReply msg, WorkerOutbox& out) {
-  if (auto* reply = std::get_if<DataReply>(&msg)) on_data(*reply, out);
+void WorkerState::handle_reply(PeerReply msg, std::uint64_t now, WorkerOutbox& out) {
+  if (auto* reply = std::get_if<DataReply>(&msg)) on_data(*reply, now, out);
 }
 
 void WorkerState::push_refused(PushRef push, WorkerOutbox& out) {
@@ -387,6 +388,10 @@ void WorkerState::tick(std::uint64_t now, WorkerOutbox& out) {
   // Twice per heartbeat_ms: a live worker whose connection was seen to close speaks again within
   // the scheduler's grace (SchedulerState::connection_closed).
   if (now >= last_beat_ + heartbeat_ms_ / 2) {
+    // The dashboard's news (telemetry.hpp) rides with the heartbeat; before the welcome it waits.
+    if (config_.telemetry && welcomed_) {
+      if (auto t = config_.telemetry->drain()) out.to_scheduler.push_back(std::move(*t));
+    }
     out.to_scheduler.push_back(Heartbeat{now});
     last_beat_ = now;
   }
@@ -499,10 +504,24 @@ void WorkerState::holder_failed(TaskId dep, WorkerId peer, WorkerOutbox& out) {
   if (fit->second.holders.empty()) fetch_failed_everywhere(dep.value, out);
 }
 
-void WorkerState::on_data(DataReply& reply, WorkerOutbox& out) {
+void WorkerState::on_data(DataReply& reply, std::uint64_t now, WorkerOutbox& out) {
   auto rit = requests_.find(reply.request_id);
   if (rit == requests_.end()) return;
   const WorkerId peer = rit->second.peer;
+  if (config_.telemetry) {
+    // The time in ms of the loop's passes (the core has no finer clock): summed over many
+    // fetches the truncation evens out.
+    std::uint64_t count = 0, bytes = 0;
+    for (const auto& item : reply.items) {
+      if (!item.found) continue;
+      ++count;
+      bytes += item.data.nbytes();
+    }
+    const std::uint64_t sent = rit->second.sent_ms;
+    auto pit = peers_.find(peer.value);
+    config_.telemetry->record_fetch(pit != peers_.end() ? pit->second : "worker " + peer.str(), count, bytes,
+                                    (now > sent ? now - sent : 0) * 1000);
+  }
   requests_.erase(rit);
   for (auto& item : reply.items) {
     auto fit = fetches_.find(item.task.value);

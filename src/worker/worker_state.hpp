@@ -33,6 +33,7 @@
 #include "worker/quick_runs.hpp"
 #include "worker/retire.hpp"
 #include "worker/spill_files.hpp"
+#include "worker/telemetry.hpp"
 #include "worker/worker_outbox.hpp"
 
 namespace dtask::worker {
@@ -88,6 +89,9 @@ struct WorkerConfig {
   std::uint64_t memory_limit = 0;
   MemoryThresholds memory_thresholds;
   std::string name;  // for the log lines
+  // Where fetches from peers and adopted early starts are recorded, and what goes with each
+  // heartbeat (telemetry.hpp; the executor records the other runs). Null: nothing (unit tests).
+  std::shared_ptr<TelemetryRecorder> telemetry;
 };
 
 class WorkerState {
@@ -101,8 +105,8 @@ class WorkerState {
   void handle(protocol::SchedulerToWorker msg, std::uint64_t now, WorkerOutbox& out);
   // On the data socket, from a client or a peer (`from`: its routing identity).
   void handle_request(protocol::PeerRequest msg, const std::string& from, WorkerOutbox& out);
-  // On a peer connection: the answer to our GetData.
-  void handle_reply(protocol::PeerReply msg, WorkerOutbox& out);
+  // On a peer connection: the answer to our GetData (`now`: when it came, for the fetch's time).
+  void handle_reply(protocol::PeerReply msg, std::uint64_t now, WorkerOutbox& out);
   // A task finished on an executor thread.
   void on_completion(Completion c, WorkerOutbox& out);
   // A spill file was written or read (SpillFiles' completion).
@@ -217,7 +221,7 @@ class WorkerState {
 
   // fetching inputs from peers
   void start_fetches(std::uint64_t now, WorkerOutbox& out);
-  void on_data(protocol::DataReply& reply, WorkerOutbox& out);
+  void on_data(protocol::DataReply& reply, std::uint64_t now, WorkerOutbox& out);
   // Drops the data requests `failed` says will not be answered; their inputs go to the next holder.
   template <class Pred>
   void fail_requests(Pred failed, WorkerOutbox& out);

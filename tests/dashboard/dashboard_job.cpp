@@ -45,8 +45,8 @@ int main(int argc, char** argv) {
     std::vector<int> xs(600);
     for (int i = 0; i < 600; ++i) xs[static_cast<std::size_t>(i)] = i;
     std::vector<int> ms(600, 20);
-    auto futures = client.map(dtask::test::slow_inc, xs, ms);
-    auto bad = client.submit(dtask::test::fail_if_negative, -3);
+    auto futures = client.map(slow_inc, xs, ms);
+    auto bad = client.submit(fail_if_negative, -3);
     for (int v : client.gather(futures)) sum += v;
     client.wait(std::vector{bad});
     for (int i = 0; i < 1200 && !std::filesystem::exists(argv[2]); ++i) std::this_thread::sleep_for(100ms);

@@ -101,6 +101,23 @@ std::set<int> listening_ports_of_this_process() {
   return ports;
 }
 
+}  // namespace
+
+namespace dtask::test {
+// The data a report page embeds (report.html: <script type="application/json" id="report-data">).
+json report_data_of(const std::string& html) {
+  const std::string open = "<script type=\"application/json\" id=\"report-data\">";
+  auto a = html.find(open);
+  REQUIRE(a != std::string::npos);
+  a += open.size();
+  auto b = html.find("</script>", a);
+  REQUIRE(b != std::string::npos);
+  return json::parse(html.substr(a, b - a));
+}
+}  // namespace dtask::test
+
+namespace {
+
 int port_of(const std::string& address) { return std::stoi(address.substr(address.rfind(':') + 1)); }
 
 dtask::LocalClusterOptions options(const std::string& dashboard) {
@@ -123,8 +140,8 @@ TEST_CASE("Dashboard.MetricsCountTheJobAndEveryRouteWantsTheToken") {
 
   std::vector<int> xs(40);
   for (int i = 0; i < 40; ++i) xs[i] = i;
-  auto incs = client.map(dtask::test::inc, xs);
-  auto bad = client.submit(dtask::test::fail_if_negative, -1);
+  auto incs = client.map(inc, xs);
+  auto bad = client.submit(fail_if_negative, -1);
   CHECK(client.gather(incs).size() == 40);
   client.wait(std::vector{bad});
 
@@ -215,10 +232,10 @@ TEST_CASE("Dashboard.ReportOfTheRunNamesItsTasksWithTheirCounts") {
     REQUIRE(client.wait_for_workers(2, 10s));
     std::vector<int> xs(30);
     for (int i = 0; i < 30; ++i) xs[i] = i;
-    CHECK(client.gather(client.map(dtask::test::inc, xs)).size() == 30);
+    CHECK(client.gather(client.map(inc, xs)).size() == 30);
     std::vector<int> ys{1, 2, 3, 4, 5};
-    CHECK(client.gather(client.map(dtask::test::dec, ys)).size() == 5);
-    auto bad = client.submit(dtask::test::fail_if_negative, -7);
+    CHECK(client.gather(client.map(dec, ys)).size() == 5);
+    auto bad = client.submit(fail_if_negative, -7);
     client.wait(std::vector{bad});
     // The workers' last runs travel with their next heartbeat (or their goodbye).
     client.close();
@@ -252,11 +269,11 @@ TEST_CASE("Dashboard.PerformanceReportCoversOnlyItsWindow") {
   dtask::Client client(cluster);
   REQUIRE(client.wait_for_workers(2, 10s));
   std::vector<int> xs(10, 1);
-  CHECK(client.gather(client.map(dtask::test::inc, xs)).size() == 10);
+  CHECK(client.gather(client.map(inc, xs)).size() == 10);
   {
     dtask::PerformanceReport report(client, path);
     std::vector<int> ys(20, 1);
-    CHECK(client.gather(client.map(dtask::test::dec, ys)).size() == 20);
+    CHECK(client.gather(client.map(dec, ys)).size() == 20);
     report.close();
   }
   std::ifstream f(path);

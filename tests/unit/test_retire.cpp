@@ -196,7 +196,7 @@ TEST_CASE("WorkerRetire.RecipientFetchesFromTheRetiringWorkerAndSaysSo") {
   CHECK(asked == ids({40, 41}));
   DataReply reply{get.request_id, {}};
   for (TaskId t : get.tasks) reply.items.push_back(DataItem{t, true, Codec<int>::encode(static_cast<int>(t.value))});
-  h.s.handle_reply(reply, h.out);
+  h.s.handle_reply(reply, 0, h.out);
   auto added = WorkerHarness::only<ReplicasAdded>(h.settle());
   REQUIRE(added.size() == 1);
   CHECK(added[0].tasks.size() == 2);

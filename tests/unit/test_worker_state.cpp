@@ -447,7 +447,7 @@ TEST_CASE("WorkerState.Fetch.ANotFoundOrSilentHolderMeansTheNextOne") {
   h.out.to_peers.clear();
 
   // Peer 2 does not have it: ask peer 3.
-  h.s.handle_reply(DataReply{rid, {DataItem{TaskId{77}, false, {}}}}, h.out);
+  h.s.handle_reply(DataReply{rid, {DataItem{TaskId{77}, false, {}}}}, 0, h.out);
   h.s.tick(h.now, h.out);
   REQUIRE(h.out.to_peers.size() == 1);
   CHECK(h.out.to_peers[0].peer == WorkerId{3});
@@ -463,11 +463,11 @@ TEST_CASE("WorkerState.Fetch.ANotFoundOrSilentHolderMeansTheNextOne") {
   auto rid4 = std::get<GetData>(h.out.to_peers[0].msg).request_id;
   h.out.to_peers.clear();
   // Peer 3's late answer is ignored.
-  h.s.handle_reply(DataReply{rid3, {DataItem{TaskId{77}, true, Codec<int>::encode(1)}}}, h.out);
+  h.s.handle_reply(DataReply{rid3, {DataItem{TaskId{77}, true, Codec<int>::encode(1)}}}, 0, h.out);
   CHECK_FALSE(h.s.has_result(TaskId{77}));
 
   // Peer 4 has it: the task runs and the scheduler hears of the replica.
-  h.s.handle_reply(DataReply{rid4, {DataItem{TaskId{77}, true, Codec<int>::encode(1)}}}, h.out);
+  h.s.handle_reply(DataReply{rid4, {DataItem{TaskId{77}, true, Codec<int>::encode(1)}}}, 0, h.out);
   REQUIRE(h.s.start_ready(h.out));
   CHECK(h.handed_to_executor() == std::vector<TaskId>{TaskId{3}});
   auto replicas = Harness::only<ReplicasAdded>(h.settle());
@@ -482,7 +482,7 @@ TEST_CASE("WorkerState.Fetch.NoHolderLeftIsAFetchFailed") {
   REQUIRE(h.out.to_peers.size() == 1);
   auto rid = std::get<GetData>(h.out.to_peers[0].msg).request_id;
   h.out.to_peers.clear();
-  h.s.handle_reply(DataReply{rid, {DataItem{TaskId{77}, false, {}}}}, h.out);  // peer 2: not found
+  h.s.handle_reply(DataReply{rid, {DataItem{TaskId{77}, false, {}}}}, 0, h.out);  // peer 2: not found
   h.s.tick(h.now, h.out);
   REQUIRE(h.out.to_peers.size() == 1);
   CHECK(h.out.to_peers[0].peer == WorkerId{3});
