@@ -90,9 +90,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest = app.remaining();
   if (rest.empty()) return fail("give the job's plugin: dtask-run [options] libmyjob.so [job args...]");
   opt.plugin = rest[0];
-  if (!dtask::log::valid_level(opt.log_level)) return fail("unknown --log-level '" + opt.log_level + "'");
   // Not given: each rank's level comes from DTASK_LOG_LEVEL / SPDLOG_LEVEL, else warn (roles.cpp sets none).
   if (app.get_option("--log-level")->count() == 0) opt.log_level.clear();
+  if (!opt.log_level.empty() && !dtask::log::valid_level(opt.log_level)) {
+    return fail("unknown --log-level '" + opt.log_level + "'");
+  }
   // Read here, so a malformed one is one message from rank 0; resolved on each worker's node
   // (bootstrap/roles.cpp), where "auto" knows that node's memory and worker ranks.
   std::string memory_error;
