@@ -148,6 +148,14 @@ struct Server::Impl {
   std::atomic<bool> listen_returned_{false};
   std::mutex mu_;
   std::shared_ptr<const Publication> current_;  // guarded by mu_
+  // When a snapshot or /metrics was last read (steady clock, ms): the scheduler renders
+  // snapshots often only while someone reads them (Server::last_read_ms).
+  std::atomic<std::uint64_t> last_read_ms_{0};
+  void note_read() {
+    last_read_ms_ = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                   std::chrono::steady_clock::now().time_since_epoch())
+                                                   .count());
+  }
 
   std::shared_ptr<const Publication> current() {
     std::lock_guard lock(mu_);
@@ -196,15 +204,20 @@ struct Server::Impl {
       res.set_content(std::string(a->data), std::string(a->content_type));
     });
     http_.Get("/api/snapshot", [this](const httplib::Request&, httplib::Response& res) {
+      note_read();
       auto p = current();
       if (!p) {
         res.status = 503;
         res.set_content(R"({"error":"no snapshot published yet"})", "application/json");
         return;
       }
-      res.set_content(p->snapshot_text, "application/json");
+      // With a charset, httplib 0.11 does not compress it: brotli at its default quality cost the
+      // scheduler's process more than rendering the snapshot (W11), for a page read on a LAN or
+      // through an SSH tunnel.
+      res.set_content(p->snapshot_text, "application/json; charset=utf-8");
     });
     http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      note_read();
       auto p = current();
       res.set_content(render_metrics(p ? p->snapshot : nlohmann::json::object()),
                       "text/plain; version=0.0.4; charset=utf-8");
@@ -297,6 +310,7 @@ Server::~Server() {
 
 const std::string& Server::link() const { return impl_->link_; }
 int Server::port() const { return impl_->port_; }
+std::uint64_t Server::last_read_ms() const { return impl_->last_read_ms_.load(); }
 
 void Server::publish(std::shared_ptr<const Publication> p) {
   std::lock_guard lock(impl_->mu_);

@@ -40,6 +40,8 @@ class Server {
   // host's name).
   const std::string& link() const;
   int port() const;
+  // When /api/snapshot or /metrics was last read: steady clock (transport::now_ms()), 0 never.
+  std::uint64_t last_read_ms() const;
   // Thread-safe (the scheduler's loop calls it, the HTTP thread reads): the next requests see `p`.
   void publish(std::shared_ptr<const Publication> p);
 

@@ -137,9 +137,16 @@ void Observatory::fill_snapshot(json& snap, const std::vector<Progress>& progres
   }
   json stream = json::array();
   double from = static_cast<double>(now_ms) - static_cast<double>(kSnapshotStreamMs);
+  // The window's runs, thinned evenly to at most kSnapshotRuns: a dense stream stays a picture of
+  // the whole 10 s, and the page (often on the same busy node) parses and draws little.
   std::size_t first = runs_.size();
-  while (first > 0 && runs_.size() - first < kSnapshotRuns && runs_[first - 1].stop_ms >= from) --first;
-  for (std::size_t i = first; i < runs_.size(); ++i) stream.push_back(run_json(runs_[i]));
+  while (first > 0 && runs_[first - 1].stop_ms >= from) --first;
+  const std::size_t n = runs_.size() - first;
+  const std::size_t stride = n > kSnapshotRuns ? (n + kSnapshotRuns - 1) / kSnapshotRuns : 1;
+  for (std::size_t i = runs_.size(); i > first && stream.size() < kSnapshotRuns; i -= std::min(stride, i - first)) {
+    stream.push_back(run_json(runs_[i - 1]));
+  }
+  std::reverse(stream.begin(), stream.end());
   snap["task_stream"] = std::move(stream);
   snap["task_stream_dropped"] = runs_dropped_;
   json tp = json::array();

@@ -26,7 +26,7 @@ class Observatory {
   static constexpr std::size_t kMaxRuns = 100'000;        // task stream kept for the report
   static constexpr std::size_t kMaxErrors = 1'000;
   static constexpr std::size_t kSnapshotErrors = 50;
-  static constexpr std::size_t kSnapshotRuns = 2'000;
+  static constexpr std::size_t kSnapshotRuns = 800;
   static constexpr std::uint64_t kSnapshotStreamMs = 10'000;
   static constexpr std::uint64_t kThroughputWindowMs = 5 * 60'000;  // in the snapshot
   static constexpr std::size_t kMaxThroughputPoints = 20'000;       // kept for the report

@@ -32,6 +32,10 @@ constexpr std::size_t kMaxBatch = 20000;
 // How often the loop renders a dashboard snapshot (and samples throughput for the report): the
 // page polls faster than twice a second, and this is the only work a browser costs the loop.
 constexpr std::uint64_t kPublishMs = 250;
+// ...but only while someone reads them (a page polls, a scraper scrapes); unread, a snapshot
+// every kUnwatchedPublishMs keeps the first read after a pause at most that old.
+constexpr std::uint64_t kWatchedMs = 3000;
+constexpr std::uint64_t kUnwatchedPublishMs = 2000;
 
 double cpu_seconds_of_process() {
   rusage ru{};
@@ -72,6 +76,7 @@ struct SchedulerServer::Impl {
   std::unique_ptr<dashboard::Server> dash;
   std::string dashboard_link;
   std::uint64_t last_publish = 0;
+  std::uint64_t last_snapshot = 0;
   double last_cpu_s = 0;
   std::uint64_t last_cpu_at = 0;
   double cpu_percent = 0;
@@ -131,7 +136,9 @@ struct SchedulerServer::Impl {
     last_publish = now;
     state.observatory().sample_throughput(now, state.finished_total());
     auto info = process_info(now);
-    if (dash) {
+    const bool watched = dash && now < dash->last_read_ms() + kWatchedMs;
+    if (dash && (watched || now >= last_snapshot + kUnwatchedPublishMs)) {
+      last_snapshot = now;
       auto p = std::make_shared<dashboard::Publication>();
       p->snapshot = state.snapshot(now, info);
       p->snapshot_text = p->snapshot.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
