@@ -248,18 +248,15 @@ def targets(dt, dask_rows):
             r and r.get("pct_of_raw") is not None and "%.0f%%" % r["pct_of_raw"], ">= 70%",
             ok(r) and (r.get("pct_of_raw") or 0) >= 70)
     # W2's map with a memory_limit set but not reached against none: medians of the pairs.
-    def median_rate(v):
-        xs = sorted(x["tasks_per_s"] for x in dt if x["workload"] == "W10" and x["variant"] == v and ok(x))
+    def median_rate(w, v):
+        xs = sorted(x["tasks_per_s"] for x in dt if x["workload"] == w and x["variant"] == v and ok(x))
         return xs[len(xs) // 2] if xs else None
-    on, off = median_rate("map-limit-unreached"), median_rate("map-no-limit")
+    on, off = median_rate("W10", "map-limit-unreached"), median_rate("W10", "map-no-limit")
     r = find("W10", "map-limit-unreached", 100000)
     add("W10 W2 map 100k with memory_limit unreached vs none", r if (on and off) or not ok(r) else None,
         on and off and "%.1f%%" % (100.0 * on / off), ">= 97%", bool(on and off and on >= 0.97 * off))
     # W2's map with a headless browser on the dashboard against no dashboard: medians of the pairs.
-    def median_w11(v):
-        xs = sorted(x["tasks_per_s"] for x in dt if x["workload"] == "W11" and x["variant"] == v and ok(x))
-        return xs[len(xs) // 2] if xs else None
-    on, off = median_w11("map-browser-on-dashboard"), median_w11("map-no-dashboard")
+    on, off = median_rate("W11", "map-browser-on-dashboard"), median_rate("W11", "map-no-dashboard")
     r = find("W11", "map-browser-on-dashboard", 100000)
     add("W11 W2 map 100k with a browser on the dashboard vs none", r if (on and off) or not ok(r) else None,
         on and off and "%.1f%%" % (100.0 * on / off), ">= 95%", bool(on and off and on >= 0.95 * off))

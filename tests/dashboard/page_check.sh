@@ -48,3 +48,24 @@ wait_for_link() {
   done
   return 1
 }
+
+# check_live_page LINK DOM_PREFIX WORKER...: loads the live page twice, a second apart, keeps the
+# DOMs as DOM_PREFIX-1.html and DOM_PREFIX-2.html, and succeeds when every WORKER is listed, the
+# page has no errors and is live, and the tasks done rose between the loads; otherwise it prints
+# what was wrong and fails.
+check_live_page() {
+  local link=$1 prefix=$2 w done1 done2
+  shift 2
+  dump_dom "$link" >"$prefix-1.html" || { echo "chromium could not load $link (see $PAGE_CHECK_LOG)"; return 1; }
+  sleep 1
+  dump_dom "$link" >"$prefix-2.html" || { echo "chromium could not load $link the second time"; return 1; }
+  for w in "$@"; do
+    attr_values data-name '<tr class="worker"' <"$prefix-2.html" | grep -qx "$w" || { echo "worker $w not listed"; return 1; }
+  done
+  page_errors_empty <"$prefix-2.html" || { echo "page errors: $(grep -o '<ul id="page-errors">.*</ul>' "$prefix-2.html")"; return 1; }
+  grep -q 'id="status" class="status live"' "$prefix-2.html" || { echo "#status is not live"; return 1; }
+  done1=$(attr_values data-done '<tr class="progress"' <"$prefix-1.html" | awk '{s += $1} END {print s + 0}')
+  done2=$(attr_values data-done '<tr class="progress"' <"$prefix-2.html" | awk '{s += $1} END {print s + 0}')
+  echo "tasks done: first load $done1, second load $done2"
+  [ "$done2" -gt "$done1" ] || { echo "progress did not advance ($done1 then $done2)"; return 1; }
+}

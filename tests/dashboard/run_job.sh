@@ -24,20 +24,8 @@ for _ in $(seq 300); do [ -s "$work/link" ] && break; kill -0 $pid 2>/dev/null |
 link=$(cat "$work/link")
 echo "link: $link"
 
-dom1=$(dump_dom "$link") || fail "chromium could not load $link (see $PAGE_CHECK_LOG)"
-sleep 1
-dom2=$(dump_dom "$link") || fail "chromium could not load $link the second time"
-printf '%s\n' "$dom1" >"$out/dom-job-1.html"
-printf '%s\n' "$dom2" >"$out/dom-job-2.html"
-for w in 0 1; do
-  <<<"$dom2" attr_values data-name '<tr class="worker"' | grep -qx "$w" || fail "worker $w not listed"
-done
-<<<"$dom2" page_errors_empty || fail "page errors: $(<<<"$dom2" grep -o '<ul id="page-errors">.*</ul>')"
-<<<"$dom2" grep -q 'id="status" class="status live"' || fail "#status is not live"
-sum() { attr_values data-done '<tr class="progress"' | awk '{s += $1} END {print s + 0}'; }
-done1=$(<<<"$dom1" sum) done2=$(<<<"$dom2" sum)
-echo "tasks done: first load $done1, second load $done2"
-[ "$done2" -gt "$done1" ] || fail "progress did not advance ($done1 then $done2)"
+why=$(check_live_page "$link" "$out/dom-job" 0 1) || fail "$why"
+echo "$why"
 screenshot "$link" "$out/dashboard-job.png" || fail "no screenshot"
 echo "screenshot: $out/dashboard-job.png"
 base=${link%%\?*}
