@@ -204,6 +204,11 @@ TEST_CASE("slurm_cluster.seed_example_scale_run_close") {
     REQUIRE(::stat(cluster.scheduler_file().c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
     dtask::Client client(cluster);
+    // The dashboard (issue 16): served by default, its link (with the token) in the 0600 file.
+    CHECK(cluster.dashboard_link().rfind("http://", 0) == 0);
+    CHECK(cluster.dashboard_link().find("/status?token=") != std::string::npos);
+    CHECK(client.dashboard_link() == cluster.dashboard_link());
+    CHECK(read(cluster.scheduler_file()).find(cluster.dashboard_link()) != std::string::npos);
     cluster.scale_jobs(2);
     CHECK(slurm.calls("sbatch") == 2);
     REQUIRE(cluster.wait_for_workers(4, 60s));  // 2 jobs x 2 processes
