@@ -22,6 +22,8 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <charconv>
 #include <cstring>
 #include <fstream>
@@ -148,13 +150,26 @@ struct Server::Impl {
   std::atomic<bool> listen_returned_{false};
   std::mutex mu_;
   std::shared_ptr<const Publication> current_;  // guarded by mu_
+  std::uint64_t current_at_ = 0;                 // when current_ was published (steady ms); mu_
+  std::condition_variable published_;            // with mu_: a new publication arrived
+  std::function<void()> want_fresh_;             // set once before serving
   // When a snapshot or /metrics was last read (steady clock, ms): the scheduler renders
   // snapshots often only while someone reads them (Server::last_read_ms).
   std::atomic<std::uint64_t> last_read_ms_{0};
-  void note_read() {
-    last_read_ms_ = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                   std::chrono::steady_clock::now().time_since_epoch())
-                                                   .count());
+  static std::uint64_t steady_ms() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count());
+  }
+  // A reader's publication: the last one if it is recent, else (with want_fresh_) the next one.
+  std::shared_ptr<const Publication> fresh() {
+    const std::uint64_t t0 = steady_ms();
+    last_read_ms_ = t0;
+    std::unique_lock lock(mu_);
+    if (!want_fresh_ || (current_ && current_at_ + kFreshMs >= t0)) return current_;
+    want_fresh_();
+    published_.wait_for(lock, std::chrono::milliseconds(kFreshWaitMs), [&] { return current_ && current_at_ >= t0; });
+    return current_;
   }
 
   std::shared_ptr<const Publication> current() {
@@ -204,8 +219,7 @@ struct Server::Impl {
       res.set_content(std::string(a->data), std::string(a->content_type));
     });
     http_.Get("/api/snapshot", [this](const httplib::Request&, httplib::Response& res) {
-      note_read();
-      auto p = current();
+      auto p = fresh();
       if (!p) {
         res.status = 503;
         res.set_content(R"({"error":"no snapshot published yet"})", "application/json");
@@ -217,8 +231,7 @@ struct Server::Impl {
       res.set_content(p->snapshot_text, "application/json; charset=utf-8");
     });
     http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      note_read();
-      auto p = current();
+      auto p = fresh();
       res.set_content(render_metrics(p ? p->snapshot : nlohmann::json::object()),
                       "text/plain; version=0.0.4; charset=utf-8");
     });
@@ -258,6 +271,7 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
   server->impl_ = std::make_unique<Impl>();
   Impl& s = *server->impl_;
   s.token_ = options.token;
+  s.want_fresh_ = options.want_fresh;
   s.routes();
   // SO_REUSEADDR only: httplib's default SO_REUSEPORT would let a second scheduler share a
   // taken port instead of failing (or moving on from 8787).
@@ -313,8 +327,12 @@ int Server::port() const { return impl_->port_; }
 std::uint64_t Server::last_read_ms() const { return impl_->last_read_ms_.load(); }
 
 void Server::publish(std::shared_ptr<const Publication> p) {
-  std::lock_guard lock(impl_->mu_);
-  impl_->current_ = std::move(p);
+  {
+    std::lock_guard lock(impl_->mu_);
+    impl_->current_ = std::move(p);
+    impl_->current_at_ = Impl::steady_ms();
+  }
+  impl_->published_.notify_all();
 }
 
 std::string make_token() {

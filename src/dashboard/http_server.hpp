@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,7 +26,14 @@ struct ServerOptions {
   std::string default_host = "127.0.0.1";  // the scheduler's bind address, when address has no host
   std::string token;                       // required on every route (make_token())
   std::shared_ptr<spdlog::logger> log;
+  // Asks the publisher for a fresh publication (the scheduler wakes its loop). A read that finds
+  // the last one older than kFreshMs calls it and waits (at most kFreshWaitMs) for the next, so
+  // the first read after a quiet spell (a Prometheus scrape) is not stale. Called on an HTTP
+  // thread: it must be thread-safe. Empty: reads serve what there is.
+  std::function<void()> want_fresh;
 };
+inline constexpr std::uint64_t kFreshMs = 1000;
+inline constexpr std::uint64_t kFreshWaitMs = 1000;
 
 class Server {
  public:

@@ -108,7 +108,9 @@ struct SchedulerServer::Impl {
     state.observatory().set_started(now);
     // A dashboard that cannot start is an error now (a bad address), like a port the scheduler
     // cannot bind: the user asked for it.
-    dash = dashboard::Server::start({opt.dashboard_address, host.address, dashboard::make_token(), log});
+    // A read that finds the last snapshot stale wakes the loop, which renders one at once (publish()).
+    dash = dashboard::Server::start(
+        {opt.dashboard_address, host.address, dashboard::make_token(), log, [this] { wakeup.notify(); }});
     if (dash) {
       dashboard_link = dash->link();
       state.set_dashboard_link(dashboard_link);
@@ -134,6 +136,7 @@ struct SchedulerServer::Impl {
   // Every kPublishMs: a throughput sample (for the report) and, with a dashboard, a snapshot.
   void publish(std::uint64_t now) {
     last_publish = now;
+    // Read lately (a page polls, or a reader waits for a fresh one: want_fresh): render now.
     state.observatory().sample_throughput(now, state.finished_total());
     auto info = process_info(now);
     const bool watched = dash && now < dash->last_read_ms() + kWatchedMs;
@@ -313,7 +316,9 @@ struct SchedulerServer::Impl {
         }
         if (!anyone_talking || now >= shutdown_deadline) break;
       }
-      if (now >= last_publish + kPublishMs) publish(now);
+      // A reader asking for a fresh snapshot (dashboard::Server's want_fresh) woke us: render now.
+      const bool reader_waits = dash && dash->last_read_ms() > last_snapshot && last_snapshot + kPublishMs <= now;
+      if (now >= last_publish + kPublishMs || reader_waits) publish(now);
       std::uint64_t wait = now >= last_tick + hb ? 0 : last_tick + hb - now;
       wait = std::min(wait, last_publish + kPublishMs > now ? last_publish + kPublishMs - now : 0);
       if (link_deadline != 0) wait = std::min(wait, link_deadline > now ? link_deadline - now : 0);

@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
       // serve-sparse: snapshots with most fields missing or empty, as a scheduler with no job yet
       // might publish; the page must draw them without errors.
       double seconds = argc > 3 && std::string(argv[2]) == "--seconds" ? std::stod(argv[3]) : 60;
-      auto server = dd::Server::start({.address = ":0", .default_host = "127.0.0.1", .token = dd::make_token(), .log = nullptr});
+      auto server = dd::Server::start({.address = ":0", .default_host = "127.0.0.1", .token = dd::make_token(), .log = nullptr, .want_fresh = {}});
       std::cout << "dashboard: " << server->link() << std::endl;
       double start = now_ms();
       for (double t = 0; t < seconds; t = (now_ms() - start) / 1000) {

@@ -32,7 +32,7 @@ std::shared_ptr<const dd::Publication> publication(int done) {
 
 std::unique_ptr<dd::Server> start(const std::string& address, const std::string& token = "t0k3n",
                                   std::shared_ptr<spdlog::logger> log = nullptr) {
-  return dd::Server::start({.address = address, .default_host = "127.0.0.1", .token = token, .log = std::move(log)});
+  return dd::Server::start({.address = address, .default_host = "127.0.0.1", .token = token, .log = std::move(log), .want_fresh = {}});
 }
 
 httplib::Result get(int port, const std::string& path, httplib::Headers headers = {}) {

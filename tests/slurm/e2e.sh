@@ -200,7 +200,10 @@ if [ -z "$jid" ]; then bad "$name (sbatch refused)" "$work/spill.sbatch"; else
   wait_job "$jid" 180
   limits=$(grep -c "memory_limit 256 MiB" "$work/spill.out")
   if [ "$state" = COMPLETED ] && [ "$exitcode" = 0:0 ] && grep -q "^spill ok" "$work/spill.out" && [ "$limits" -eq 2 ] &&
-    grep -qE "^spill: [1-9][0-9]* results on disk" "$work/spill.out" && clean_stderr "$work/spill.err"; then
+    grep -qE "^spill: [1-9][0-9]* results on disk" "$work/spill.out" &&
+    # A worker whose process passes the pause threshold (0.8) says so once: this job keeps 3x its
+    # memory on purpose, so that warning is the mechanism working, not a fault (0.86x was seen).
+    clean_stderr <(grep -v "warning: worker '[0-9]*': paused: process memory" "$work/spill.err"); then
     ok "$name [job $jid, ${secs}s, $(grep -oE '[0-9]+ results on disk' "$work/spill.out")]"
   else
     bad "$name [job $jid: state=$state ExitCode=$exitcode, ${secs}s, $limits workers at 256 MiB]" "$work/spill.out" "$work/spill.err"
