@@ -32,7 +32,7 @@ struct ServerOptions {
   // thread: it must be thread-safe. Empty: reads serve what there is.
   std::function<void()> want_fresh;
 };
-inline constexpr std::uint64_t kFreshMs = 1000;
+inline constexpr std::uint64_t kFreshMs = 250;  // the scheduler's cadence while read (kPublishMs)
 inline constexpr std::uint64_t kFreshWaitMs = 1000;
 
 class Server {

@@ -105,7 +105,12 @@ for _ in $(seq 100); do grep -q sleeping "$work/out" 2>/dev/null && break; sleep
 mode=$(stat -c %a "$sched" 2>/dev/null)
 # The scheduler file (0600) holds the dashboard's link; /metrics answers with its token only.
 link=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("dashboard_link",""))' "$sched" 2>/dev/null)
-mcode=$(curl -s -o "$work/metrics" -w '%{http_code}' "${link/\/status/\/metrics}")
+# (at most 250 ms old: a worker that registered just before may be missing from the first read)
+for _ in $(seq 20); do
+  mcode=$(curl -s -o "$work/metrics" -w '%{http_code}' "${link/\/status/\/metrics}")
+  grep -qx "dtask_workers 2" "$work/metrics" && break
+  sleep 0.2
+done
 ncode=$(curl -s -o /dev/null -w '%{http_code}' "${link%%\?*}")
 kill -TERM $pid
 wait $pid
