@@ -47,7 +47,8 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
 export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:log_path=$logs/tsan:suppressions=$root/tests/sanitizers/tsan.supp"
 
 # Suite by suite: build what it needs (read from meson's target list: its test executables, the
-# plugins, dtask-worker, dtask-scheduler and dtask-cluster), then run it.
+# programs its shell-driven tests run from tests/progress and tests/dashboard, the plugins,
+# dtask-worker, dtask-scheduler and dtask-cluster), then run it.
 rc=0
 for suite in "${suites[@]}"; do
   mapfile -t targets < <(meson introspect "$build" --targets | python3 -c '
@@ -55,6 +56,8 @@ import json, sys, os
 root, suite = sys.argv[1], sys.argv[2]
 want = ("tests/" + suite + "/", "tests/libtest_tasks", "tests/libnot_a_plugin", "tests/libbad_version",
         "src/cli/dtask-worker", "src/cli/dtask-scheduler", "src/cli/dtask-cluster")
+if suite == "integration":
+    want += ("tests/progress/", "tests/dashboard/")
 for t in json.load(sys.stdin):
     for f in t["filename"]:
         rel = os.path.relpath(f, root)
