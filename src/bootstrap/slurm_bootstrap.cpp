@@ -38,6 +38,7 @@
 
 #include "bootstrap/business_card.hpp"
 #include "bootstrap/roles.hpp"
+#include "common/atomic_file.hpp"
 #include "common/scheduler_file.hpp"
 #include "transport/transport.hpp"
 
@@ -67,14 +68,8 @@ std::string ended_path(const std::string& card) { return card + ".ended"; }
 
 // The job is over with `code` (and, if it never started, why): the same 0600 + rename as the card.
 void write_end_notice(const std::string& card, int code, const std::string& why) {
-  const std::string path = ended_path(card), tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!f) return;
-    ::chmod(tmp.c_str(), 0600);
-    f << code << "\n" << why << "\n";
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
+  // Best effort: without it the other ranks still end, at their timeout.
+  write_file_atomically(ended_path(card), std::to_string(code) + "\n" + why + "\n", 0600);
 }
 
 struct EndNotice {

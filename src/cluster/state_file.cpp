@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.hpp"
+
 namespace dtask::slurm {
 
 void write_state_file(const std::string& path, const StateFile& s) {
@@ -18,14 +20,8 @@ void write_state_file(const std::string& path, const StateFile& s) {
                       {"scheduler_file", s.scheduler_file},         {"log_directory", s.log_directory},
                       {"squeue", s.squeue}, {"scancel", s.scancel}, {"jobs", s.jobs}};
   std::string text = j.dump(2) + "\n";
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("cannot write state file " + path);
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ok = ::close(fd) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("cannot write state file " + path);
+  if (auto why = write_file_atomically(path, text, 0600); !why.empty()) {
+    throw std::runtime_error("cannot write state file " + path + ": " + why);
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.hpp"
 #include "common/host.hpp"
 
 namespace dtask {
@@ -26,17 +27,8 @@ void write_scheduler_file(const std::string& path, const std::string& address, c
                       {"client_public", sec.client_public},
                       {"client_secret", sec.client_secret},
                       {"dashboard_link", dashboard_link}};
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!f) throw std::runtime_error("cannot write scheduler file " + path);
-    ::chmod(tmp.c_str(), 0600);
-    f << j.dump(2) << "\n";
-    if (!f) throw std::runtime_error("cannot write scheduler file " + path);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("cannot move scheduler file into place at " + path);
+  if (auto why = write_file_atomically(path, j.dump(2) + "\n", 0600); !why.empty()) {
+    throw std::runtime_error("cannot write scheduler file " + path + ": " + why);
   }
 }
 

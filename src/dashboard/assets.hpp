@@ -1,7 +1,9 @@
 // The dashboard's compiled-in files (src/dashboard/assets/, embedded by embed_assets.py at build time).
 #pragma once
 
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -28,6 +30,23 @@ inline const Asset* find_asset(std::string_view name) {
 inline std::string_view asset_text(std::string_view name) {
   const Asset* a = find_asset(name);
   return a ? a->data : std::string_view{};
+}
+
+// `tpl` with each mark replaced by its text, marks taken in the order they appear in `tpl` and
+// each filled once, left to right, so nothing inserted (a script, the data) is searched again.
+// A mark `tpl` does not have is skipped.
+inline std::string fill_marks(std::string_view tpl, std::initializer_list<std::pair<std::string_view, std::string_view>> marks) {
+  std::string out;
+  std::size_t from = 0;
+  for (const auto& [mark, text] : marks) {
+    std::size_t at = tpl.find(mark, from);
+    if (at == std::string_view::npos) continue;
+    out.append(tpl.substr(from, at - from));
+    out.append(text);
+    from = at + mark.size();
+  }
+  out.append(tpl.substr(from));
+  return out;
 }
 
 // `text` with &, <, > and " written as character references, for inlining a licence text.

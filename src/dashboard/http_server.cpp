@@ -4,10 +4,13 @@
 //  - the owner (the scheduler's loop) calls start(), publish() and the destructor;
 //  - the listen thread (listener_, started here) runs httplib's accept loop until stop();
 //  - httplib's bounded pool (kPoolThreads) runs the handlers, one request at a time each.
-// The handlers read only what is immutable after start() (token_, link_, the compiled-in assets)
-// and the current Publication. `mu_` guards only the shared_ptr `current_`: a handler copies the
-// pointer under the lock and renders outside it, so publish() never waits for a slow client and
-// a Publication is never changed once handed over. Nothing a handler does reaches scheduler state.
+// The handlers read only what is immutable after start() (token_, link_, want_fresh_, the
+// compiled-in assets) and the current Publication. `mu_` guards `current_` and `current_at_`: a
+// handler copies the pointer under the lock and renders outside it, so publish() never waits for
+// a slow client and a Publication is never changed once handed over. A handler that finds it
+// older than kFreshMs calls want_fresh_ (the scheduler wakes its loop) and waits on `published_`
+// (with mu_) at most kFreshWaitMs for the next. `last_read_ms_` is an atomic the loop reads to
+// know whether anyone watches. Nothing a handler does reaches scheduler state.
 // The destructor calls httplib's stop() (closes the listening socket, ends the accept loop) and
 // joins the listen thread; httplib then joins its pool, whose keep-alive loops notice the stop
 // within kKeepAliveSeconds, so the destructor returns within about a second.
@@ -33,6 +36,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include "common/host.hpp"
 #include "dashboard/assets.hpp"
 #include "dashboard/metrics.hpp"
 
@@ -113,12 +117,6 @@ std::string bind_failure(const std::string& host, int port) {
   return reason;
 }
 
-std::string this_host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
-  return buf;
-}
-
 bool equal_constant_time(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;
@@ -172,10 +170,6 @@ struct Server::Impl {
     return current_;
   }
 
-  std::shared_ptr<const Publication> current() {
-    std::lock_guard lock(mu_);
-    return current_;
-  }
 
   bool authorised(const httplib::Request& req) const {
     if (req.has_param("token") && equal_constant_time(req.get_param_value("token"), token_)) return true;
@@ -244,18 +238,14 @@ struct Server::Impl {
   // status.html with its CSS and JS inline: one request, no asset URL that would need the token.
   static const std::string& status_page() {
     static const std::string page = [] {
-      std::string html(asset_text("status.html"));
-      auto put = [&html](const std::string& mark, std::string_view text) {
-        size_t at = html.find(mark);
-        if (at != std::string::npos) html.replace(at, mark.size(), text);
-      };
-      put("/*@UPLOT_CSS@*/", asset_text("vendor/uplot/uPlot.min.css"));
-      put("/*@DASHBOARD_CSS@*/", asset_text("dashboard.css"));
-      put("@UPLOT_LICENSE@", html_escaped(asset_text("vendor/uplot/LICENSE")));
-      put("/*@UPLOT_JS@*/", asset_text("vendor/uplot/uPlot.iife.min.js"));
-      put("/*@CHARTS_JS@*/", asset_text("charts.js"));
-      put("/*@DASHBOARD_JS@*/", asset_text("dashboard.js"));
-      return html;
+      const std::string licence = html_escaped(asset_text("vendor/uplot/LICENSE"));
+      return fill_marks(asset_text("status.html"), {{"/*@PAGE_ERRORS_JS@*/", asset_text("page_errors.js")},
+                                                   {"/*@UPLOT_CSS@*/", asset_text("vendor/uplot/uPlot.min.css")},
+                                                   {"/*@DASHBOARD_CSS@*/", asset_text("dashboard.css")},
+                                                   {"@UPLOT_LICENSE@", licence},
+                                                   {"/*@UPLOT_JS@*/", asset_text("vendor/uplot/uPlot.iife.min.js")},
+                                                   {"/*@CHARTS_JS@*/", asset_text("charts.js")},
+                                                   {"/*@DASHBOARD_JS@*/", asset_text("dashboard.js")}});
     }();
     return page;
   }
@@ -304,7 +294,7 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
       log->warn("dashboard: port {} is taken; serving on port {} instead", addr.port, s.port_);
   }
   std::string link_host = shown;
-  if (addr.host == "0.0.0.0" || addr.host == "::" || addr.host.empty()) link_host = this_host_name();
+  if (addr.host == "0.0.0.0" || addr.host == "::" || addr.host.empty()) link_host = hostname();
   s.link_ = "http://" + link_host + ":" + std::to_string(s.port_) + "/status?token=" + s.token_;
   s.listener_ = std::thread([&s] {
     s.http_.listen_after_bind();

@@ -1,12 +1,9 @@
 // The job report: one self-contained HTML page (data, JS and CSS inline) from a report JSON.
 #include "dashboard/report_html.hpp"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <stdexcept>
 
+#include "common/atomic_file.hpp"
 #include "dashboard/assets.hpp"
 
 namespace dtask::dashboard {
@@ -30,49 +27,21 @@ std::string script_safe_json(const nlohmann::json& j) {
 }  // namespace
 
 std::string render_report_html(const nlohmann::json& report) {
-  // report.html's marks, in the order they appear; each replaced once, left to right, so that
-  // nothing inserted (a script, the data) is searched for marks again.
-  const std::pair<const char*, std::string> parts[] = {
-      {"/*@UPLOT_CSS@*/", std::string(asset_text("vendor/uplot/uPlot.min.css"))},
-      {"/*@DASHBOARD_CSS@*/", std::string(asset_text("dashboard.css"))},
-      {"@DATA@", script_safe_json(report)},
-      {"@UPLOT_LICENSE@", html_escaped(asset_text("vendor/uplot/LICENSE"))},
-      {"/*@UPLOT_JS@*/", std::string(asset_text("vendor/uplot/uPlot.iife.min.js"))},
-      {"/*@CHARTS_JS@*/", std::string(asset_text("charts.js"))},
-      {"/*@REPORT_JS@*/", std::string(asset_text("report.js"))},
-  };
-  std::string_view tpl = asset_text("report.html");
-  std::string out;
-  size_t from = 0;
-  for (const auto& [mark, text] : parts) {
-    size_t at = tpl.find(mark, from);
-    if (at == std::string_view::npos) continue;
-    out.append(tpl.substr(from, at - from));
-    out += text;
-    from = at + std::strlen(mark);
-  }
-  out.append(tpl.substr(from));
-  return out;
+  // report.html's marks, in the order they appear.
+  const std::string data = script_safe_json(report), licence = html_escaped(asset_text("vendor/uplot/LICENSE"));
+  return fill_marks(asset_text("report.html"), {{"/*@PAGE_ERRORS_JS@*/", asset_text("page_errors.js")},
+                                               {"/*@UPLOT_CSS@*/", asset_text("vendor/uplot/uPlot.min.css")},
+                                               {"/*@DASHBOARD_CSS@*/", asset_text("dashboard.css")},
+                                               {"@DATA@", data},
+                                               {"@UPLOT_LICENSE@", licence},
+                                               {"/*@UPLOT_JS@*/", asset_text("vendor/uplot/uPlot.iife.min.js")},
+                                               {"/*@CHARTS_JS@*/", asset_text("charts.js")},
+                                               {"/*@REPORT_JS@*/", asset_text("report.js")}});
 }
 
 void write_report_html(const std::string& path, const nlohmann::json& report) {
-  std::string html = render_report_html(report);
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write the report " + path + ": " + std::strerror(errno));
-    out.write(html.data(), static_cast<std::streamsize>(html.size()));
-    out.flush();
-    if (!out) {
-      int err = errno;
-      std::remove(tmp.c_str());
-      throw std::runtime_error("cannot write the report " + path + ": " + std::strerror(err));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    throw std::runtime_error("cannot write the report " + path + ": " + std::strerror(err));
+  if (auto why = write_file_atomically(path, render_report_html(report), 0644); !why.empty()) {
+    throw std::runtime_error("cannot write the report " + path + ": " + why);
   }
 }
 

@@ -13,6 +13,16 @@ void push_bounded(std::deque<T>& d, T v, std::size_t max) {
   d.push_back(std::move(v));
   while (d.size() > max) d.pop_front();
 }
+
+// Tasks finished and failed, over every task name.
+std::pair<std::uint64_t, std::uint64_t> summed(const std::vector<Observatory::Progress>& progress) {
+  std::uint64_t done = 0, erred = 0;
+  for (const auto& p : progress) {
+    done += p.done;
+    erred += p.erred;
+  }
+  return {done, erred};
+}
 }  // namespace
 
 Observatory::WorkerSeen& Observatory::seen(const std::string& name) {
@@ -55,8 +65,6 @@ void Observatory::worker_gone(const std::string& name, const std::string& how, s
     gone_order_.pop_front();
   }
 }
-
-void Observatory::worker_seen(const std::string& name, std::uint64_t now) { seen(name).last_seen_ms = wall(now); }
 
 void Observatory::on_telemetry(const std::string& worker, const protocol::Telemetry& t,
                                const std::function<std::string(protocol::TaskId)>& key_of, std::uint64_t now) {
@@ -130,11 +138,7 @@ json Observatory::run_json(const Run& r) const {
 
 void Observatory::fill_snapshot(json& snap, const std::vector<Progress>& progress, std::uint64_t now) const {
   std::uint64_t now_ms = wall(now);
-  std::uint64_t done = 0, erred = 0;
-  for (const auto& p : progress) {
-    done += p.done;
-    erred += p.erred;
-  }
+  const auto [done, erred] = summed(progress);
   json stream = json::array();
   double from = static_cast<double>(now_ms) - static_cast<double>(kSnapshotStreamMs);
   // The window's runs, thinned evenly to at most kSnapshotRuns: a dense stream stays a picture of
@@ -189,15 +193,13 @@ json Observatory::report(std::uint64_t now, std::uint64_t since_ms, const json& 
   r["time_ms"] = now_ms;
   r["scheduler"] = scheduler;
   json by_name = json::array();
-  std::uint64_t done = 0, erred = 0;
+  const auto [done, erred] = summed(progress);
   for (const auto& p : progress) {  // the scheduler's names in submission order, the workers' times beside
     auto it = by_name_.find(p.name);
     NameTotals n = it == by_name_.end() ? NameTotals{} : it->second;
     by_name.push_back({{"name", p.name}, {"done", p.done}, {"erred", p.erred}, {"runs", n.runs},
                        {"task_seconds", static_cast<double>(n.total_us) / 1e6},
                        {"max_s", static_cast<double>(n.max_us) / 1e6}});
-    done += p.done;
-    erred += p.erred;
   }
   r["by_name"] = std::move(by_name);
   json ws = json::array();

@@ -81,7 +81,6 @@ class Observatory {
   void worker_joined(const std::string& name, const std::string& host, int nthreads, std::uint64_t now_ms);
   // `how`: "left" (goodbye) or "died: <reason>"; added to its log as the scheduler's line.
   void worker_gone(const std::string& name, const std::string& how, std::uint64_t now_ms);
-  void worker_seen(const std::string& name, std::uint64_t now_ms);
 
   // ---- what happened ----
   // A worker's Telemetry; `key_of` names a task id (empty when the scheduler forgot it already).

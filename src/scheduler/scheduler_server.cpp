@@ -32,10 +32,9 @@ constexpr std::size_t kMaxBatch = 20000;
 // How often the loop renders a dashboard snapshot (and samples throughput for the report): the
 // page polls faster than twice a second, and this is the only work a browser costs the loop.
 constexpr std::uint64_t kPublishMs = 250;
-// ...but only while someone reads them (a page polls, a scraper scrapes); unread, a snapshot
-// every kUnwatchedPublishMs keeps the first read after a pause at most that old.
+// ...but only while someone reads them (a page polls, a scraper scrapes). The first read after a
+// quiet spell asks for one (dashboard::Server's want_fresh wakes the loop) and waits for it.
 constexpr std::uint64_t kWatchedMs = 3000;
-constexpr std::uint64_t kUnwatchedPublishMs = 2000;
 
 double cpu_seconds_of_process() {
   rusage ru{};
@@ -133,14 +132,13 @@ struct SchedulerServer::Impl {
             {"cpu_percent", cpu_percent}, {"rss_bytes", resident_bytes()}, {"dashboard", dash != nullptr}};
   }
 
-  // Every kPublishMs: a throughput sample (for the report) and, with a dashboard, a snapshot.
+  // Every kPublishMs (or when a reader asks): a throughput sample for the report and, while the
+  // dashboard is read, a snapshot.
   void publish(std::uint64_t now) {
     last_publish = now;
-    // Read lately (a page polls, or a reader waits for a fresh one: want_fresh): render now.
     state.observatory().sample_throughput(now, state.finished_total());
     auto info = process_info(now);
-    const bool watched = dash && now < dash->last_read_ms() + kWatchedMs;
-    if (dash && (watched || now >= last_snapshot + kUnwatchedPublishMs)) {
+    if (dash && now < dash->last_read_ms() + kWatchedMs) {
       last_snapshot = now;
       auto p = std::make_shared<dashboard::Publication>();
       p->snapshot = state.snapshot(now, info);
@@ -316,8 +314,9 @@ struct SchedulerServer::Impl {
         }
         if (!anyone_talking || now >= shutdown_deadline) break;
       }
-      // A reader asking for a fresh snapshot (dashboard::Server's want_fresh) woke us: render now.
-      const bool reader_waits = dash && dash->last_read_ms() > last_snapshot && last_snapshot + kPublishMs <= now;
+      // A reader asking for a fresh snapshot (want_fresh) woke us: one read since the last
+      // snapshot, which is older than a reader accepts.
+      const bool reader_waits = dash && dash->last_read_ms() > last_snapshot && last_snapshot + dashboard::kFreshMs <= now;
       if (now >= last_publish + kPublishMs || reader_waits) publish(now);
       std::uint64_t wait = now >= last_tick + hb ? 0 : last_tick + hb - now;
       wait = std::min(wait, last_publish + kPublishMs > now ? last_publish + kPublishMs - now : 0);

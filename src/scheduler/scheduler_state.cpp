@@ -805,6 +805,12 @@ void SchedulerState::on_telemetry(WorkerId w, const protocol::Telemetry& m) {
       now_ms_);
 }
 
+std::uint64_t SchedulerState::finished_total() const {
+  std::uint64_t done = 0;
+  for (const auto& fc : func_counts_) done += fc.done;
+  return done;
+}
+
 std::vector<Observatory::Progress> SchedulerState::progress() const {
   std::vector<Observatory::Progress> rows;
   rows.reserve(func_counts_.size());

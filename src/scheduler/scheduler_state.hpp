@@ -227,7 +227,8 @@ class SchedulerState {
   const Observatory& observatory() const { return observatory_; }
   // Per task name, in order of first submission: finished and failed, cumulative.
   std::vector<Observatory::Progress> progress() const;
-  std::uint64_t finished_total() const { return finished_total_; }
+  // Tasks finished so far (the progress rows' done, summed).
+  std::uint64_t finished_total() const;
   // The dashboard's snapshot (docs/dashboard.md); `scheduler` is the scheduler object (address,
   // host, job id, its process's CPU and memory), which only the server can measure.
   nlohmann::json snapshot(std::uint64_t now, const nlohmann::json& scheduler) const;
@@ -354,7 +355,6 @@ class SchedulerState {
     std::uint64_t submitted = 0;  // distinct keys ever submitted
   };
   std::vector<FuncCounts> func_counts_;
-  std::uint64_t finished_total_ = 0;
   TaskTable tasks_;
   std::size_t counts_[kNumTaskStates] = {};
   std::uint64_t next_seq_ = 0;

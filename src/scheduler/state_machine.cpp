@@ -161,7 +161,6 @@ TransitionResult SchedulerState::transition(std::uint32_t slot, const TaskEvent&
   if (rule->to != TaskState::forgotten) ++fc.now[static_cast<std::size_t>(rule->to)];
   if (rule->to == TaskState::memory) {
     ++fc.done;
-    ++finished_total_;
   } else if (rule->to == TaskState::erred && !ev.cancelled) {
     ++fc.erred;
   }
